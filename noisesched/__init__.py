@@ -1,0 +1,28 @@
+"""noisesched: noise schedules of diffusion and flow generative models in high dimension.
+
+Conventions (see README): t = 0 is noise, t = 1 is data; x_t = α(t) z + β(t) x1 with β = τ(t).
+"""
+
+from . import metrics, schedules
+from .interpolants import Coefficients, Interpolant
+from .models import AbstractModel, CurieWeiss, GaussianMixture, mean_field_magnetization
+from .sampling import ADAPTIVE_SOLVERS, SOLVERS, Solution, sample, sample_prior, solve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ADAPTIVE_SOLVERS",
+    "AbstractModel",
+    "Coefficients",
+    "CurieWeiss",
+    "GaussianMixture",
+    "Interpolant",
+    "SOLVERS",
+    "Solution",
+    "mean_field_magnetization",
+    "metrics",
+    "sample",
+    "sample_prior",
+    "schedules",
+    "solve",
+]

@@ -1,0 +1,82 @@
+"""Argument checks shared by every public constructor and entry point.
+
+Each check raises ``ValueError`` naming the parameter, its allowed range and the value received,
+before any array work. Values that are JAX tracers (a schedule built inside ``jit`` or ``grad``)
+cannot be inspected and pass through unchecked.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable
+
+import jax
+import numpy as np
+
+
+def _is_traced(value) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def _as_float(name: str, value) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number; got {value!r}") from None
+    if arr.ndim != 0:
+        raise ValueError(f"{name} must be a scalar; got an array of shape {arr.shape}")
+    out = float(arr)
+    if math.isnan(out):
+        raise ValueError(f"{name} must be a real number; got nan")
+    return out
+
+
+def check_real(name: str, value, lo: float = -math.inf, hi: float = math.inf, *,
+               lo_open: bool = True, hi_open: bool = True) -> None:
+    """Check ``value`` is a real scalar in the interval (lo, hi), ends open or closed."""
+    if _is_traced(value):
+        return
+    x = _as_float(name, value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    below = x <= lo if lo_open else x < lo
+    above = x >= hi if hi_open else x > hi
+    if below or above:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        raise ValueError(f"{name} must be in {left}{_fmt(lo)}, {_fmt(hi)}{right}; got {value!r}")
+
+
+def check_positive(name: str, value) -> None:
+    check_real(name, value, 0.0, math.inf)
+
+
+def check_int(name: str, value, lo: int = 1, hi: int | None = None) -> None:
+    """Check ``value`` is an integer with lo <= value (<= hi)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be an integer {rng}; got {value!r}")
+
+
+def check_choice(name: str, value, choices: Iterable[str]) -> None:
+    """Check ``value`` is one of ``choices``; suggest the nearest on a miss."""
+    choices = list(choices)
+    if value in choices:
+        return
+    hint = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, choices, n=1)
+        if close:
+            hint = f" (did you mean {close[0]!r}?)"
+    raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}{hint}")
+
+
+def _fmt(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:g}"

@@ -1,0 +1,106 @@
+"""Stochastic interpolants x_t = α(t) z + β(t) x1 built on a schedule τ(t).
+
+β = τ always. The shape fixes α: ``linear`` α = α0 (1 − τ), ``trig`` α = α0 √(1 − τ²). The kind
+fixes the base scale α0: ``vp`` (variance preserving) α0 = 1, ``ve`` (variance exploding) α0 = √d.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from ._validation import check_choice, check_int
+from .schedules import AbstractSchedule
+
+__all__ = ["Interpolant", "Coefficients", "KINDS", "SHAPES"]
+
+KINDS = ("vp", "ve")
+SHAPES = ("linear", "trig")
+
+Scalar = Float[Array, ""]
+
+
+class Coefficients(NamedTuple):
+    """Interpolant coefficients at one time t (all scalars).
+
+    ``alpha_sq`` and ``alpha_dalpha`` = α α̇ = ½ d(α²)/dt are kept beside α and α̇ because they stay
+    finite where α̇ does not (the trig shape has α̇ = −∞ at t = 1); drifts are written with them.
+    """
+
+    alpha: Scalar
+    beta: Scalar
+    dbeta: Scalar
+    alpha_sq: Scalar
+    alpha_dalpha: Scalar
+
+    @property
+    def dalpha(self) -> Scalar:
+        """α̇ = (α α̇)/α; infinite at t = 1 for the trig shape."""
+        return self.alpha_dalpha / self.alpha
+
+
+class Interpolant(eqx.Module):
+    """x_t = α(t) z + β(t) x1 with z ~ N(0, I_d); t = 0 is noise, t = 1 is data.
+
+    Args:
+        kind: ``"vp"`` (α0 = 1) or ``"ve"`` (α0 = √d).
+        shape: ``"linear"`` (α = α0(1 − τ)) or ``"trig"`` (α = α0 √(1 − τ²)).
+        d: the data dimension (sets α0 for VE).
+    """
+
+    kind: str = eqx.field(static=True)
+    shape: str = eqx.field(static=True)
+    d: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        check_choice("kind", self.kind, KINDS)
+        check_choice("shape", self.shape, SHAPES)
+        check_int("d", self.d, lo=1)
+
+    @property
+    def alpha0(self) -> float:
+        """α(0): 1 for VP, √d for VE."""
+        return 1.0 if self.kind == "vp" else math.sqrt(self.d)
+
+    def alpha_sq_of_tau(self, tau: ArrayLike) -> Array:
+        """α² as a function of τ: a polynomial, smooth on all of [0, 1]."""
+        tau = jnp.asarray(tau)
+        if self.shape == "linear":
+            return self.alpha0**2 * (1.0 - tau) ** 2
+        return self.alpha0**2 * (1.0 - tau**2)
+
+    def alpha_of_tau(self, tau: ArrayLike) -> Array:
+        tau = jnp.asarray(tau)
+        if self.shape == "linear":
+            return self.alpha0 * (1.0 - tau)
+        return self.alpha0 * jnp.sqrt(jnp.maximum(1.0 - tau**2, 0.0))
+
+    def tau_of_noise_ratio(self, sigma: ArrayLike) -> Array:
+        """The τ at which α/β = σ (σ ≥ 0, decreasing in σ)."""
+        sigma = jnp.asarray(sigma)
+        if self.shape == "linear":
+            return self.alpha0 / (self.alpha0 + sigma)
+        return self.alpha0 / jnp.sqrt(self.alpha0**2 + sigma**2)
+
+    def coefficients(self, schedule: AbstractSchedule, t: ArrayLike) -> Coefficients:
+        """α, β, β̇, α², α α̇ (and α̇ as a property) at scalar time ``t``, with derivatives from ``jax.jvp``."""
+        t = jnp.asarray(t)
+
+        def curves(s):
+            tau = schedule(s)
+            return tau, self.alpha_sq_of_tau(tau)
+
+        (tau, a2), (dtau, da2) = jax.jvp(curves, (t,), (jnp.ones_like(t),))
+        return Coefficients(
+            alpha=self.alpha_of_tau(tau), beta=tau, dbeta=dtau, alpha_sq=a2, alpha_dalpha=0.5 * da2
+        )
+
+    def noise_ratio(self, schedule: AbstractSchedule, t: ArrayLike) -> Array:
+        """σ(t) = α/β, the noise level of score-based samplers (∞ at t = 0)."""
+        tau = schedule(jnp.asarray(t))
+        return self.alpha_of_tau(tau) / tau

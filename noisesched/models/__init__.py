@@ -1,0 +1,7 @@
+"""Data models with exact samplers, denoisers, drifts and scores."""
+
+from .base import AbstractModel
+from .curie_weiss import CurieWeiss, mean_field_magnetization
+from .gaussian_mixture import GaussianMixture
+
+__all__ = ["AbstractModel", "CurieWeiss", "GaussianMixture", "mean_field_magnetization"]

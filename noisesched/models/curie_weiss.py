@@ -1,0 +1,90 @@
+"""Curie–Weiss spins in the paper's two-phase form (spec §3)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from .._validation import check_int, check_positive, check_real
+from ..interpolants import Coefficients
+from .base import AbstractModel, Batch
+
+
+def mean_field_magnetization(beta: ArrayLike, iterations: int = 60) -> Float[Array, ""]:
+    """The largest root m ≥ 0 of m = tanh(β m): 0 for β ≤ 1.
+
+    Newton's method from m = 1, which decreases monotonically to the positive root because
+    m − tanh(β m) is convex on m > 0.
+    """
+    beta = jnp.asarray(beta, dtype=jnp.result_type(float))
+
+    def newton(_, m):
+        th = jnp.tanh(beta * m)
+        f = m - th
+        df = 1.0 - beta * (1.0 - th**2)
+        return jnp.where(df > 0, m - f / df, m)
+
+    m = jax.lax.fori_loop(0, iterations, newton, jnp.ones_like(beta))
+    return jnp.where(beta > 1.0, m, 0.0)
+
+
+class CurieWeiss(AbstractModel):
+    """Two-phase Curie–Weiss law on {−1, +1}^d.
+
+    ρ1(s) = W+ Π_i (1 + m s_i)/2 + W− Π_i (1 − m s_i)/2 with m = tanh(β_cw m) and phase weights
+    W± = e^{±hm}/(2 cosh hm): the large-d law of P(s) ∝ exp(β_cw M²/(2d) + (h/d) M), M = Σ_i s_i.
+
+    Args:
+        d: number of spins.
+        beta: inverse temperature β_cw > 0 (two phases for β_cw > 1).
+        h: the paper's field (per-spin field h/d).
+    """
+
+    singular_at_data: ClassVar[bool] = True
+
+    d: int = eqx.field(static=True)
+    beta: float
+    h: float
+    m: Float[Array, ""]
+
+    def __init__(self, d: int, beta: float, h: float = 0.0):
+        check_int("d", d, lo=1)
+        check_positive("beta", beta)
+        check_real("h", h)
+        self.d = int(d)
+        self.beta = beta
+        self.h = h
+        self.m = mean_field_magnetization(beta)
+
+    @property
+    def positive_phase_weight(self) -> Float[Array, ""]:
+        """W+ = e^{hm}/(2 cosh hm)."""
+        return jax.nn.sigmoid(2.0 * self.h * self.m)
+
+    def sample_one(self, key: PRNGKeyArray) -> Float[Array, " d"]:
+        k_phase, k_spins = jax.random.split(key)
+        sign = jnp.where(jax.random.bernoulli(k_phase, self.positive_phase_weight), 1.0, -1.0)
+        up = jax.random.bernoulli(k_spins, 0.5 * (1.0 + sign * self.m), (self.d,))
+        return jnp.where(up, 1.0, -1.0)
+
+    def phase_logit(self, c: Coefficients, x: Batch) -> Float[Array, "*batch"]:
+        """L = log(P(+ | x_t = x)/P(− | x_t = x)) = 2hm + 2 Σ_i atanh(m tanh(γ x_i)), γ = β/α²."""
+        m = self.m.astype(x.dtype)
+        gamma = c.beta / c.alpha_sq
+        return 2.0 * self.h * m + 2.0 * jnp.sum(jnp.arctanh(m * jnp.tanh(gamma * x)), axis=-1)
+
+    def denoise(self, c: Coefficients, x: Batch) -> Batch:
+        m = self.m.astype(x.dtype)
+        gamma = c.beta / c.alpha_sq
+        field = jnp.arctanh(m)
+        w_plus = jax.nn.sigmoid(self.phase_logit(c, x))[..., None]
+        return w_plus * jnp.tanh(field + gamma * x) + (1.0 - w_plus) * jnp.tanh(-field + gamma * x)
+
+    def overlap(self, x: Batch) -> Float[Array, "*batch 1"]:
+        """Magnetisation per spin, mean_i x_i, as a trailing axis of size 1."""
+        return jnp.mean(x, axis=-1, keepdims=True)
+

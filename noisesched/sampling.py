@@ -1,0 +1,275 @@
+"""Probability-flow ODE dX/dt = b(t, X) from noise (t = 0) to data (t = 1).
+
+Two interchangeable paths over the same uniform grid t_i = i/N:
+
+* ``method="diffrax"``: any diffrax Runge–Kutta solver on that grid (``diffrax.StepTo``), or an
+  adaptive solve with a PID controller (``adaptive=True``);
+* ``method="scan"``: a fused ``lax.scan`` loop for Euler and Heun with no solver machinery.
+
+Both return the same numbers up to floating-point rounding. The grid in t is always uniform: the
+schedule carries all non-uniformity.
+
+Terminal step. At t = 1, α = 0 and the drift of a model with discrete data (Curie–Weiss) is
+unbounded off the data's support. For such models (``model.singular_at_data``), or with
+``final_step="euler"``, the last interval [t_{N−1}, 1] is one Euler step, which evaluates the drift
+at t_{N−1} only (as EDM's Heun sampler does at σ = 0); with a linear interpolant this step lands
+exactly on the denoiser's output. Adaptive solves then stop at ``1 − terminal_dt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from ._validation import check_choice, check_int, check_positive, check_real
+from .interpolants import Interpolant
+from .models.base import AbstractModel, sample_rows
+from .schedules import AbstractSchedule
+
+__all__ = ["Solution", "sample", "solve", "sample_prior", "SOLVERS", "ADAPTIVE_SOLVERS"]
+
+SOLVERS: dict[str, type[diffrax.AbstractRungeKutta]] = {
+    "euler": diffrax.Euler,
+    "heun": diffrax.Heun,
+    "midpoint": diffrax.Midpoint,
+    "ralston": diffrax.Ralston,
+    "bosh3": diffrax.Bosh3,
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+}
+#: Solvers with an embedded error estimate, usable with ``adaptive=True``.
+ADAPTIVE_SOLVERS = ("bosh3", "tsit5", "dopri5")
+#: Solvers of the fused ``method="scan"`` path.
+SCAN_SOLVERS = ("euler", "heun")
+METHODS = ("diffrax", "scan")
+FINAL_STEPS = ("auto", "euler", "solver")
+
+Observe = Callable[[Float[Array, "n d"]], PyTree]
+
+
+class Solution(eqx.Module):
+    """Result of :func:`solve`.
+
+    Attributes:
+        x: final states X_1, shape (n, d).
+        ts: times at which ``observables`` were saved, shape (S,), or None.
+        observables: ``observe(X_t)`` stacked along a leading axis of size S, or None.
+        num_steps: number of solver steps taken (the last Euler step included).
+    """
+
+    x: Float[Array, "n d"]
+    ts: Float[Array, " S"] | None
+    observables: PyTree | None
+    num_steps: Array
+
+
+def sample_prior(
+    interp: Interpolant, key: PRNGKeyArray, n: int, dtype: Any = None
+) -> Float[Array, "n d"]:
+    """X_0 = α0 z, z ~ N(0, I_d), shape (n, d). Row i depends only on ``fold_in(key, i)``."""
+    check_int("n", n, lo=1)
+    dtype = jnp.result_type(float) if dtype is None else dtype
+
+    def one(k):
+        return interp.alpha0 * jax.random.normal(k, (interp.d,), dtype=dtype)
+
+    return sample_rows(one, key, 0, n)
+
+
+def _resolve_observe(model: AbstractModel, observe) -> Observe | None:
+    if observe is None or callable(observe):
+        return observe
+    check_choice("observe", observe, ("overlap",))
+    return model.overlap
+
+
+def _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, final_step,
+              terminal_dt):
+    check_int("steps", steps, lo=1)
+    check_choice("solver", solver, SOLVERS)
+    check_choice("method", method, METHODS)
+    check_choice("final_step", final_step, FINAL_STEPS)
+    if not isinstance(adaptive, bool):
+        raise ValueError(f"adaptive must be True or False; got {adaptive!r}")
+    if method == "scan" and solver not in SCAN_SOLVERS:
+        raise ValueError(
+            f"solver must be one of {SCAN_SOLVERS} with method='scan'; got {solver!r}"
+        )
+    if adaptive:
+        if method != "diffrax":
+            raise ValueError("adaptive=True needs method='diffrax'; got method='scan'")
+        check_choice("solver (adaptive)", solver, ADAPTIVE_SOLVERS)
+        check_positive("rtol", rtol)
+        check_positive("atol", atol)
+    check_real("terminal_dt", terminal_dt, 0.0, 1.0)
+    if interp.d != model.d:
+        raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
+    if x0.ndim != 2 or x0.shape[1] != model.d:
+        raise ValueError(f"x0 must have shape (n, d) = (n, {model.d}); got {tuple(x0.shape)}")
+
+
+def solve(
+    model: AbstractModel,
+    interp: Interpolant,
+    schedule: AbstractSchedule,
+    x0: Float[Array, "n d"],
+    *,
+    steps: int = 100,
+    solver: str = "euler",
+    method: str = "diffrax",
+    adaptive: bool = False,
+    rtol: float = 1e-4,
+    atol: float = 1e-4,
+    max_steps: int = 16_384,
+    observe: Observe | str | None = None,
+    final_step: str = "auto",
+    terminal_dt: float = 1e-3,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+) -> Solution:
+    """Integrate the probability-flow ODE from X_0 = ``x0`` at t = 0 to t = 1.
+
+    Args:
+        model, interp, schedule: the data law, the interpolant and the schedule τ(t).
+        x0: initial states, shape (n, d) (see :func:`sample_prior`).
+        steps: N, the number of intervals of the uniform grid t_i = i/N (fixed-step solves), or
+            of the grid on which ``observe`` is saved (adaptive solves).
+        solver: one of ``SOLVERS``; ``method="scan"`` accepts ``"euler"`` and ``"heun"``.
+        method: ``"diffrax"`` or ``"scan"`` (fused loop, same numbers).
+        adaptive: adaptive step sizes with a PID controller (``rtol``, ``atol``, ``max_steps``);
+            needs an embedded solver (``ADAPTIVE_SOLVERS``).
+        observe: ``None`` (keep only X_1), ``"overlap"`` (``model.overlap``) or a function of the
+            (n, d) state returning a pytree; saved on the grid without storing full states.
+        final_step: ``"auto"`` (Euler on the last interval iff ``model.singular_at_data``),
+            ``"euler"`` or ``"solver"``.
+        terminal_dt: adaptive solves with a final Euler step stop at ``1 − terminal_dt``.
+        adjoint: diffrax adjoint (default ``RecursiveCheckpointAdjoint()``).
+
+    Returns:
+        A :class:`Solution` with the final states of shape (n, d).
+    """
+    x0 = jnp.asarray(x0)
+    _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, final_step,
+              terminal_dt)
+    if not adaptive:
+        check_int("max_steps", max_steps, lo=1)
+    final_euler = final_step == "euler" or (final_step == "auto" and model.singular_at_data)
+    return _solve(
+        model, interp, schedule, x0, steps, solver, method, adaptive, rtol, atol, max_steps,
+        _resolve_observe(model, observe), final_euler, terminal_dt,
+        diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+    )
+
+
+def sample(
+    model: AbstractModel,
+    interp: Interpolant,
+    schedule: AbstractSchedule,
+    key: PRNGKeyArray,
+    n: int,
+    steps: int = 100,
+    solver: str = "euler",
+    **options,
+) -> Float[Array, "n d"]:
+    """Draw ``n`` samples X_1 of shape (n, d): prior noise from ``key``, then :func:`solve`.
+
+    ``options`` are passed to :func:`solve`. The same key and arguments give the same samples.
+    """
+    check_int("n", n, lo=1)
+    if interp.d != model.d:
+        raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
+    x0 = sample_prior(interp, key, n)
+    return solve(model, interp, schedule, x0, steps=steps, solver=solver, **options).x
+
+
+def _vector_field(t, y, args):
+    model, interp, schedule = args
+    return model.drift(interp, schedule, t, y)
+
+
+@eqx.filter_jit
+def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, atol, max_steps,
+           observe, final_euler, terminal_dt, adjoint) -> Solution:
+    dtype = x0.dtype
+    args = (model, interp, schedule)
+    grid = jnp.linspace(0.0, 1.0, steps + 1, dtype=dtype)
+    if adaptive:
+        t_end = 1.0 - terminal_dt if final_euler else 1.0
+        save_ts = jnp.linspace(0.0, t_end, steps + 1, dtype=dtype)
+    else:
+        save_ts = grid[:-1] if final_euler else grid
+
+    if method == "scan":
+        x, obs = _scan(args, x0, save_ts, solver, observe)
+        taken = jnp.asarray(save_ts.shape[0] - 1)
+    elif not adaptive and save_ts.shape[0] == 1:  # one step, and it is the final Euler step
+        x, obs = x0, (None if observe is None else jax.tree.map(lambda a: a[None], observe(x0)))
+        taken = jnp.asarray(0)
+    else:
+        x, obs, taken = _diffrax(args, x0, save_ts, solver, adaptive, rtol, atol, max_steps,
+                                 observe, adjoint)
+    ts = save_ts
+    if final_euler:
+        t_last = save_ts[-1]
+        x = x + (1.0 - t_last) * _vector_field(t_last, x, args)
+        taken = taken + 1
+        ts = jnp.concatenate([save_ts, jnp.ones((1,), dtype)])
+        if observe is not None:
+            obs = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), obs, observe(x))
+    if observe is None:
+        ts = None
+    return Solution(x=x, ts=ts, observables=obs, num_steps=taken)
+
+
+def _diffrax(args, x0, ts, solver, adaptive, rtol, atol, max_steps, observe, adjoint):
+    subs = [diffrax.SubSaveAt(t1=True)]
+    if observe is not None:
+        subs.append(diffrax.SubSaveAt(ts=ts, fn=lambda t, y, a: observe(y)))
+    if adaptive:
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+        dt0 = None
+    else:
+        controller = diffrax.StepTo(ts=ts)
+        dt0 = None
+        max_steps = ts.shape[0] - 1
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_vector_field),
+        SOLVERS[solver](),
+        t0=ts[0],
+        t1=ts[-1],
+        dt0=dt0,
+        y0=x0,
+        args=args,
+        saveat=diffrax.SaveAt(subs=subs),
+        stepsize_controller=controller,
+        max_steps=max_steps,
+        adjoint=adjoint,
+    )
+    final = sol.ys[0][-1]
+    obs = sol.ys[1] if observe is not None else None
+    return final, obs, sol.stats["num_steps"]
+
+
+def _scan(args, x0, ts, solver, observe):
+    """Fused Euler/Heun over the grid ``ts``; the same arithmetic as diffrax's tableaus."""
+
+    def step(x, i):
+        t0, t1 = ts[i], ts[i + 1]
+        dt = t1 - t0
+        k0 = _vector_field(t0, x, args) * dt
+        if solver == "euler":
+            x = x + k0
+        else:
+            k1 = _vector_field(t1, x + k0, args) * dt
+            x = x + (0.5 * k0 + 0.5 * k1)
+        return x, (None if observe is None else observe(x))
+
+    x, obs = jax.lax.scan(step, x0, jnp.arange(ts.shape[0] - 1))
+    if observe is not None:
+        obs = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a]), observe(x0), obs)
+    return x, obs

@@ -1,0 +1,298 @@
+"""Noise schedules τ: [0, 1] → [0, 1].
+
+A schedule is a frozen ``eqx.Module`` called on a scalar time ``t`` (t = 0 noise, t = 1 data) that
+returns τ(t), monotone, with τ(0) = 0 and τ(1) = 1. The interpolant turns τ into the coefficients
+β = τ and α = α0 (1 − τ) (linear) or α0 √(1 − τ²) (trig); see :class:`noisesched.Interpolant`.
+Derivatives are never written by hand: :func:`value_and_derivative` uses ``jax.jvp``.
+
+Built-in families (spec §4, with κ = k / √d):
+
+==================  =======================================  ======================================
+name                τ(t), t < ½                              τ(t), t ≥ ½
+==================  =======================================  ======================================
+constant            t                                        t
+vp_dilated          2κ t                                     κ + (1 − κ)(2t − 1)
+ve_dilated          2t (1 − κ)                               1 − κ + κ (2t − 1)
+ve_dilated_trig     2t √(1 − κ²)                             √(1 − 4κ²(1 − t)²)
+==================  =======================================  ======================================
+
+and two families of the diffusion literature, defined through the noise-to-signal ratio
+σ = α/β of a given interpolant: :func:`cosine` (Nichol & Dhariwal 2021) and :func:`karras`
+(EDM ρ-schedule, Karras et al. 2022).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import TYPE_CHECKING
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from ._validation import check_choice, check_int, check_positive, check_real
+
+if TYPE_CHECKING:
+    from .interpolants import Interpolant
+
+Scalar = Float[Array, ""]
+
+__all__ = [
+    "AbstractSchedule",
+    "Constant",
+    "VPDilated",
+    "VEDilated",
+    "VEDilatedTrig",
+    "Cosine",
+    "Karras",
+    "constant",
+    "vp_dilated",
+    "ve_dilated",
+    "ve_dilated_trig",
+    "cosine",
+    "karras",
+    "make",
+    "value_and_derivative",
+    "NAMES",
+]
+
+
+class AbstractSchedule(eqx.Module):
+    """A monotone map τ: [0, 1] → [0, 1] with τ(0) = 0 and τ(1) = 1.
+
+    Subclasses implement ``__call__(t) -> τ`` for a scalar ``t`` with pure ``jax.numpy`` code, so
+    that the schedule can be jitted, vmapped and differentiated (in ``t`` and in its parameters).
+    """
+
+    @abc.abstractmethod
+    def __call__(self, t: ArrayLike) -> Scalar:
+        """τ(t) for a scalar time ``t`` in [0, 1]."""
+
+
+def value_and_derivative(schedule: AbstractSchedule, t: ArrayLike) -> tuple[Scalar, Scalar]:
+    """(τ(t), dτ/dt) by forward-mode differentiation."""
+    t = jnp.asarray(t)
+    return jax.jvp(schedule, (t,), (jnp.ones_like(t),))
+
+
+def _sqrt_nonneg(x):
+    # Clamped so that reverse-mode through an untaken `where` branch stays finite.
+    return jnp.sqrt(jnp.maximum(x, 0.0))
+
+
+def _check_dilation(d, k) -> None:
+    check_int("d", d, lo=1)
+    check_real("k", k, 0.0, math.sqrt(d))
+
+
+class Constant(AbstractSchedule):
+    """Constant denoising: τ(t) = t."""
+
+    def __call__(self, t):
+        return jnp.asarray(t) * 1.0
+
+
+class VPDilated(AbstractSchedule):
+    """Time dilation for variance-preserving interpolants (α0 = 1).
+
+    The first half of the time interval covers τ ∈ [0, κ], κ = k/√d: the speciation window, where
+    the mode is chosen. The second half covers τ ∈ [κ, 1], the within-mode window.
+    """
+
+    d: int = eqx.field(static=True)
+    k: float
+
+    def __check_init__(self):
+        _check_dilation(self.d, self.k)
+
+    def __call__(self, t):
+        t = jnp.asarray(t)
+        kappa = self.k / math.sqrt(self.d)
+        return jnp.where(t < 0.5, 2.0 * kappa * t, kappa + (1.0 - kappa) * (2.0 * t - 1.0))
+
+
+class VEDilated(AbstractSchedule):
+    """Time dilation for variance-exploding interpolants (α0 = √d), linear shape.
+
+    In α terms the first half runs α from √d down to k (speciation), the second from k to 0
+    (within-mode window).
+    """
+
+    d: int = eqx.field(static=True)
+    k: float
+
+    def __check_init__(self):
+        _check_dilation(self.d, self.k)
+
+    def __call__(self, t):
+        t = jnp.asarray(t)
+        kappa = self.k / math.sqrt(self.d)
+        return jnp.where(t < 0.5, 2.0 * t * (1.0 - kappa), 1.0 - kappa + kappa * (2.0 * t - 1.0))
+
+
+class VEDilatedTrig(AbstractSchedule):
+    """VE dilation for the trig shape: α = 2k(1 − t) on the second half.
+
+    Its α has slope of order d just before t = ½; Euler is unstable on it (the within-mode
+    variance grows with d). Kept to show that instability, not as a default.
+    """
+
+    d: int = eqx.field(static=True)
+    k: float
+
+    def __check_init__(self):
+        _check_dilation(self.d, self.k)
+
+    def __call__(self, t):
+        t = jnp.asarray(t)
+        kappa = self.k / math.sqrt(self.d)
+        first = 2.0 * t * math.sqrt(1.0 - kappa**2)
+        second = _sqrt_nonneg(1.0 - 4.0 * kappa**2 * (1.0 - t) ** 2)
+        return jnp.where(t < 0.5, first, second)
+
+
+class Cosine(AbstractSchedule):
+    """Cosine schedule of Nichol & Dhariwal, mapped to τ through the interpolant's σ = α/β.
+
+    In diffusion time s = 1 − t the signal fraction is ᾱ(s) = cos²(θ(s)) / cos²(θ(0)) with
+    θ(s) = (s + offset)/(1 + offset) · π/2, and σ² = (1 − ᾱ)/ᾱ. With ``offset = 0`` (default)
+    τ is smooth at both ends; ``offset > 0`` (0.008 in the original) makes dτ/dt infinite at
+    t = 1 for the linear shape.
+    """
+
+    alpha0: float
+    shape: str = eqx.field(static=True)
+    offset: float = eqx.field(static=True, default=0.0)
+
+    def __check_init__(self):
+        check_positive("alpha0", self.alpha0)
+        check_choice("shape", self.shape, ("linear", "trig"))
+        check_real("offset", self.offset, 0.0, 1.0, lo_open=False)
+
+    def __call__(self, t):
+        t = jnp.asarray(t)
+        half_pi = 0.5 * math.pi
+        theta0 = self.offset / (1.0 + self.offset) * half_pi
+        theta = (1.0 - t + self.offset) / (1.0 + self.offset) * half_pi
+        signal = jnp.cos(theta) / math.cos(theta0)  # √ᾱ
+        if self.offset == 0.0:
+            noise = jnp.sin(theta)  # √(1 − ᾱ), smooth at t = 1
+        else:
+            noise = _sqrt_nonneg(jnp.sin(theta + theta0) * jnp.sin(theta - theta0)) / math.cos(
+                theta0
+            )
+        a0s = self.alpha0 * signal
+        if self.shape == "linear":
+            return a0s / (a0s + noise)
+        return a0s / jnp.sqrt(a0s**2 + noise**2)
+
+
+class Karras(AbstractSchedule):
+    """EDM ρ-schedule of noise levels, mapped to τ through the interpolant's σ = α/β.
+
+    σ(t) = (σ_max^(1/ρ) + t (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ; τ_K(t) solves α/β = σ(t), and the ends
+    are pinned by the affine map τ = (τ_K(t) − τ_K(0)) / (τ_K(1) − τ_K(0)). The first step thus
+    starts from pure noise (σ = ∞) and the last one reaches the data (σ = 0), as in EDM samplers
+    whose final level is 0.
+    """
+
+    alpha0: float
+    shape: str = eqx.field(static=True)
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+
+    def __check_init__(self):
+        check_positive("alpha0", self.alpha0)
+        check_choice("shape", self.shape, ("linear", "trig"))
+        check_positive("sigma_min", self.sigma_min)
+        check_positive("rho", self.rho)
+        check_real("sigma_max", self.sigma_max, float(self.sigma_min), math.inf)
+
+    def _tau_of_sigma(self, sigma):
+        if self.shape == "linear":
+            return self.alpha0 / (self.alpha0 + sigma)
+        return self.alpha0 / jnp.sqrt(self.alpha0**2 + sigma**2)
+
+    def __call__(self, t):
+        t = jnp.asarray(t)
+        lo = self.sigma_max ** (1.0 / self.rho)
+        hi = self.sigma_min ** (1.0 / self.rho)
+        sigma = (lo + t * (hi - lo)) ** self.rho
+        tau0 = self._tau_of_sigma(self.sigma_max)
+        tau1 = self._tau_of_sigma(self.sigma_min)
+        return (self._tau_of_sigma(sigma) - tau0) / (tau1 - tau0)
+
+
+def constant() -> Constant:
+    """Constant denoising τ(t) = t."""
+    return Constant()
+
+
+def vp_dilated(d: int, k: float = 3.0) -> VPDilated:
+    """VP time dilation with κ = k/√d (spec §4). Requires 0 < k < √d."""
+    return VPDilated(d=d, k=k)
+
+
+def ve_dilated(d: int, k: float = 3.0) -> VEDilated:
+    """VE time dilation (linear shape) with κ = k/√d (spec §4). Requires 0 < k < √d."""
+    return VEDilated(d=d, k=k)
+
+
+def ve_dilated_trig(d: int, k: float = 3.0) -> VEDilatedTrig:
+    """VE time dilation for the trig shape (unstable under Euler; spec §4)."""
+    return VEDilatedTrig(d=d, k=k)
+
+
+def cosine(interpolant: Interpolant, offset: float = 0.0) -> Cosine:
+    """Cosine schedule expressed for ``interpolant`` (its α0 and shape)."""
+    return Cosine(alpha0=interpolant.alpha0, shape=interpolant.shape, offset=offset)
+
+
+def karras(
+    interpolant: Interpolant,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+) -> Karras:
+    """EDM ρ-schedule of noise levels expressed for ``interpolant`` (its α0 and shape)."""
+    return Karras(
+        alpha0=interpolant.alpha0,
+        shape=interpolant.shape,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        rho=rho,
+    )
+
+
+NAMES = ("constant", "vp_dilated", "ve_dilated", "ve_dilated_trig", "cosine", "karras")
+
+
+def make(name: str, interpolant: Interpolant, *, k: float = 3.0, **options) -> AbstractSchedule:
+    """Build a built-in schedule by name for ``interpolant`` (which supplies d, α0 and shape).
+
+    ``k`` is used by the dilated families; ``options`` go to :func:`cosine` (``offset``) or
+    :func:`karras` (``sigma_min``, ``sigma_max``, ``rho``).
+    """
+    check_choice("schedule", name, NAMES)
+    check_int("d", interpolant.d, lo=1)
+    allowed = {"cosine": {"offset"}, "karras": {"sigma_min", "sigma_max", "rho"}}.get(name, set())
+    for key in options:
+        if key not in allowed:
+            raise ValueError(
+                f"schedule option {key!r} is not used by schedule {name!r}"
+                + (f"; allowed: {', '.join(sorted(allowed))}" if allowed else "")
+            )
+    if name == "constant":
+        return constant()
+    if name == "vp_dilated":
+        return vp_dilated(interpolant.d, k)
+    if name == "ve_dilated":
+        return ve_dilated(interpolant.d, k)
+    if name == "ve_dilated_trig":
+        return ve_dilated_trig(interpolant.d, k)
+    if name == "cosine":
+        return cosine(interpolant, **options)
+    return karras(interpolant, **options)
