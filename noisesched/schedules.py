@@ -173,16 +173,16 @@ class Cosine(AbstractSchedule):
 
     def __call__(self, t):
         t = jnp.asarray(t)
-        half_pi = 0.5 * math.pi
-        theta0 = self.offset / (1.0 + self.offset) * half_pi
-        theta = (1.0 - t + self.offset) / (1.0 + self.offset) * half_pi
-        signal = jnp.cos(theta) / math.cos(theta0)  # √ᾱ
+        scale = 0.5 * math.pi / (1.0 + self.offset)
+        cos_theta0 = math.cos(self.offset * scale)
+        # Angles written so that the ends are exact: signal = 0 at t = 0, noise = 0 at t = 1.
+        signal = jnp.sin(scale * t) / cos_theta0  # √ᾱ
         if self.offset == 0.0:
-            noise = jnp.sin(theta)  # √(1 − ᾱ), smooth at t = 1
-        else:
-            noise = _sqrt_nonneg(jnp.sin(theta + theta0) * jnp.sin(theta - theta0)) / math.cos(
-                theta0
-            )
+            noise = jnp.sin(scale * (1.0 - t))  # √(1 − ᾱ), smooth at t = 1
+        else:  # cos²θ0 − cos²θ = sin(θ + θ0) sin(θ − θ0)
+            noise = _sqrt_nonneg(
+                jnp.sin(scale * (1.0 - t + 2.0 * self.offset)) * jnp.sin(scale * (1.0 - t))
+            ) / cos_theta0
         a0s = self.alpha0 * signal
         if self.shape == "linear":
             return a0s / (a0s + noise)
@@ -192,7 +192,7 @@ class Cosine(AbstractSchedule):
 class Karras(AbstractSchedule):
     """EDM ρ-schedule of noise levels, mapped to τ through the interpolant's σ = α/β.
 
-    σ(t) = (σ_max^(1/ρ) + t (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ; τ_K(t) solves α/β = σ(t), and the ends
+    σ(t) = ((1 − t) σ_max^(1/ρ) + t σ_min^(1/ρ))^ρ; τ_K(t) solves α/β = σ(t), and the ends
     are pinned by the affine map τ = (τ_K(t) − τ_K(0)) / (τ_K(1) − τ_K(0)). The first step thus
     starts from pure noise (σ = ∞) and the last one reaches the data (σ = 0), as in EDM samplers
     whose final level is 0.
@@ -218,12 +218,13 @@ class Karras(AbstractSchedule):
 
     def __call__(self, t):
         t = jnp.asarray(t)
-        lo = self.sigma_max ** (1.0 / self.rho)
-        hi = self.sigma_min ** (1.0 / self.rho)
-        sigma = (lo + t * (hi - lo)) ** self.rho
-        tau0 = self._tau_of_sigma(self.sigma_max)
-        tau1 = self._tau_of_sigma(self.sigma_min)
-        return (self._tau_of_sigma(sigma) - tau0) / (tau1 - tau0)
+        lo = jnp.asarray(self.sigma_max, t.dtype) ** (1.0 / self.rho)
+        hi = jnp.asarray(self.sigma_min, t.dtype) ** (1.0 / self.rho)
+        # The same floating-point operations at t and at the ends, so τ(0) = 0 and τ(1) = 1 exactly.
+        tau = self._tau_of_sigma(((1.0 - t) * lo + t * hi) ** self.rho)
+        tau0 = self._tau_of_sigma(lo**self.rho)
+        tau1 = self._tau_of_sigma(hi**self.rho)
+        return (tau - tau0) / (tau1 - tau0)
 
 
 def constant() -> Constant:

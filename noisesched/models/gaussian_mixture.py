@@ -80,9 +80,13 @@ class GaussianMixture(AbstractModel):
         means = self.means.astype(x.dtype)
         var = c.alpha_sq + self.sigma**2 * c.beta**2  # D
         norms = jnp.sum(means * means, axis=-1)
-        logits = jnp.log(self.weights).astype(x.dtype) + (
-            c.beta * (x @ means.T) - 0.5 * c.beta**2 * norms
-        ) / var
+        # |μ_k|² is O(d): subtract its smallest value before it meets the O(√d) term μ_k·x, so
+        # float32 keeps the digits of μ_k·x (the shift cancels in the softmax).
+        logits = (
+            jnp.log(self.weights).astype(x.dtype)
+            + (c.beta / var) * (x @ means.T)
+            - (0.5 * c.beta**2 / var) * (norms - jnp.min(norms))
+        )
         w = jax.nn.softmax(logits, axis=-1)
         return w @ means, var
 

@@ -1,0 +1,1 @@
+"""Experiments built on the library: the demo, and their output helpers."""

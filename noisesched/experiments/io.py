@@ -1,0 +1,64 @@
+"""Result files written atomically: a temporary file in the same folder, then ``os.replace``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``; no partial file is ever visible."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    return atomic_write(path, write)
+
+
+def save_figure(path: str | os.PathLike, fig) -> Path:
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight",
+                                                      format=Path(path).suffix.lstrip(".")))
+
+
+def environment() -> dict:
+    """Versions, backend and devices, recorded beside every result."""
+    import diffrax
+    import equinox
+    import jax
+    import jaxlib
+    import optax
+
+    from .. import __version__
+
+    return {
+        "noisesched": __version__,
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "equinox": equinox.__version__,
+        "diffrax": diffrax.__version__,
+        "optax": optax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "x64": bool(jax.config.jax_enable_x64),
+        "platform": platform.platform(),
+    }

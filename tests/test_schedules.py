@@ -1,0 +1,105 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import noisesched as ns
+from noisesched import schedules
+
+T = jnp.linspace(0.0, 1.0, 1001)
+
+
+def all_schedules(d=400, k=3.0):
+    out = {}
+    for kind in ("vp", "ve"):
+        for shape in ("linear", "trig"):
+            interp = ns.Interpolant(kind=kind, shape=shape, d=d)
+            for name in schedules.NAMES:
+                out[f"{kind}-{shape}-{name}"] = schedules.make(name, interp, k=k)
+    return out
+
+
+@pytest.mark.parametrize("name,sched", all_schedules().items())
+def test_end_values_and_monotone(name, sched):
+    tau = jax.vmap(sched)(T)
+    assert abs(float(tau[0])) < 1e-6 and abs(float(tau[-1]) - 1.0) < 1e-6
+    assert bool(jnp.all(jnp.diff(tau) >= -1e-7)), name
+    assert bool(jnp.all(jnp.isfinite(tau)))
+
+
+@pytest.mark.parametrize("name,sched", all_schedules().items())
+def test_derivative_matches_finite_differences(name, sched, x64):
+    t = jnp.array([0.1, 0.3, 0.45, 0.55, 0.7, 0.9], dtype=jnp.float64)
+    _, dtau = jax.vmap(lambda s: schedules.value_and_derivative(sched, s))(t)
+    h = 1e-6
+    fd = (jax.vmap(sched)(t + h) - jax.vmap(sched)(t - h)) / (2 * h)
+    np.testing.assert_allclose(dtau, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_dilated_closed_forms():
+    d, k = 10_000, 3.0
+    kappa = k / math.sqrt(d)
+    vp, ve = schedules.vp_dilated(d, k), schedules.ve_dilated(d, k)
+    assert float(vp(0.25)) == pytest.approx(0.5 * kappa)
+    assert float(vp(0.5)) == pytest.approx(kappa)
+    assert float(vp(0.75)) == pytest.approx(kappa + 0.5 * (1 - kappa))
+    # VE-dilated runs α = √d (1 − τ) from √d to k on the first half, k to 0 on the second.
+    interp = ns.Interpolant(kind="ve", shape="linear", d=d)
+    assert float(interp.alpha_of_tau(ve(0.5))) == pytest.approx(k, rel=1e-4)
+    assert float(interp.alpha_of_tau(ve(0.75))) == pytest.approx(k / 2, rel=1e-3)
+    trig = schedules.ve_dilated_trig(d, k)
+    interp_t = ns.Interpolant(kind="ve", shape="trig", d=d)
+    for t in (0.5, 0.6, 0.8):  # α = 2k(1 − t) on the second half
+        assert float(interp_t.alpha_of_tau(trig(t))) == pytest.approx(2 * k * (1 - t), rel=1e-3)
+
+
+def test_cosine_vp_trig_is_sine(x64):
+    sched = schedules.cosine(ns.Interpolant(kind="vp", shape="trig", d=10))
+    t = jnp.linspace(0, 1, 11, dtype=jnp.float64)
+    np.testing.assert_allclose(jax.vmap(sched)(t), jnp.sin(0.5 * jnp.pi * t), atol=1e-12)
+
+
+def test_karras_noise_levels_follow_rho_law(x64):
+    interp = ns.Interpolant(kind="vp", shape="linear", d=10)
+    sched = schedules.karras(interp, sigma_min=0.01, sigma_max=50.0, rho=7.0)
+    t = jnp.linspace(0.0, 1.0, 21, dtype=jnp.float64)
+    # Undo the affine pinning to recover τ_K, then σ = α/β must follow the ρ-interpolation.
+    tau0, tau1 = 1 / (1 + 50.0), 1 / (1 + 0.01)
+    tau_k = tau0 + jax.vmap(sched)(t) * (tau1 - tau0)
+    sigma = (1 - tau_k) / tau_k
+    expected = (50.0 ** (1 / 7) + t * (0.01 ** (1 / 7) - 50.0 ** (1 / 7))) ** 7
+    np.testing.assert_allclose(sigma, expected, rtol=1e-10)
+
+
+def test_jit_vmap_grad_in_parameters():
+    def loss(k):
+        sched = ns.schedules.VPDilated(d=100, k=k)
+        return jnp.sum(jax.vmap(sched)(T) ** 2)
+
+    g = jax.jit(jax.grad(loss))(3.0)
+    h = 1e-3
+    fd = (loss(3.0 + h) - loss(3.0 - h)) / (2 * h)
+    assert float(g) == pytest.approx(float(fd), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (lambda: schedules.vp_dilated(100, 0.0), r"k must be in \(0, 10\)"),
+        (lambda: schedules.vp_dilated(100, 10.0), r"k must be in \(0, 10\)"),
+        (lambda: schedules.ve_dilated(0, 3.0), r"d must be an integer >= 1"),
+        (lambda: schedules.ve_dilated(100, float("nan")), "k must be a real number; got nan"),
+        (lambda: schedules.karras(ns.Interpolant("vp", "linear", 4), rho=-1.0), "rho"),
+        (lambda: schedules.karras(ns.Interpolant("vp", "linear", 4), sigma_max=0.001),
+         "sigma_max"),
+        (lambda: schedules.make("vp_dilatd", ns.Interpolant("vp", "linear", 4)),
+         "did you mean 'vp_dilated'"),
+        (lambda: schedules.make("constant", ns.Interpolant("vp", "linear", 4), rho=2.0),
+         "not used by schedule 'constant'"),
+    ],
+)
+def test_bad_parameters(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
