@@ -67,18 +67,24 @@ class Interpolant(eqx.Module):
         """α(0): 1 for VP, √d for VE."""
         return 1.0 if self.kind == "vp" else math.sqrt(self.d)
 
-    def alpha_sq_of_tau(self, tau: ArrayLike) -> Array:
-        """α² as a function of τ: a polynomial, smooth on all of [0, 1]."""
-        tau = jnp.asarray(tau)
+    def alpha_sq(self, tau: ArrayLike, complement: ArrayLike) -> Array:
+        """α² from τ and 1 − τ (given separately, see ``AbstractSchedule.complement``)."""
+        u = jnp.asarray(complement)
         if self.shape == "linear":
-            return self.alpha0**2 * (1.0 - tau) ** 2
-        return self.alpha0**2 * (1.0 - tau**2)
+            return self.alpha0**2 * u**2
+        return self.alpha0**2 * u * (1.0 + jnp.asarray(tau))  # 1 − τ² = (1 − τ)(1 + τ)
+
+    def alpha(self, tau: ArrayLike, complement: ArrayLike) -> Array:
+        """α from τ and 1 − τ."""
+        u = jnp.asarray(complement)
+        if self.shape == "linear":
+            return self.alpha0 * u
+        return self.alpha0 * jnp.sqrt(jnp.maximum(u * (1.0 + jnp.asarray(tau)), 0.0))
 
     def alpha_of_tau(self, tau: ArrayLike) -> Array:
+        """α as a function of τ alone (loses relative precision as τ → 1; see ``alpha``)."""
         tau = jnp.asarray(tau)
-        if self.shape == "linear":
-            return self.alpha0 * (1.0 - tau)
-        return self.alpha0 * jnp.sqrt(jnp.maximum(1.0 - tau**2, 0.0))
+        return self.alpha(tau, 1.0 - tau)
 
     def tau_of_noise_ratio(self, sigma: ArrayLike) -> Array:
         """The τ at which α/β = σ (σ ≥ 0, decreasing in σ)."""
@@ -88,19 +94,20 @@ class Interpolant(eqx.Module):
         return self.alpha0 / jnp.sqrt(self.alpha0**2 + sigma**2)
 
     def coefficients(self, schedule: AbstractSchedule, t: ArrayLike) -> Coefficients:
-        """α, β, β̇, α², α α̇ (and α̇ as a property) at scalar time ``t``, with derivatives from ``jax.jvp``."""
+        """α, β, β̇, α², α α̇ (and α̇ as a property) at scalar ``t``; derivatives by ``jax.jvp``."""
         t = jnp.asarray(t)
 
         def curves(s):
-            tau = schedule(s)
-            return tau, self.alpha_sq_of_tau(tau)
+            tau, comp = schedule(s), schedule.complement(s)
+            return tau, comp, self.alpha_sq(tau, comp)
 
-        (tau, a2), (dtau, da2) = jax.jvp(curves, (t,), (jnp.ones_like(t),))
+        (tau, comp, a2), (dtau, _, da2) = jax.jvp(curves, (t,), (jnp.ones_like(t),))
         return Coefficients(
-            alpha=self.alpha_of_tau(tau), beta=tau, dbeta=dtau, alpha_sq=a2, alpha_dalpha=0.5 * da2
+            alpha=self.alpha(tau, comp), beta=tau, dbeta=dtau, alpha_sq=a2, alpha_dalpha=0.5 * da2
         )
 
     def noise_ratio(self, schedule: AbstractSchedule, t: ArrayLike) -> Array:
         """σ(t) = α/β, the noise level of score-based samplers (∞ at t = 0)."""
-        tau = schedule(jnp.asarray(t))
-        return self.alpha_of_tau(tau) / tau
+        t = jnp.asarray(t)
+        tau = schedule(t)
+        return self.alpha(tau, schedule.complement(t)) / tau

@@ -158,5 +158,6 @@ def summary(model, x: Samples) -> dict[str, float]:
             "m": model.m,
         }
     else:
-        raise ValueError(f"model must be a GaussianMixture or CurieWeiss; got {type(model).__name__}")
+        name = type(model).__name__
+        raise ValueError(f"model must be a GaussianMixture or CurieWeiss; got {name}")
     return {key: float(value) for key, value in out.items()}

@@ -9,6 +9,11 @@ Two interchangeable paths over the same uniform grid t_i = i/N:
 Both return the same numbers up to floating-point rounding. The grid in t is always uniform: the
 schedule carries all non-uniformity.
 
+Kinks. The dilated schedules have a kink at t = ½. Where a kink falls on the grid (N even), every
+stage of a step evaluates the drift on the step's own side of it (one ulp inside), as diffrax does
+for ``jump_ts``; a higher-order method then keeps its order. Adaptive solves pass the kinks to
+``diffrax.ClipStepSizeController``.
+
 Terminal step. At t = 1, α = 0 and the drift of a model with discrete data (Curie–Weiss) is
 unbounded off the data's support. For such models (``model.singular_at_data``), or with
 ``final_step="euler"``, the last interval [t_{N−1}, 1] is one Euler step, which evaluates the drift
@@ -188,35 +193,54 @@ def sample(
 
 
 def _vector_field(t, y, args):
-    model, interp, schedule = args
-    return model.drift(interp, schedule, t, y)
+    model, interp, schedule, lo, hi = args
+    # Clamping to [lo, hi] evaluates one-sidedly at a kink of the schedule (lo, hi one ulp inside).
+    return model.drift(interp, schedule, jnp.clip(t, lo, hi), y)
+
+
+def split_points(schedule: AbstractSchedule, steps: int) -> tuple[int, ...]:
+    """Indices 0 < i < N of grid points t_i = i/N that fall on a kink of the schedule."""
+    out = set()
+    for tj in schedule.jump_times:
+        i = round(tj * steps)
+        if 0 < i < steps and abs(i / steps - tj) < 1e-12:
+            out.add(i)
+    return tuple(sorted(out))
+
+
+def _inside(t, towards, is_split: bool):
+    return jnp.nextafter(t, towards) if is_split else t
 
 
 @eqx.filter_jit
 def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, atol, max_steps,
            observe, final_euler, terminal_dt, adjoint) -> Solution:
     dtype = x0.dtype
-    args = (model, interp, schedule)
-    grid = jnp.linspace(0.0, 1.0, steps + 1, dtype=dtype)
+    fields = (model, interp, schedule)
     if adaptive:
         t_end = 1.0 - terminal_dt if final_euler else 1.0
         save_ts = jnp.linspace(0.0, t_end, steps + 1, dtype=dtype)
+        x, obs, taken = _adaptive(fields, x0, save_ts, t_end, solver, rtol, atol, max_steps,
+                                  observe, adjoint)
+        last_is_split = False
     else:
-        save_ts = grid[:-1] if final_euler else grid
-
-    if method == "scan":
-        x, obs = _scan(args, x0, save_ts, solver, observe)
-        taken = jnp.asarray(save_ts.shape[0] - 1)
-    elif not adaptive and save_ts.shape[0] == 1:  # one step, and it is the final Euler step
-        x, obs = x0, (None if observe is None else jax.tree.map(lambda a: a[None], observe(x0)))
-        taken = jnp.asarray(0)
-    else:
-        x, obs, taken = _diffrax(args, x0, save_ts, solver, adaptive, rtol, atol, max_steps,
-                                 observe, adjoint)
+        grid = jnp.linspace(0.0, 1.0, steps + 1, dtype=dtype)
+        last = steps - 1 if final_euler else steps
+        splits = split_points(schedule, steps)
+        save_ts = grid[: last + 1]
+        if last == 0:  # the only step is the final Euler step
+            x, obs = x0, (None if observe is None else jax.tree.map(lambda a: a[None], observe(x0)))
+        elif method == "scan":
+            x, obs = _scan(fields, x0, grid, last, splits, solver, observe)
+        else:
+            x, obs = _diffrax_fixed(fields, x0, grid, last, splits, solver, observe, adjoint)
+        taken = jnp.asarray(last)
+        last_is_split = last in splits
     ts = save_ts
     if final_euler:
         t_last = save_ts[-1]
-        x = x + (1.0 - t_last) * _vector_field(t_last, x, args)
+        t_eval = _inside(t_last, 1.0, last_is_split)
+        x = x + (1.0 - t_last) * _vector_field(t_eval, x, (*fields, t_eval, t_eval))
         taken = taken + 1
         ts = jnp.concatenate([save_ts, jnp.ones((1,), dtype)])
         if observe is not None:
@@ -226,40 +250,69 @@ def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, a
     return Solution(x=x, ts=ts, observables=obs, num_steps=taken)
 
 
-def _diffrax(args, x0, ts, solver, adaptive, rtol, atol, max_steps, observe, adjoint):
-    subs = [diffrax.SubSaveAt(t1=True)]
-    if observe is not None:
-        subs.append(diffrax.SubSaveAt(ts=ts, fn=lambda t, y, a: observe(y)))
-    if adaptive:
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        dt0 = None
-    else:
-        controller = diffrax.StepTo(ts=ts)
-        dt0 = None
-        max_steps = ts.shape[0] - 1
-    sol = diffrax.diffeqsolve(
+def _diffeqsolve(fields, x0, lo, hi, t0, t1, solver, controller, max_steps, subs, adjoint):
+    return diffrax.diffeqsolve(
         diffrax.ODETerm(_vector_field),
         SOLVERS[solver](),
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=dt0,
+        t0=t0,
+        t1=t1,
+        dt0=None,
         y0=x0,
-        args=args,
+        args=(*fields, lo, hi),
         saveat=diffrax.SaveAt(subs=subs),
         stepsize_controller=controller,
         max_steps=max_steps,
         adjoint=adjoint,
     )
-    final = sol.ys[0][-1]
+
+
+def _diffrax_fixed(fields, x0, grid, last, splits, solver, observe, adjoint):
+    """Fixed grid t_0 … t_last, one diffrax solve per piece between kinks of the schedule."""
+    bounds = (0, *(i for i in splits if i < last), last)
+    x, pieces = x0, []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        ts = grid[a : b + 1]
+        subs = [diffrax.SubSaveAt(t1=True)]
+        if observe is not None:  # each piece saves its points after its start; the first, all
+            subs.append(diffrax.SubSaveAt(ts=ts if a == 0 else ts[1:],
+                                          fn=lambda t, y, args: observe(y)))
+        sol = _diffeqsolve(
+            fields, x, _inside(ts[0], ts[1], a in splits), _inside(ts[-1], ts[-2], b in splits),
+            ts[0], ts[-1], solver, diffrax.StepTo(ts=ts), b - a, subs, adjoint,
+        )
+        x = sol.ys[0][-1]
+        if observe is not None:
+            pieces.append(sol.ys[1])
+    obs = None
+    if observe is not None:
+        obs = jax.tree.map(lambda *parts: jnp.concatenate(parts), *pieces)
+    return x, obs
+
+
+def _adaptive(fields, x0, save_ts, t_end, solver, rtol, atol, max_steps, observe, adjoint):
+    t0, t1 = save_ts[0], save_ts[-1]
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    jumps = [tj for tj in fields[2].jump_times if 0.0 < tj < t_end]
+    if jumps:  # diffrax steps to just before each kink and restarts just after it
+        controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
+    subs = [diffrax.SubSaveAt(t1=True)]
+    if observe is not None:
+        subs.append(diffrax.SubSaveAt(ts=save_ts, fn=lambda t, y, args: observe(y)))
+    sol = _diffeqsolve(fields, x0, t0, t1, t0, t1, solver, controller, max_steps, subs, adjoint)
     obs = sol.ys[1] if observe is not None else None
-    return final, obs, sol.stats["num_steps"]
+    return sol.ys[0][-1], obs, sol.stats["num_steps"]
 
 
-def _scan(args, x0, ts, solver, observe):
-    """Fused Euler/Heun over the grid ``ts``; the same arithmetic as diffrax's tableaus."""
+def _scan(fields, x0, grid, last, splits, solver, observe):
+    """Fused Euler/Heun over t_0 … t_last: the same arithmetic as diffrax's tableaus."""
+    ts = grid[: last + 1]
+    is_split = jnp.asarray([i in splits for i in range(last + 1)])
+    lo = jnp.where(is_split[:-1], jnp.nextafter(ts[:-1], ts[1:]), ts[:-1])
+    hi = jnp.where(is_split[1:], jnp.nextafter(ts[1:], ts[:-1]), ts[1:])
 
     def step(x, i):
         t0, t1 = ts[i], ts[i + 1]
+        args = (*fields, lo[i], hi[i])
         dt = t1 - t0
         k0 = _vector_field(t0, x, args) * dt
         if solver == "euler":
@@ -269,7 +322,7 @@ def _scan(args, x0, ts, solver, observe):
             x = x + (0.5 * k0 + 0.5 * k1)
         return x, (None if observe is None else observe(x))
 
-    x, obs = jax.lax.scan(step, x0, jnp.arange(ts.shape[0] - 1))
+    x, obs = jax.lax.scan(step, x0, jnp.arange(last))
     if observe is not None:
         obs = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a]), observe(x0), obs)
     return x, obs

@@ -70,6 +70,17 @@ class AbstractSchedule(eqx.Module):
     def __call__(self, t: ArrayLike) -> Scalar:
         """τ(t) for a scalar time ``t`` in [0, 1]."""
 
+    def complement(self, t: ArrayLike) -> Scalar:
+        """1 − τ(t). Near the data end α is proportional to it, so families override this with a
+        form free of the cancellation in 1 − τ (which loses all digits once τ ≈ 1 in float32)."""
+        return 1.0 - self(t)
+
+    @property
+    def jump_times(self) -> tuple[float, ...]:
+        """Times in (0, 1) where dτ/dt jumps. Solvers evaluate the drift one-sidedly there, so
+        that a step never mixes the two pieces (see :mod:`noisesched.sampling`)."""
+        return ()
+
 
 def value_and_derivative(schedule: AbstractSchedule, t: ArrayLike) -> tuple[Scalar, Scalar]:
     """(τ(t), dτ/dt) by forward-mode differentiation."""
@@ -93,6 +104,9 @@ class Constant(AbstractSchedule):
     def __call__(self, t):
         return jnp.asarray(t) * 1.0
 
+    def complement(self, t):
+        return 1.0 - jnp.asarray(t)
+
 
 class VPDilated(AbstractSchedule):
     """Time dilation for variance-preserving interpolants (α0 = 1).
@@ -107,10 +121,19 @@ class VPDilated(AbstractSchedule):
     def __check_init__(self):
         _check_dilation(self.d, self.k)
 
+    @property
+    def jump_times(self) -> tuple[float, ...]:
+        return (0.5,)
+
     def __call__(self, t):
         t = jnp.asarray(t)
         kappa = self.k / math.sqrt(self.d)
         return jnp.where(t < 0.5, 2.0 * kappa * t, kappa + (1.0 - kappa) * (2.0 * t - 1.0))
+
+    def complement(self, t):
+        t = jnp.asarray(t)
+        kappa = self.k / math.sqrt(self.d)
+        return jnp.where(t < 0.5, 1.0 - 2.0 * kappa * t, (1.0 - kappa) * (2.0 - 2.0 * t))
 
 
 class VEDilated(AbstractSchedule):
@@ -126,10 +149,19 @@ class VEDilated(AbstractSchedule):
     def __check_init__(self):
         _check_dilation(self.d, self.k)
 
+    @property
+    def jump_times(self) -> tuple[float, ...]:
+        return (0.5,)
+
     def __call__(self, t):
         t = jnp.asarray(t)
         kappa = self.k / math.sqrt(self.d)
         return jnp.where(t < 0.5, 2.0 * t * (1.0 - kappa), 1.0 - kappa + kappa * (2.0 * t - 1.0))
+
+    def complement(self, t):
+        t = jnp.asarray(t)
+        kappa = self.k / math.sqrt(self.d)
+        return jnp.where(t < 0.5, 1.0 - 2.0 * t * (1.0 - kappa), kappa * (2.0 - 2.0 * t))
 
 
 class VEDilatedTrig(AbstractSchedule):
@@ -145,12 +177,23 @@ class VEDilatedTrig(AbstractSchedule):
     def __check_init__(self):
         _check_dilation(self.d, self.k)
 
+    @property
+    def jump_times(self) -> tuple[float, ...]:
+        return (0.5,)
+
     def __call__(self, t):
         t = jnp.asarray(t)
         kappa = self.k / math.sqrt(self.d)
         first = 2.0 * t * math.sqrt(1.0 - kappa**2)
         second = _sqrt_nonneg(1.0 - 4.0 * kappa**2 * (1.0 - t) ** 2)
         return jnp.where(t < 0.5, first, second)
+
+    def complement(self, t):
+        t = jnp.asarray(t)
+        kappa = self.k / math.sqrt(self.d)
+        first = 1.0 - 2.0 * t * math.sqrt(1.0 - kappa**2)
+        gap = 4.0 * kappa**2 * (1.0 - t) ** 2  # 1 − √(1 − g) = g / (1 + √(1 − g))
+        return jnp.where(t < 0.5, first, gap / (1.0 + _sqrt_nonneg(1.0 - gap)))
 
 
 class Cosine(AbstractSchedule):
@@ -171,7 +214,7 @@ class Cosine(AbstractSchedule):
         check_choice("shape", self.shape, ("linear", "trig"))
         check_real("offset", self.offset, 0.0, 1.0, lo_open=False)
 
-    def __call__(self, t):
+    def _signal_and_noise(self, t):
         t = jnp.asarray(t)
         scale = 0.5 * math.pi / (1.0 + self.offset)
         cos_theta0 = math.cos(self.offset * scale)
@@ -183,10 +226,20 @@ class Cosine(AbstractSchedule):
             noise = _sqrt_nonneg(
                 jnp.sin(scale * (1.0 - t + 2.0 * self.offset)) * jnp.sin(scale * (1.0 - t))
             ) / cos_theta0
-        a0s = self.alpha0 * signal
+        return self.alpha0 * signal, noise
+
+    def __call__(self, t):
+        a0s, noise = self._signal_and_noise(t)
         if self.shape == "linear":
             return a0s / (a0s + noise)
         return a0s / jnp.sqrt(a0s**2 + noise**2)
+
+    def complement(self, t):
+        a0s, noise = self._signal_and_noise(t)
+        if self.shape == "linear":
+            return noise / (a0s + noise)
+        r = jnp.sqrt(a0s**2 + noise**2)
+        return noise**2 / (r * (r + a0s))
 
 
 class Karras(AbstractSchedule):
@@ -216,15 +269,28 @@ class Karras(AbstractSchedule):
             return self.alpha0 / (self.alpha0 + sigma)
         return self.alpha0 / jnp.sqrt(self.alpha0**2 + sigma**2)
 
-    def __call__(self, t):
+    def _tau_gap(self, sigma, sigma1):
+        """τ(σ1) − τ(σ) for σ ≥ σ1, without cancellation."""
+        a0 = self.alpha0
+        if self.shape == "linear":
+            return a0 * (sigma - sigma1) / ((a0 + sigma1) * (a0 + sigma))
+        r, r1 = jnp.sqrt(a0**2 + sigma**2), jnp.sqrt(a0**2 + sigma1**2)
+        return a0 * (sigma - sigma1) * (sigma + sigma1) / (r * r1 * (r + r1))
+
+    def _levels(self, t):
         t = jnp.asarray(t)
         lo = jnp.asarray(self.sigma_max, t.dtype) ** (1.0 / self.rho)
         hi = jnp.asarray(self.sigma_min, t.dtype) ** (1.0 / self.rho)
-        # The same floating-point operations at t and at the ends, so τ(0) = 0 and τ(1) = 1 exactly.
-        tau = self._tau_of_sigma(((1.0 - t) * lo + t * hi) ** self.rho)
-        tau0 = self._tau_of_sigma(lo**self.rho)
-        tau1 = self._tau_of_sigma(hi**self.rho)
-        return (tau - tau0) / (tau1 - tau0)
+        # The same floating-point operations at t and at the ends, so τ(0) = 0 and τ(1) = 1.
+        return ((1.0 - t) * lo + t * hi) ** self.rho, lo**self.rho, hi**self.rho
+
+    def __call__(self, t):
+        sigma, sigma0, sigma1 = self._levels(t)
+        return self._tau_gap(sigma0, sigma) / self._tau_gap(sigma0, sigma1)
+
+    def complement(self, t):
+        sigma, sigma0, sigma1 = self._levels(t)
+        return self._tau_gap(sigma, sigma1) / self._tau_gap(sigma0, sigma1)
 
 
 def constant() -> Constant:

@@ -68,7 +68,7 @@ def test_noise_ratio_inverts_tau_of_noise_ratio(x64):
         interp = ns.Interpolant(kind="ve", shape=shape, d=50)
         sched = schedules.constant()
         t = jnp.linspace(0.05, 0.95, 7, dtype=jnp.float64)
-        sigma = jax.vmap(lambda s: interp.noise_ratio(sched, s))(t)
+        sigma = jax.vmap(interp.noise_ratio, in_axes=(None, 0))(sched, t)
         np.testing.assert_allclose(interp.tau_of_noise_ratio(sigma), t, rtol=1e-12)
 
 

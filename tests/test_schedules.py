@@ -22,10 +22,10 @@ def all_schedules(d=400, k=3.0):
 
 
 @pytest.mark.parametrize("name,sched", all_schedules().items())
-def test_end_values_and_monotone(name, sched):
-    tau = jax.vmap(sched)(T)
-    assert abs(float(tau[0])) < 1e-6 and abs(float(tau[-1]) - 1.0) < 1e-6
-    assert bool(jnp.all(jnp.diff(tau) >= -1e-7)), name
+def test_end_values_and_monotone(name, sched, x64):
+    tau = jax.vmap(sched)(jnp.linspace(0.0, 1.0, 1001, dtype=jnp.float64))
+    assert abs(float(tau[0])) < 1e-12 and abs(float(tau[-1]) - 1.0) < 1e-12
+    assert bool(jnp.all(jnp.diff(tau) >= -1e-15)), name
     assert bool(jnp.all(jnp.isfinite(tau)))
 
 
@@ -103,3 +103,20 @@ def test_jit_vmap_grad_in_parameters():
 def test_bad_parameters(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+@pytest.mark.parametrize("name,sched", all_schedules().items())
+def test_complement_is_one_minus_tau(name, sched, x64):
+    t = jnp.linspace(0.0, 1.0, 101, dtype=jnp.float64)
+    np.testing.assert_allclose(jax.vmap(sched.complement)(t), 1.0 - jax.vmap(sched)(t),
+                               rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name,sched", all_schedules(d=10_000).items())
+def test_complement_keeps_relative_precision_near_the_data_in_float32(name, sched):
+    """α ∝ 1 − τ near t = 1: float32 must keep its relative digits where τ rounds to 1."""
+    t32 = jnp.array([0.99, 0.999, 0.9999], dtype=jnp.float32)
+    got = np.asarray(jax.vmap(sched.complement)(t32), dtype=np.float64)
+    with jax.enable_x64(True):
+        ref = np.asarray(jax.vmap(sched.complement)(jnp.asarray(np.asarray(t32), jnp.float64)))
+    np.testing.assert_allclose(got, ref, rtol=1e-4)

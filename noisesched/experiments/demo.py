@@ -91,7 +91,7 @@ def _figure(config: DemoConfig, setups, rows):
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     t = jnp.linspace(0.0, 1.0, 401)
     plotted = set()
-    for kind, name, _, sched in setups:
+    for _, name, _, sched in setups:
         if name not in plotted:  # τ(t) does not depend on the kind
             plotted.add(name)
             axes[0].plot(t, jax.vmap(sched)(t), label=name)
