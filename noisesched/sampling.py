@@ -75,16 +75,19 @@ class Solution(eqx.Module):
 
 
 def sample_prior(
-    interp: Interpolant, key: PRNGKeyArray, n: int, dtype: Any = None
+    interp: Interpolant, key: PRNGKeyArray, n: int, dtype: Any = None, *, start: int = 0
 ) -> Float[Array, "n d"]:
-    """X_0 = α0 z, z ~ N(0, I_d), shape (n, d). Row i depends only on ``fold_in(key, i)``."""
+    """X_0 = α0 z, z ~ N(0, I_d), shape (n, d): rows ``start, …, start + n − 1`` of the batch
+    drawn from ``key``. Row i depends only on ``fold_in(key, i)``, so a large batch can be drawn
+    in slices that together equal the batch drawn at once."""
     check_int("n", n, lo=1)
+    check_int("start", start, lo=0)
     dtype = jnp.result_type(float) if dtype is None else dtype
 
     def one(k):
         return interp.alpha0 * jax.random.normal(k, (interp.d,), dtype=dtype)
 
-    return sample_rows(one, key, 0, n)
+    return sample_rows(one, key, start, start + n)
 
 
 def _resolve_observe(model: AbstractModel, observe) -> Observe | None:

@@ -61,6 +61,8 @@ def test_rows_do_not_depend_on_batch_size():
     big = ns.sample_prior(interp, jax.random.PRNGKey(1), 50)
     small = ns.sample_prior(interp, jax.random.PRNGKey(1), 20)
     np.testing.assert_array_equal(big[:20], small)
+    np.testing.assert_array_equal(big[20:35], ns.sample_prior(interp, jax.random.PRNGKey(1), 15,
+                                                              start=20))
 
 
 @pytest.mark.parametrize("kind", ["vp", "ve"])

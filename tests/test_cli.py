@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from noisesched.cli import main
+
+SMALL = ["--d", "400", "--n", "256", "--steps", "20"]
+
+
+def test_demo_writes_results_and_figure(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["demo", *SMALL, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "vp_dilated" in printed and "mode weight" in printed
+    result = json.loads((out / "results.json").read_text())
+    assert result["config"]["d"] == 400
+    assert [(r["kind"], r["schedule"]) for r in result["results"]] == [
+        ("vp", "constant"), ("vp", "vp_dilated"), ("ve", "constant"), ("ve", "ve_dilated")]
+    assert result["environment"]["backend"] == "cpu"
+    assert (out / "demo.png").stat().st_size > 10_000
+    assert sorted(p.name for p in out.iterdir()) == ["demo.png", "results.json"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--p", "1.5"], "p must be in (0, 1); got 1.5"),
+        (["--sigma", "0"], "sigma must be in (0, inf); got 0.0"),
+        (["--d", "0"], "d must be an integer >= 2; got 0"),
+        (["--n", "0"], "n must be an integer >= 1; got 0"),
+        (["--steps", "0"], "steps must be an integer >= 1; got 0"),
+        (["--k", "50", "--d", "100"], "k must be in (0, 10); got 50.0"),
+        (["--p", "nan"], "p must be a real number; got nan"),
+        (["--n", "many"], "argument --n: invalid int value: 'many'"),
+        (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        code = main(["demo", *args, "--out", str(out)])
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"noisesched: error: {message}"
+    assert not out.exists()
+
+
+def test_console_script_entry_point(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "noisesched.cli", "demo", "--p", "2"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "noisesched: error: p must be in (0, 1); got 2.0"
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "noisesched-out").exists()
