@@ -26,6 +26,8 @@ __all__ = [
     "mean_square",
     "magnetization",
     "mean_abs_magnetization",
+    "magnetization_law",
+    "magnetization_ks",
     "summary",
 ]
 
@@ -138,6 +140,37 @@ def mean_abs_magnetization(model: CurieWeiss, x: Samples) -> Float[Array, ""]:
     return jnp.mean(jnp.abs(magnetization(x)))
 
 
+def magnetization_law(model: CurieWeiss) -> tuple[Float[Array, " d+1"], Float[Array, " d+1"]]:
+    """Exact law of the magnetisation mean_i s_i under the two-phase law.
+
+    Returns the levels (2u − d)/d for u = 0, …, d up spins and their probabilities
+    W+ Bin(u; d, (1 + m)/2) + W− Bin(u; d, (1 − m)/2), computed in log space.
+    """
+    d = model.d
+    u = jnp.arange(d + 1, dtype=jnp.result_type(float))
+    log_choose = (jax.scipy.special.gammaln(d + 1.0) - jax.scipy.special.gammaln(u + 1.0)
+                  - jax.scipy.special.gammaln(d - u + 1.0))
+    m, w = model.m, model.positive_phase_weight
+
+    def log_binom(q):
+        return log_choose + u * jnp.log(q) + (d - u) * jnp.log1p(-q)
+
+    logp = jnp.logaddexp(jnp.log(w) + log_binom(0.5 * (1 + m)),
+                         jnp.log1p(-w) + log_binom(0.5 * (1 - m)))
+    return (2.0 * u - d) / d, jnp.exp(logp)
+
+
+def magnetization_ks(model: CurieWeiss, x: Samples) -> Float[Array, ""]:
+    """Kolmogorov–Smirnov distance between the samples' mean_i sign(x_i) and its exact law."""
+    x = _check_samples(model, x)
+    levels, probs = magnetization_law(model)
+    mags = magnetization(x)
+    # empirical CDF at each level; half a level of slack absorbs rounding of (2u − d)/d
+    half = 1.0 / model.d
+    empirical = jnp.mean(mags[None, :] <= levels[:, None] + half, axis=1)
+    return jnp.max(jnp.abs(empirical - jnp.cumsum(probs)))
+
+
 def summary(model, x: Samples) -> dict[str, float]:
     """Every metric of the model's family with its exact target, as Python floats."""
     if isinstance(model, GaussianMixture):
@@ -156,6 +189,7 @@ def summary(model, x: Samples) -> dict[str, float]:
             "mean_sq_target": 1.0,
             "mean_abs_magnetization": mean_abs_magnetization(model, x),
             "m": model.m,
+            "magnetization_ks": magnetization_ks(model, x),
         }
     else:
         name = type(model).__name__

@@ -82,3 +82,26 @@ def test_bad_sample_shapes():
         metrics.within_mode_variance(model, jnp.zeros((0, 10)))
     with pytest.raises(ValueError, match="model must be a GaussianMixture or CurieWeiss"):
         metrics.summary(object(), np.zeros((2, 2)))
+
+
+def test_magnetization_law_matches_enumeration(x64):
+    from helpers import all_spin_configurations, two_phase_log_prob
+
+    d = 10
+    cw = ns.CurieWeiss(d=d, beta=1.5, h=0.4)
+    levels, probs = metrics.magnetization_law(cw)
+    s = all_spin_configurations(d)
+    p = jnp.exp(two_phase_log_prob(s, cw.m, cw.positive_phase_weight))
+    mags = jnp.mean(s, axis=-1)
+    expected = jnp.array([jnp.sum(jnp.where(jnp.abs(mags - lv) < 1e-9, p, 0.0)) for lv in levels])
+    np.testing.assert_allclose(probs, expected, rtol=1e-10, atol=1e-15)
+
+
+def test_magnetization_ks_separates_right_and_wrong_laws():
+    d, n = 1000, 4000
+    cw = ns.CurieWeiss(d=d, beta=2.0, h=H)
+    x = cw.sample(jax.random.PRNGKey(0), n)
+    # exact samples: the KS distance is of order 1/√n (the 99.9 % quantile is 1.95/√n)
+    assert float(metrics.magnetization_ks(cw, x)) < 1.95 / math.sqrt(n)
+    hotter = ns.CurieWeiss(d=d, beta=1.8, h=H).sample(jax.random.PRNGKey(0), n)
+    assert float(metrics.magnetization_ks(cw, hotter)) > 0.3
