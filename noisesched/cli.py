@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,7 +26,16 @@ def _build_parser() -> argparse.ArgumentParser:
         demo.add_argument(f"--{name}", type=kind, default=getattr(defaults, name),
                           help=f"(default {getattr(defaults, name)})")
     demo.add_argument("--out", default="noisesched-out", help="output folder (default %(default)s)")
-    demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    run = sub.add_parser("run", help="run one experiment from a TOML config (or a results.json)")
+    run.add_argument("config", help="path to a .toml config, or a results.json to rerun")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (repeatable)")
+    run.add_argument("--out", default=None,
+                     help="output folder (default noisesched-out/<config name>)")
+
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -38,15 +48,37 @@ def _demo(args) -> None:
     run_demo(config, args.out)
 
 
+def _run(args) -> None:
+    from .experiments.config import load
+    from .experiments.run import run_experiment
+
+    config = load(args.config, args.set)
+    out = args.out or f"noisesched-out/{config.name}"
+    run_experiment(config, out)
+    print(f"wrote {out}/results.json")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"noisesched: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    try:
-        {"demo": _demo}[args.command](args)
-    except ValueError as err:
-        if args.debug:
-            raise
-        print(f"noisesched: error: {err}", file=sys.stderr)
-        return 2
+    commands = {"demo": _demo, "run": _run}
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            commands[args.command](args)
+        except ValueError as err:
+            if args.debug:
+                raise
+            print(f"noisesched: error: {err}", file=sys.stderr)
+            return 2
+        except FloatingPointError as err:
+            if args.debug:
+                raise
+            print(f"noisesched: error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 

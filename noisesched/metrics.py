@@ -177,6 +177,7 @@ def summary(model, x: Samples) -> dict[str, float]:
         out = {
             "mode_weight": mode_weight(model, x),
             "mode_weight_target": mode_weight_target(model),
+            "mode_weights_tv": 0.5 * jnp.sum(jnp.abs(mode_weights(model, x) - model.weights)),
             "within_mode_var": within_mode_variance(model, x),
             "within_mode_var_target": within_mode_variance_target(model),
             "coordinate_ks": coordinate_ks(model, x),

@@ -1,0 +1,153 @@
+"""``noisesched run``: one configured experiment → results.json (+ figures), written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from .. import metrics, theory
+from ..interpolants import Interpolant
+from ..models import CurieWeiss, GaussianMixture
+from ..sampling import sample_prior, solve
+from ..schedules import make
+from . import figures
+from .config import RunConfig
+from .io import environment, write_json
+
+
+def build(config: RunConfig):
+    """(model, interpolant, schedule) of a validated config."""
+    interp = Interpolant(kind=config.kind, shape=config.shape, d=config.d)
+    options = {"cosine": {"offset": config.offset},
+               "karras": {"sigma_min": config.sigma_min, "sigma_max": config.sigma_max,
+                          "rho": config.rho}}.get(config.schedule, {})
+    schedule = make(config.schedule, interp, k=config.k, **options)
+    if config.model == "cw":
+        if config.cw_form == "exact":
+            from ..models import CurieWeissExact
+
+            model = CurieWeissExact(d=config.d, beta=config.beta_cw, h=config.h)
+        else:
+            model = CurieWeiss(d=config.d, beta=config.beta_cw, h=config.h)
+    elif config.K == 2 and not config.weights:
+        model = GaussianMixture.two_modes(d=config.d, p=config.p, m=config.m, sigma=config.sigma)
+    else:
+        directions = jax.random.normal(jax.random.PRNGKey(config.means_seed), (config.K, config.d))
+        model = GaussianMixture(config.weights, config.m * directions, config.sigma)
+    return model, interp, schedule
+
+
+def _symmetric_two_modes(model) -> bool:
+    try:
+        theory.TwoModeReduction.of(model)
+    except ValueError:
+        return False
+    return True
+
+
+def exact_metrics(config: RunConfig, model, interp, schedule) -> dict[str, float]:
+    """Monte-Carlo-free values of the same discretisation, where the theory has them."""
+    out: dict[str, float] = {}
+    if (isinstance(model, GaussianMixture) and _symmetric_two_modes(model) and not config.adaptive
+            and config.solver in theory.ORACLE_SOLVERS):
+        with jax.enable_x64(True):
+            model64, interp64, schedule64 = build(config)
+            exact = theory.gm_oracle(model64, interp64, schedule64, config.steps, config.solver)
+        out["mode_weight_exact"] = float(exact["mode_weight"])
+        out["within_mode_var_exact"] = float(exact["within_mode_var"])
+    return out
+
+
+def run_experiment(config: RunConfig, out: str | Path, *, log=print) -> dict:
+    """Run ``config``; write ``out/results.json`` and, if ``config.figures``, PNG figures with
+    their data (``.npz``). Files appear in ``out`` only when the run has succeeded."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    x64 = config.dtype == "float64"
+    with jax.enable_x64(x64), _staging(out) as stage:
+        return _run(config, stage, log)
+
+
+def _run(config: RunConfig, stage: Path, log) -> dict:
+    start = time.perf_counter()
+    model, interp, schedule = build(config)
+    dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
+    key = jax.random.PRNGKey(config.seed)
+    x0 = sample_prior(interp, key, config.n, dtype=dtype)
+    traj = min(config.trajectories, config.n) if config.figures else 0
+
+    def observe(x):
+        return model.overlap(x[:traj])[:, 0], x[: min(traj, 4), :3]
+
+    solve_start = time.perf_counter()
+    sol = solve(model, interp, schedule, x0, steps=config.steps, solver=config.solver,
+                method=config.method, adaptive=config.adaptive, rtol=config.rtol,
+                atol=config.atol, max_steps=config.max_steps,
+                observe=observe if traj else None)
+    x = sol.x.block_until_ready()
+    solve_seconds = time.perf_counter() - solve_start
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise FloatingPointError("the solve produced nan or inf; try more steps, another solver, "
+                                 "or dtype = 'float64'")
+    results = metrics.summary(model, x)
+    results.update(exact_metrics(config, model, interp, schedule))
+    files = []
+    if config.figures:
+        title = (f"{config.name}: {config.model}, d={config.d}, {config.kind} {config.shape}, "
+                 f"{config.schedule}, N={config.steps} {config.solver}")
+        label = "overlap $M_t$" if config.model == "gm" else "magnetisation $M_t$"
+        files += figures.save(stage, "trajectories",
+                              *figures.trajectories(sol.ts, *sol.observables, title, label))
+        files += figures.save(stage, "final", *figures.final_histograms(model, x, title))
+    result = {
+        "config": config.to_dict(),
+        "metrics": results,
+        "num_steps": int(sol.num_steps),
+        "timings": {"total_seconds": time.perf_counter() - start,
+                    "solve_seconds_with_compile": solve_seconds},
+        "files": files,
+        "environment": environment(),
+    }
+    write_json(stage / "results.json", result)
+    log(_summary_line(config, results))
+    return result
+
+
+def _summary_line(config, r) -> str:
+    if config.model == "gm":
+        line = (f"{config.name}: mode weight {r['mode_weight']:.4f} (target "
+                f"{r['mode_weight_target']:.4f}), within-mode var {r['within_mode_var']:.4f} "
+                f"(target {r['within_mode_var_target']:.4f})")
+        if "mode_weight_exact" in r:
+            line += (f"; exact for this discretisation {r['mode_weight_exact']:.4f}, "
+                     f"{r['within_mode_var_exact']:.4f}")
+        return line
+    return (f"{config.name}: positive fraction {r['mode_weight']:.4f} (target "
+            f"{r['mode_weight_target']:.4f}), mean x² {r['mean_sq']:.4f} (target 1), "
+            f"|magnetisation| {r['mean_abs_magnetization']:.4f} (m = {r['m']:.4f})")
+
+
+@contextlib.contextmanager
+def _staging(out: Path):
+    """A temporary sibling folder whose files move into ``out`` only on success."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        yield stage
+        if out.exists():
+            for item in stage.iterdir():
+                os.replace(item, out / item.name)
+            stage.rmdir()
+        else:
+            os.replace(stage, out)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
