@@ -34,6 +34,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None,
                      help="output folder (default noisesched-out/<config name>)")
 
+    scaling = sub.add_parser("scaling", help="fewest steps N*(d) per schedule, with fitted slopes")
+    scaling.add_argument("config", help="path to a scaling .toml config")
+    scaling.add_argument("--out", default=None,
+                         help="output folder (default noisesched-out/<config name>)")
+
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -58,13 +63,22 @@ def _run(args) -> None:
     print(f"wrote {out}/results.json")
 
 
+def _scaling(args) -> None:
+    from .experiments.scaling import load_scaling, run_scaling
+
+    config = load_scaling(args.config)
+    out = args.out or f"noisesched-out/{config.name}"
+    run_scaling(config, out)
+    print(f"wrote {out}/scaling.json and {out}/scaling.png")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"noisesched: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"demo": _demo, "run": _run}
+    commands = {"demo": _demo, "run": _run, "scaling": _scaling}
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

@@ -56,6 +56,15 @@ class TwoModeReduction(eqx.Module):
         h = 0.5 * (jnp.log(model.weights[0]) - jnp.log(model.weights[1]))
         return cls(mu_sq=jnp.sum(mu * mu), h=h, sigma=model.sigma)
 
+    @classmethod
+    def two_modes(cls, d: int, p: float = 0.8, m: float = 1.0, sigma: float = 0.5
+                  ) -> TwoModeReduction:
+        """The reduction of ``GaussianMixture.two_modes(d, p, m, sigma)`` without forming its
+        (2, d) means: costs nothing whatever d."""
+        model = GaussianMixture.two_modes(d=1, p=p, m=m, sigma=sigma)  # validates the values
+        return cls(mu_sq=jnp.asarray(m**2 * d, dtype=jnp.result_type(float)),
+                   h=0.5 * (jnp.log(model.weights[0]) - jnp.log(model.weights[1])), sigma=sigma)
+
     def velocity(self, c: Coefficients, M: Array, y: Array) -> tuple[Array, Array]:
         var = c.alpha_sq + self.sigma**2 * c.beta**2
         a = (c.alpha_dalpha + self.sigma**2 * c.beta * c.dbeta) / var
@@ -63,8 +72,12 @@ class TwoModeReduction(eqx.Module):
         return a * M + b * jnp.tanh(self.h + c.beta * self.mu_sq * M / var), a * y
 
 
+def _reduction(model) -> TwoModeReduction:
+    return model if isinstance(model, TwoModeReduction) else TwoModeReduction.of(model)
+
+
 def reduced_solve(
-    model: GaussianMixture,
+    model: GaussianMixture | TwoModeReduction,
     interp: Interpolant,
     schedule: AbstractSchedule,
     m0: Float[ArrayLike, " B"],
@@ -79,7 +92,7 @@ def reduced_solve(
     """
     check_choice("solver", solver, ORACLE_SOLVERS)
     check_choice("final_step", final_step, ("auto", "euler", "solver"))
-    red = TwoModeReduction.of(model)
+    red = _reduction(model)
     m0 = jnp.asarray(m0)
     dtype = m0.dtype if jnp.issubdtype(m0.dtype, jnp.floating) else jnp.result_type(float)
     m0 = m0.astype(dtype)
@@ -119,7 +132,7 @@ def reduced_solve(
 
 
 def gm_oracle(
-    model: GaussianMixture,
+    model: GaussianMixture | TwoModeReduction,
     interp: Interpolant,
     schedule: AbstractSchedule,
     steps: int | Int[Array, ""],
@@ -132,18 +145,21 @@ def gm_oracle(
 ) -> dict[str, Array]:
     """Exact mode weight and within-mode variance of an N-step solve, without Monte Carlo.
 
+    ``model`` is a two-mode mixture with means ±μ, or its :class:`TwoModeReduction` (use
+    ``TwoModeReduction.two_modes(d, …)`` for any d without forming the means).
+
     Returns a dict with ``mode_weight`` (P(μ·X_N > 0)), ``within_mode_var`` (α0² y_N²),
     ``threshold`` (M_0*, in units of the standard deviation α0/|μ| of M_0) and ``monotone``
     (whether M_N was found nondecreasing in M_0 on the first grid: the root is unique only then).
     The root is bracketed in ±``span`` standard deviations and refined ``rounds`` times on grids
     of ``points`` points.
     """
-    red = TwoModeReduction.of(model)
+    red = _reduction(model)
     dtype = jnp.result_type(float)
     scale = interp.alpha0 / jnp.sqrt(red.mu_sq)  # std of M_0 = μ·(α0 z)/|μ|²
 
     def final_overlap(u):  # u: initial overlaps in units of the standard deviation
-        return reduced_solve(model, interp, schedule, u * scale, steps, solver, final_step)[0]
+        return reduced_solve(red, interp, schedule, u * scale, steps, solver, final_step)[0]
 
     lo, hi = jnp.asarray(-span, dtype), jnp.asarray(span, dtype)
     first = jnp.linspace(lo, hi, points)
@@ -160,7 +176,7 @@ def gm_oracle(
     threshold = jnp.where(first_vals[0] > 0, -jnp.inf,
                           jnp.where(first_vals[-1] <= 0, jnp.inf, 0.5 * (lo + hi)))
     weight = 0.5 * jax.scipy.special.erfc(threshold / math.sqrt(2.0))
-    y_n = reduced_solve(model, interp, schedule, jnp.zeros((1,), dtype), steps, solver,
+    y_n = reduced_solve(red, interp, schedule, jnp.zeros((1,), dtype), steps, solver,
                         final_step)[1]
     return {
         "mode_weight": weight,

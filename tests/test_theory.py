@@ -90,3 +90,11 @@ def test_reduction_needs_symmetric_modes():
     with pytest.raises(ValueError, match="solver must be one of 'euler', 'heun'"):
         theory.reduced_solve(ns.GaussianMixture.two_modes(d=2), interp, ns.schedules.constant(),
                              jnp.zeros(2), 10, solver="rk4")
+
+
+def test_parameter_form_of_the_reduction_matches_the_model(x64):
+    model, interp, sched = setup(500, "ve", "linear", "ve_dilated", p=0.7)
+    a = theory.gm_oracle(model, interp, sched, 17)
+    b = theory.gm_oracle(theory.TwoModeReduction.two_modes(500, p=0.7), interp, sched, 17)
+    for key in ("mode_weight", "within_mode_var"):
+        assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-12)
