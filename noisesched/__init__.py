@@ -3,9 +3,15 @@
 Conventions (see README): t = 0 is noise, t = 1 is data; x_t = α(t) z + β(t) x1 with β = τ(t).
 """
 
-from . import metrics, schedules
+from . import metrics, schedules, theory
 from .interpolants import Coefficients, Interpolant
-from .models import AbstractModel, CurieWeiss, GaussianMixture, mean_field_magnetization
+from .models import (
+    AbstractModel,
+    CurieWeiss,
+    CurieWeissExact,
+    GaussianMixture,
+    mean_field_magnetization,
+)
 from .sampling import ADAPTIVE_SOLVERS, SOLVERS, Solution, sample, sample_prior, solve
 
 __version__ = "0.1.0"
@@ -15,6 +21,7 @@ __all__ = [
     "AbstractModel",
     "Coefficients",
     "CurieWeiss",
+    "CurieWeissExact",
     "GaussianMixture",
     "Interpolant",
     "SOLVERS",
@@ -25,4 +32,5 @@ __all__ = [
     "sample_prior",
     "schedules",
     "solve",
+    "theory",
 ]

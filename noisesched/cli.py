@@ -39,6 +39,12 @@ def _build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--out", default=None,
                          help="output folder (default noisesched-out/<config name>)")
 
+    repro = sub.add_parser("reproduce", help="every experiment at CPU sizes, with a report")
+    repro.add_argument("--configs", default="configs",
+                       help="folder of configs (default %(default)s)")
+    repro.add_argument("--out", default="noisesched-out/reproduce",
+                       help="output folder (default %(default)s)")
+
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -72,13 +78,19 @@ def _scaling(args) -> None:
     print(f"wrote {out}/scaling.json and {out}/scaling.png")
 
 
+def _reproduce(args) -> None:
+    from .experiments.reproduce import run_reproduce
+
+    run_reproduce(args.configs, args.out)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"noisesched: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"demo": _demo, "run": _run, "scaling": _scaling}
+    commands = {"demo": _demo, "run": _run, "scaling": _scaling, "reproduce": _reproduce}
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

@@ -141,23 +141,8 @@ def mean_abs_magnetization(model: CurieWeiss, x: Samples) -> Float[Array, ""]:
 
 
 def magnetization_law(model: CurieWeiss) -> tuple[Float[Array, " d+1"], Float[Array, " d+1"]]:
-    """Exact law of the magnetisation mean_i s_i under the two-phase law.
-
-    Returns the levels (2u − d)/d for u = 0, …, d up spins and their probabilities
-    W+ Bin(u; d, (1 + m)/2) + W− Bin(u; d, (1 − m)/2), computed in log space.
-    """
-    d = model.d
-    u = jnp.arange(d + 1, dtype=jnp.result_type(float))
-    log_choose = (jax.scipy.special.gammaln(d + 1.0) - jax.scipy.special.gammaln(u + 1.0)
-                  - jax.scipy.special.gammaln(d - u + 1.0))
-    m, w = model.m, model.positive_phase_weight
-
-    def log_binom(q):
-        return log_choose + u * jnp.log(q) + (d - u) * jnp.log1p(-q)
-
-    logp = jnp.logaddexp(jnp.log(w) + log_binom(0.5 * (1 + m)),
-                         jnp.log1p(-w) + log_binom(0.5 * (1 - m)))
-    return (2.0 * u - d) / d, jnp.exp(logp)
+    """Exact law of the magnetisation mean_i s_i: (levels, probabilities), each (d + 1,)."""
+    return model.magnetization_law()
 
 
 def magnetization_ks(model: CurieWeiss, x: Samples) -> Float[Array, ""]:

@@ -32,6 +32,11 @@ def mean_field_magnetization(beta: ArrayLike, iterations: int = 60) -> Float[Arr
     return jnp.where(beta > 1.0, m, 0.0)
 
 
+def _log_binomial(d: int, u: Array) -> Array:
+    gammaln = jax.scipy.special.gammaln
+    return gammaln(d + 1.0) - gammaln(u + 1.0) - gammaln(d - u + 1.0)
+
+
 class CurieWeiss(AbstractModel):
     """Two-phase Curie–Weiss law on {−1, +1}^d.
 
@@ -83,6 +88,20 @@ class CurieWeiss(AbstractModel):
         field = jnp.arctanh(m)
         w_plus = jax.nn.sigmoid(self.phase_logit(c, x))[..., None]
         return w_plus * jnp.tanh(field + gamma * x) + (1.0 - w_plus) * jnp.tanh(-field + gamma * x)
+
+    def magnetization_law(self) -> tuple[Float[Array, " d+1"], Float[Array, " d+1"]]:
+        """Exact law of mean_i s_i: levels (2u − d)/d, u = 0 … d up spins, and probabilities
+        W+ Bin(u; d, (1 + m)/2) + W− Bin(u; d, (1 − m)/2), computed in log space."""
+        u = jnp.arange(self.d + 1, dtype=jnp.result_type(float))
+        log_choose = _log_binomial(self.d, u)
+        w = self.positive_phase_weight
+
+        def log_binom(q):
+            return log_choose + u * jnp.log(q) + (self.d - u) * jnp.log1p(-q)
+
+        logp = jnp.logaddexp(jnp.log(w) + log_binom(0.5 * (1 + self.m)),
+                             jnp.log1p(-w) + log_binom(0.5 * (1 - self.m)))
+        return (2.0 * u - self.d) / self.d, jnp.exp(logp)
 
     def overlap(self, x: Batch) -> Float[Array, "*batch 1"]:
         """Magnetisation per spin, mean_i x_i, as a trailing axis of size 1."""
