@@ -213,7 +213,11 @@ def _report(rows, scaling, steps, cw_forms, kmodes, seconds) -> str:
     for case, slope in scaling["slopes"].items():
         ns_ = [str(r["steps"]) for r in scaling["rows"] if r["case"] == case]
         lines.append(f"| {case} | " + " | ".join(ns_) + f" | {slope:.3f} |")
-    lines += ["", "![scaling](scaling/scaling.png)", "", "![error](error_vs_steps.png)", "",
+    lines += ["", "![scaling](scaling/scaling.png)", "",
+              "Exact errors of the N-step Euler solve at d = 10^4 against N. Constant schedules "
+              "reach a given error only once N ≫ √d = 100; the dilated ones at N independent of "
+              "d. The zig-zag of VE-dilated: for odd N the kink at t = ½ falls inside a step.", "",
+              "![error](error_vs_steps.png)", "",
               "## Finite-d Curie–Weiss against the two-phase form", "",
               "VP-dilated, N = 100 Heun, n = 512, the same prior noise for both forms; the "
               "magnetisation KS distance is against each form's own exact law; the denoiser gap "
@@ -231,6 +235,8 @@ def _report(rows, scaling, steps, cw_forms, kmodes, seconds) -> str:
         lines.append(f"| {r['d']} | {r['W_plus']:.5f} | {r['P_exact_positive']:.5f} | {two} | "
                      f"{ex} | {gap} |")
     lines += ["", "## Four-mode mixture", "",
+              "Weights (0.4, 0.3, 0.2, 0.1), means m g_k with g_k ~ N(0, I_d), N = 100 Euler, "
+              "n = 512; TV = ½ Σ_k |ŵ_k − π_k| (its Monte Carlo level is about 0.03 here).", "",
               "| d | " + " | ".join(sorted({r["case"] for r in kmodes["rows"]})) + " |",
               "|---|---|---|---|---|"]
     for d in sorted({r["d"] for r in kmodes["rows"]}):
