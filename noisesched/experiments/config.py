@@ -86,15 +86,16 @@ class ConfigError(ValueError):
     """A config that cannot run: bad key, type, value, or file."""
 
 
-def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, FIELDS, n=1)
+def unknown_key(key: str, fields=FIELDS, what: str = "config") -> ConfigError:
+    """The error for a key outside the schema, with the nearest valid key as a hint."""
+    close = difflib.get_close_matches(key, list(fields), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown config key {key!r}{hint}")
+    return ConfigError(f"unknown {what} key {key!r}{hint}")
 
 
 def _coerce(key: str, value: Any) -> Any:
     if key not in FIELDS:
-        raise _unknown_key(key)
+        raise unknown_key(key)
     if key in _BOOL_KEYS:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false; got {value!r}")
@@ -170,7 +171,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             value = raw.strip()
         if key not in FIELDS:
-            raise _unknown_key(key)
+            raise unknown_key(key)
         out[key] = value
     return out
 

@@ -26,7 +26,7 @@ from ..interpolants import Interpolant
 from ..models import GaussianMixture
 from ..sampling import sample
 from ..schedules import make
-from .config import ConfigError, _unknown_key
+from .config import ConfigError, unknown_key
 from .io import environment, save_figure, write_json
 
 CASES = ("vp:constant", "ve:constant", "vp:vp_dilated", "ve:ve_dilated")
@@ -92,9 +92,7 @@ def load_scaling(path: str | Path) -> ScalingConfig:
     values = {}
     for key, value in data.items():
         if key not in fields:
-            close = [f for f in fields if f.startswith(key[:3])]
-            raise _unknown_key(key) if not close else ConfigError(
-                f"unknown scaling key {key!r} (did you mean {sorted(close)[0]!r}?)")
+            raise unknown_key(key, fields, "scaling")
         if key == "dims":
             if not isinstance(value, list):
                 raise ConfigError(f"dims must be a list of integers; got {value!r}")
