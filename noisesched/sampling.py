@@ -164,8 +164,7 @@ def solve(
     x0 = jnp.asarray(x0)
     _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, final_step,
               terminal_dt)
-    if not adaptive:
-        check_int("max_steps", max_steps, lo=1)
+    check_int("max_steps", max_steps, lo=1)
     final_euler = final_step == "euler" or (final_step == "auto" and model.singular_at_data)
     return _solve(
         model, interp, schedule, x0, steps, solver, method, adaptive, rtol, atol, max_steps,
