@@ -27,7 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._validation import check_int
 from ..interpolants import Coefficients
 from .base import Batch
-from .curie_weiss import CurieWeiss
+from .curie_weiss import CurieWeiss, log_binomial
 
 
 def _log_cosh(z):
@@ -58,11 +58,9 @@ class CurieWeissExact(CurieWeiss):
         """log P(u up spins), u = 0 … d, computed in float64 with NumPy (values of order d log 2
         cancel in the normalisation) and returned in JAX's default float type."""
         d = self.d
-        u = np.arange(d + 1, dtype=np.float64)
-        lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
-        mag = 2.0 * u - d
-        logits = (lgamma(d + 1.0) - lgamma(u + 1.0) - lgamma(d - u + 1.0)
-                  + float(self.beta) * mag**2 / (2.0 * d) + float(self.h) / d * mag)
+        mag = 2.0 * np.arange(d + 1, dtype=np.float64) - d
+        logits = (log_binomial(d) + float(self.beta) * mag**2 / (2.0 * d)
+                  + float(self.h) / d * mag)
         top = logits.max()
         logits -= top + np.log(np.sum(np.exp(logits - top)))
         return jnp.asarray(logits, dtype=jnp.result_type(float))
