@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -131,7 +132,8 @@ def test_fit_slope():
 def test_scaling_slopes_over_six_decades(tmp_path):
     """The claim: N* ∝ √d for constant schedules, N* independent of d for dilated ones, for
     d = 10^2 … 10^8 (exact reduction, so this runs in seconds)."""
-    result = run_scaling(load_scaling("configs/scaling_gm.toml"), tmp_path, log=lambda *_: None)
+    config = load_scaling(Path(__file__).parents[1] / "configs" / "scaling_gm.toml")
+    result = run_scaling(config, tmp_path, log=lambda *_: None)
     slopes = result["slopes"]
     assert 0.4 <= slopes["vp:constant"] <= 0.6 and 0.4 <= slopes["ve:constant"] <= 0.6
     assert abs(slopes["vp:vp_dilated"]) <= 0.1 and abs(slopes["ve:ve_dilated"]) <= 0.1
