@@ -3,7 +3,7 @@
 Conventions (see README): t = 0 is noise, t = 1 is data; x_t = α(t) z + β(t) x1 with β = τ(t).
 """
 
-from . import metrics, schedules, theory
+from . import learning, metrics, schedules, theory
 from .interpolants import Coefficients, Interpolant
 from .models import (
     AbstractModel,
@@ -27,6 +27,7 @@ __all__ = [
     "SOLVERS",
     "Solution",
     "mean_field_magnetization",
+    "learning",
     "metrics",
     "sample",
     "sample_prior",

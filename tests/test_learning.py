@@ -1,0 +1,63 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import noisesched as ns
+from noisesched.learning import PiecewiseLinear
+
+
+def test_piecewise_linear_is_a_valid_schedule_for_any_parameters(x64):
+    for seed in range(5):
+        logits = 3.0 * jax.random.normal(jax.random.PRNGKey(seed), (7,))
+        sched = PiecewiseLinear(logits)
+        t = jnp.linspace(0.0, 1.0, 701, dtype=jnp.float64)
+        tau = jax.vmap(sched)(t)
+        assert float(tau[0]) == 0.0 and float(tau[-1]) == pytest.approx(1.0, abs=1e-15)
+        assert bool(jnp.all(jnp.diff(tau) >= 0))
+        np.testing.assert_allclose(jax.vmap(sched.complement)(t), 1 - tau, atol=1e-14)
+    assert sched.jump_times == tuple(j / 7 for j in range(1, 7))
+
+
+def test_from_schedule_interpolates_it(x64):
+    d = 400
+    target = ns.schedules.vp_dilated(d)
+    sched = PiecewiseLinear.from_schedule(target, 4)  # knots at 0, ¼, ½, ¾, 1: exact
+    t = jnp.linspace(0.0, 1.0, 101, dtype=jnp.float64)
+    np.testing.assert_allclose(jax.vmap(sched)(t), jax.vmap(target)(t), atol=1e-12)
+
+
+def soft_mode_fraction(model, x, temperature=0.1):
+    mu = model.means[0]
+    return jnp.mean(jax.nn.sigmoid(x @ mu / (jnp.linalg.norm(mu) * temperature)))
+
+
+@pytest.mark.parametrize("method", ["diffrax", "scan"])
+def test_gradient_through_the_sampler_matches_finite_differences(method, x64):
+    """d loss / d logits through a 10-step Euler solve against central differences (float64)."""
+    d = 50
+    model = ns.GaussianMixture.two_modes(d=d)
+    interp = ns.Interpolant(kind="vp", shape="linear", d=d)
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(0), 64, dtype=jnp.float64)
+    base = PiecewiseLinear.from_schedule(ns.schedules.vp_dilated(d), 5)
+
+    def loss(logits):
+        x = ns.solve(model, interp, PiecewiseLinear(logits), x0, steps=10, method=method).x
+        return (soft_mode_fraction(model, x) - 0.8) ** 2 + jnp.mean(x**2) * 1e-3
+
+    logits = base.logits + 0.1 * jnp.arange(5.0)
+    grad = jax.grad(loss)(logits)
+    eps = 1e-6
+    fd = jnp.array([(loss(logits.at[i].add(eps)) - loss(logits.at[i].add(-eps))) / (2 * eps)
+                    for i in range(5)])
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-9)
+    assert float(jnp.max(jnp.abs(grad))) > 1e-6  # the loss does depend on the schedule
+
+
+def test_bad_logits():
+    with pytest.raises(ValueError, match="logits must be a 1-D array"):
+        PiecewiseLinear(jnp.zeros((2, 3)))
+    with pytest.raises(ValueError, match="logits must be finite"):
+        PiecewiseLinear(jnp.array([0.0, jnp.nan]))
+    with pytest.raises(ValueError, match="pieces must be an integer >= 1; got 0"):
+        PiecewiseLinear.from_schedule(ns.schedules.constant(), 0)
