@@ -61,3 +61,55 @@ def test_bad_logits():
         PiecewiseLinear(jnp.array([0.0, jnp.nan]))
     with pytest.raises(ValueError, match="pieces must be an integer >= 1; got 0"):
         PiecewiseLinear.from_schedule(ns.schedules.constant(), 0)
+
+
+def test_losses_vanish_on_exact_samples_and_not_on_failures():
+    from noisesched.learning import low_level_loss, mode_asymmetry_loss, soft_mode_fraction
+
+    model = ns.GaussianMixture.two_modes(d=200)
+    x = model.sample(jax.random.PRNGKey(0), 4000)
+    hard = float(ns.metrics.mode_weight(model, x))
+    assert float(soft_mode_fraction(model, x, 0.05)) == pytest.approx(hard, abs=1e-6)
+    assert float(mode_asymmetry_loss(model, x)) < (4 * np.sqrt(0.16 / 4000)) ** 2
+    assert float(low_level_loss(model, x)) < 1e-3
+    collapsed = jnp.tile(model.means[0], (10, 1))
+    assert float(low_level_loss(model, collapsed)) == pytest.approx(1.0)
+    assert float(mode_asymmetry_loss(model, collapsed)) == pytest.approx(0.04, rel=1e-3)
+    cw = ns.CurieWeiss(d=200, beta=2.0, h=0.5 * np.log(4))
+    s = cw.sample(jax.random.PRNGKey(1), 4000)
+    assert float(low_level_loss(cw, s)) == 0.0
+    w = float(cw.positive_phase_weight)
+    assert float(mode_asymmetry_loss(cw, s)) < (4 * np.sqrt(w * (1 - w) / 4000)) ** 2
+
+
+def test_fit_improves_the_ve_low_level_feature():
+    """VE, constant start, N = 6 ≪ √d: the fit moves grid time towards the data end and the
+    within-mode variance on fresh keys rises from collapse towards σ²."""
+    from noisesched.learning import fit_schedule
+
+    d = 400
+    model = ns.GaussianMixture.two_modes(d=d)
+    interp = ns.Interpolant(kind="ve", shape="linear", d=d)
+    init = PiecewiseLinear.from_schedule(ns.schedules.constant(), 6)
+    sched, history = fit_schedule(model, interp, init, jax.random.PRNGKey(0), steps=6,
+                                  batch=128, iterations=60)
+    assert len(history) == 60 and history[-1] < 0.5 * history[0]
+    key = jax.random.PRNGKey(99)
+    before = ns.metrics.within_mode_variance(
+        model, ns.sample(model, interp, init, key, 2000, steps=6))
+    after = ns.metrics.within_mode_variance(
+        model, ns.sample(model, interp, sched, key, 2000, steps=6))
+    assert float(after) > 2 * float(before)
+    assert abs(float(after) / 0.25 - 1) < abs(float(before) / 0.25 - 1)
+
+
+def test_fit_rejects_bad_input():
+    from noisesched.learning import fit_schedule
+
+    model = ns.GaussianMixture.two_modes(d=20)
+    interp = ns.Interpolant(kind="vp", shape="linear", d=20)
+    with pytest.raises(ValueError, match="no trainable array leaves"):
+        fit_schedule(model, interp, ns.schedules.constant(), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1; got 0"):
+        fit_schedule(model, interp, PiecewiseLinear(jnp.zeros(3)), jax.random.PRNGKey(0),
+                     iterations=0)
