@@ -113,3 +113,33 @@ def test_fit_rejects_bad_input():
     with pytest.raises(ValueError, match="iterations must be an integer >= 1; got 0"):
         fit_schedule(model, interp, PiecewiseLinear(jnp.zeros(3)), jax.random.PRNGKey(0),
                      iterations=0)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npz"])
+def test_export_round_trip(tmp_path, suffix):
+    import json
+
+    from noisesched.learning import export_schedule, schedule_arrays
+
+    d = 10_000
+    interp = ns.Interpolant(kind="ve", shape="linear", d=d)
+    sched = ns.schedules.ve_dilated(d)
+    arrays = schedule_arrays(sched, interp, 8)
+    t = arrays["times"]
+    np.testing.assert_allclose(t, np.linspace(0, 1, 9))
+    # VE-dilated: α runs from √d to k at t = ½, then linearly to 0
+    np.testing.assert_allclose(arrays["alpha"][[0, 4, 6, 8]], [100.0, 3.0, 1.5, 0.0], atol=1e-9)
+    sigma = arrays["sigma"]
+    assert np.isinf(sigma[0]) and sigma[-1] == 0.0 and np.all(np.diff(sigma[1:]) < 0)
+    np.testing.assert_allclose(sigma[1:], arrays["alpha"][1:] / arrays["beta"][1:])
+    path = export_schedule(sched, interp, 8, tmp_path / f"s{suffix}")
+    if suffix == ".json":
+        data = json.loads(path.read_text())
+        assert data["sigma"][0] is None and data["d"] == d and data["steps"] == 8
+        np.testing.assert_allclose(data["alpha"], arrays["alpha"])
+    else:
+        with np.load(path) as data:
+            np.testing.assert_array_equal(data["sigma"], sigma)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"s{suffix}"]
+    with pytest.raises(ValueError, match="path must end in .json or .npz"):
+        export_schedule(sched, interp, 8, tmp_path / "s.txt")
