@@ -72,11 +72,9 @@ def final_histograms(model, x, title: str, bins: int = 80):
         axes[1].plot(rg, rd, "k", lw=1, label=f"N(0, σ² = {model.sigma**2:g})")
         axes[1].set(xlabel="$x_i - μ_{k,i}$", title="within-mode coordinates")
         data.update(resid_counts=rc, resid_edges=re, resid_grid=rg, resid_density=rd)
-    elif isinstance(model, CurieWeiss) or hasattr(model, "magnetization_law"):
+    elif isinstance(model, CurieWeiss):  # CurieWeissExact too: each gives its own exact law
         mags = np.asarray(metrics.magnetization(x))
-        levels, probs = (model.magnetization_law() if hasattr(model, "magnetization_law")
-                         else metrics.magnetization_law(model))
-        levels, probs = np.asarray(levels), np.asarray(probs)
+        levels, probs = map(np.asarray, model.magnetization_law())
         width = 2.0 / model.d
         step = max(1, int(round(0.02 / width)))  # pool levels into bins of width ≈ 0.02
         edges = np.append(levels[::step] - width / 2, levels[-1] + width / 2)
