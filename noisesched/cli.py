@@ -34,6 +34,18 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None,
                      help="output folder (default noisesched-out/<config name>)")
 
+    fit = sub.add_parser("fit", help="learn a schedule (TOML config with a [fit] table), save it, "
+                         "evaluate it on fresh keys")
+    fit.add_argument("config", help="path to a .toml fit config, or a fit's history.json")
+    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a run key, or a fit key as fit.KEY=VALUE (repeatable)")
+    fit.add_argument("--out", default=None,
+                     help="output folder (default noisesched-out/<config name>); a checkpoint "
+                          "there is resumed")
+    fit.add_argument("--restart", action="store_true",
+                     help="ignore a checkpoint in the output folder and start afresh")
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     scaling = sub.add_parser("scaling", help="fewest steps N*(d) per schedule, with fitted slopes")
     scaling.add_argument("config", help="path to a scaling .toml config")
     scaling.add_argument("--out", default=None,
@@ -69,6 +81,20 @@ def _run(args) -> None:
     print(f"wrote {out}/results.json")
 
 
+def _fit(args) -> None:
+    from pathlib import Path
+
+    from .experiments.fit import load_fit, run_fit
+
+    config, settings = load_fit(args.config, args.set)
+    out = Path(args.out or f"noisesched-out/{config.name}")
+    if args.restart:
+        (out / "checkpoint.npz").unlink(missing_ok=True)
+    run_fit(config, settings, out, progress=not args.no_progress)
+    print(f"wrote {out}/schedule.json, history.json and schedules.png; use it with "
+          f"noisesched run CONFIG --set schedule=@{out}/schedule.json")
+
+
 def _scaling(args) -> None:
     from .experiments.scaling import load_scaling, run_scaling
 
@@ -90,7 +116,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"demo": _demo, "run": _run, "scaling": _scaling, "reproduce": _reproduce}
+    commands = {"demo": _demo, "run": _run, "fit": _fit, "scaling": _scaling,
+                "reproduce": _reproduce}
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from .models import CurieWeiss, GaussianMixture
@@ -69,10 +70,26 @@ def mode_weight_target(model: GaussianMixture) -> Float[Array, ""]:
 
 
 def _orthonormal_basis_of_means(model: GaussianMixture, dtype) -> tuple[Array, int]:
-    means = model.means.astype(dtype)
-    q, r = jnp.linalg.qr(means.T)  # (d, K), columns span the means
-    keep = jnp.abs(jnp.diagonal(r)) > 1e-6 * jnp.max(jnp.abs(r))
-    return q * keep, int(jnp.sum(keep))
+    """An orthonormal basis (d, r) of the span of the means, from their concrete values (the
+    rank decides the shape, so it cannot be traced)."""
+    if isinstance(model.means, jax.core.Tracer):
+        raise ValueError("within_mode_variance needs the model's means as concrete values; "
+                         "close over the model instead of passing it through jax.jit")
+    means = np.asarray(model.means, dtype=np.float64)
+    q, r = np.linalg.qr(means.T)  # (d, K), columns span the means
+    keep = np.abs(np.diagonal(r)) > 1e-6 * np.max(np.abs(r))
+    return jnp.asarray(q[:, keep], dtype=dtype), int(keep.sum())
+
+
+def within_mode_sum_of_squares(model: GaussianMixture, x: Samples) -> tuple[Float[Array, ""], int]:
+    """(Σ over samples of |P⊥ x|², d − r): the additive part of :func:`within_mode_variance`,
+    for metrics accumulated over chunks of samples."""
+    x = _check_samples(model, x)
+    basis, rank = _orthonormal_basis_of_means(model, x.dtype)
+    if model.d <= rank:
+        raise ValueError(f"within_mode_variance needs d > rank of the means = {rank}")
+    resid = x - (x @ basis) @ basis.T  # explicit residual: no cancellation when it is small
+    return jnp.sum(resid * resid), model.d - rank
 
 
 def within_mode_variance(model: GaussianMixture, x: Samples) -> Float[Array, ""]:
@@ -81,12 +98,8 @@ def within_mode_variance(model: GaussianMixture, x: Samples) -> Float[Array, ""]
     Under the data law P⊥ x = σ P⊥ ξ for every component, so the exact target is σ² whatever the
     mode assignment.
     """
-    x = _check_samples(model, x)
-    basis, rank = _orthonormal_basis_of_means(model, x.dtype)
-    if model.d <= rank:
-        raise ValueError(f"within_mode_variance needs d > rank of the means = {rank}")
-    resid = x - (x @ basis) @ basis.T  # explicit residual: no cancellation when it is small
-    return jnp.mean(jnp.sum(resid * resid, axis=-1)) / (model.d - rank)
+    total, dof = within_mode_sum_of_squares(model, x)
+    return total / (x.shape[0] * dof)
 
 
 def within_mode_variance_target(model: GaussianMixture) -> float:

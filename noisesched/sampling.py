@@ -23,6 +23,7 @@ exactly on the denoiser's output. Adaptive solves then stop at ``1 − terminal_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -139,6 +140,7 @@ def solve(
     final_step: str = "auto",
     terminal_dt: float = 1e-3,
     adjoint: diffrax.AbstractAdjoint | None = None,
+    checkpoints: int | None = None,
 ) -> Solution:
     """Integrate the probability-flow ODE from X_0 = ``x0`` at t = 0 to t = 1.
 
@@ -156,7 +158,12 @@ def solve(
         final_step: ``"auto"`` (Euler on the last interval iff ``model.singular_at_data``),
             ``"euler"`` or ``"solver"``.
         terminal_dt: adaptive solves with a final Euler step stop at ``1 − terminal_dt``.
-        adjoint: diffrax adjoint (default ``RecursiveCheckpointAdjoint()``).
+        adjoint: diffrax adjoint (default ``RecursiveCheckpointAdjoint(checkpoints)``).
+        checkpoints: how many states reverse-mode differentiation stores. ``method="diffrax"``:
+            passed to ``diffrax.RecursiveCheckpointAdjoint`` (``None``: diffrax's O(log N)
+            default). ``method="scan"``: the N steps run as ``checkpoints`` blocks, each under
+            ``jax.checkpoint`` (``None``: ⌈√N⌉ blocks, memory O(√N) states; ``N``: every state
+            kept). Changes memory and time of gradients only, never the numbers.
 
     Returns:
         A :class:`Solution` with the final states of shape (n, d).
@@ -165,11 +172,17 @@ def solve(
     _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, final_step,
               terminal_dt)
     check_int("max_steps", max_steps, lo=1)
+    if checkpoints is not None:
+        check_int("checkpoints", checkpoints, lo=1)
+        if adjoint is not None and method == "diffrax":
+            raise ValueError("give checkpoints or adjoint, not both (checkpoints sets "
+                             "adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints))")
     final_euler = final_step == "euler" or (final_step == "auto" and model.singular_at_data)
     return _solve(
         model, interp, schedule, x0, steps, solver, method, adaptive, rtol, atol, max_steps,
         _resolve_observe(model, observe), final_euler, terminal_dt,
-        diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+        diffrax.RecursiveCheckpointAdjoint(checkpoints) if adjoint is None else adjoint,
+        checkpoints,
     )
 
 
@@ -216,7 +229,7 @@ def _inside(t, towards, is_split: bool):
 
 @eqx.filter_jit
 def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, atol, max_steps,
-           observe, final_euler, terminal_dt, adjoint) -> Solution:
+           observe, final_euler, terminal_dt, adjoint, checkpoints) -> Solution:
     dtype = x0.dtype
     fields = (model, interp, schedule)
     if adaptive:
@@ -233,7 +246,7 @@ def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, a
         if last == 0:  # the only step is the final Euler step
             x, obs = x0, (None if observe is None else jax.tree.map(lambda a: a[None], observe(x0)))
         elif method == "scan":
-            x, obs = _scan(fields, x0, grid, last, splits, solver, observe)
+            x, obs = _scan(fields, x0, grid, last, splits, solver, observe, checkpoints)
         else:
             x, obs = _diffrax_fixed(fields, x0, grid, last, splits, solver, observe, adjoint)
         taken = jnp.asarray(last)
@@ -305,8 +318,9 @@ def _adaptive(fields, x0, save_ts, t_end, solver, rtol, atol, max_steps, observe
     return sol.ys[0][-1], obs, sol.stats["num_steps"]
 
 
-def _scan(fields, x0, grid, last, splits, solver, observe):
-    """Fused Euler/Heun over t_0 … t_last: the same arithmetic as diffrax's tableaus."""
+def _scan(fields, x0, grid, last, splits, solver, observe, checkpoints):
+    """Fused Euler/Heun over t_0 … t_last: the same arithmetic as diffrax's tableaus, in blocks
+    of steps under ``jax.checkpoint`` (reverse mode stores one state per block)."""
     ts = grid[: last + 1]
     is_split = jnp.asarray([i in splits for i in range(last + 1)])
     lo = jnp.where(is_split[:-1], jnp.nextafter(ts[:-1], ts[1:]), ts[:-1])
@@ -324,7 +338,20 @@ def _scan(fields, x0, grid, last, splits, solver, observe):
             x = x + (0.5 * k0 + 0.5 * k1)
         return x, (None if observe is None else observe(x))
 
-    x, obs = jax.lax.scan(step, x0, jnp.arange(last))
+    @jax.checkpoint
+    def block(x, indices):
+        return jax.lax.scan(step, x, indices)
+
+    blocks = math.ceil(math.sqrt(last)) if checkpoints is None else min(checkpoints, last)
+    size = math.ceil(last / blocks)
+    full, rest = divmod(last, size)
+    x, obs = jax.lax.scan(block, x0, jnp.arange(full * size).reshape(full, size))
+    if observe is not None:
+        obs = jax.tree.map(lambda a: a.reshape(full * size, *a.shape[2:]), obs)
+    if rest:
+        x, obs_rest = block(x, jnp.arange(full * size, last))
+        if observe is not None:
+            obs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), obs, obs_rest)
     if observe is not None:
         obs = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a]), observe(x0), obs)
     return x, obs

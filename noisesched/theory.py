@@ -57,6 +57,17 @@ class TwoModeReduction(eqx.Module):
         return cls(mu_sq=jnp.sum(mu * mu), h=h, sigma=model.sigma)
 
     @classmethod
+    def applies(cls, model) -> bool:
+        """Whether ``model`` is a two-component mixture with means ±μ (so :meth:`of` works)."""
+        if not isinstance(model, GaussianMixture):
+            return False
+        try:
+            cls.of(model)
+        except ValueError:
+            return False
+        return True
+
+    @classmethod
     def two_modes(cls, d: int, p: float = 0.8, m: float = 1.0, sigma: float = 0.5
                   ) -> TwoModeReduction:
         """The reduction of ``GaussianMixture.two_modes(d, p, m, sigma)`` without forming its
@@ -128,7 +139,17 @@ def reduced_solve(
         return jax.tree.map(lambda e, h: jnp.where(i == n - 1, e, h), euler, heun)
 
     state = (m0, jnp.ones((), dtype))
-    return jax.lax.fori_loop(0, n, step, state)
+    # a Python int gives a scan (reverse-differentiable); a traced count a while loop
+    upper = steps if isinstance(steps, int) else n
+    return jax.lax.fori_loop(0, upper, step, state)
+
+
+def _newton_step(final_overlap, u):
+    """u − M_N(u)/M_N'(u) with the derivative held constant: at a root its value is u and its
+    derivative in the parameters is the implicit one."""
+    m, dm = jax.jvp(final_overlap, (u[None],), (jnp.ones((1,), u.dtype),))
+    dm = jax.lax.stop_gradient(dm[0])
+    return u - m[0] / jnp.where(dm > 0, dm, jnp.inf)
 
 
 def gm_oracle(
@@ -152,7 +173,12 @@ def gm_oracle(
     ``threshold`` (M_0*, in units of the standard deviation α0/|μ| of M_0) and ``monotone``
     (whether M_N was found nondecreasing in M_0 on the first grid: the root is unique only then).
     The root is bracketed in ±``span`` standard deviations and refined ``rounds`` times on grids
-    of ``points`` points.
+    of ``points`` points; a root beyond ±``span`` is extrapolated by a Newton step from the end
+    of the bracket (the mode weight is then 0 or 1 to within 10⁻³²).
+
+    Every output is differentiable in the array leaves of ``schedule`` (and of the model): the
+    threshold's derivative is −∂M_N/∂θ ÷ ∂M_N/∂M_0 at the root (implicit function theorem),
+    carried by a Newton step whose value is the root itself.
     """
     red = _reduction(model)
     dtype = jnp.result_type(float)
@@ -163,18 +189,20 @@ def gm_oracle(
 
     lo, hi = jnp.asarray(-span, dtype), jnp.asarray(span, dtype)
     first = jnp.linspace(lo, hi, points)
-    first_vals = final_overlap(first)
+    first_vals = jax.lax.stop_gradient(final_overlap(first))
     monotone = jnp.all(jnp.diff(first_vals) >= 0)
     grid, vals = first, first_vals
     for r in range(rounds):
         if r > 0:
             grid = jnp.linspace(lo, hi, points)
-            vals = final_overlap(grid)
+            vals = jax.lax.stop_gradient(final_overlap(grid))
         idx = jnp.clip(jnp.argmax(vals > 0), 1, points - 1)
         lo, hi = grid[idx - 1], grid[idx]
-    # every start ends positive → threshold below −span; none does → above +span
-    threshold = jnp.where(first_vals[0] > 0, -jnp.inf,
-                          jnp.where(first_vals[-1] <= 0, jnp.inf, 0.5 * (lo + hi)))
+    # every start ends positive → the root lies below −span; none does → above +span. There the
+    # Newton step below extrapolates from the end of the bracket.
+    root = jnp.where(first_vals[0] > 0, -span, jnp.where(first_vals[-1] <= 0, span,
+                                                         0.5 * (lo + hi)))
+    threshold = _newton_step(final_overlap, jax.lax.stop_gradient(root))
     weight = 0.5 * jax.scipy.special.erfc(threshold / math.sqrt(2.0))
     y_n = reduced_solve(red, interp, schedule, jnp.zeros((1,), dtype), steps, solver,
                         final_step)[1]

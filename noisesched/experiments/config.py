@@ -149,10 +149,11 @@ def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: malformed TOML: {err}") from None
+    data = dict(data)
+    data.pop("fit", None)  # a fit config runs with its initial schedule (see noisesched fit)
     for key, value in data.items():
         if isinstance(value, dict):
             raise ConfigError(f"{path}: tables are not part of the schema; got [{key}]")
-    data = dict(data)
     data.update(parse_overrides(overrides))
     return from_mapping(data)
 
@@ -185,7 +186,12 @@ def validate(c: RunConfig) -> None:
         check_int("steps", c.steps, lo=1)
         check_choice("kind", c.kind, ("vp", "ve"))
         check_choice("shape", c.shape, ("linear", "trig"))
-        check_choice("schedule", c.schedule, schedules_mod.NAMES)
+        if c.schedule.startswith("@"):
+            if not Path(c.schedule[1:]).is_file():
+                raise ConfigError(f"schedule file {c.schedule[1:]!r} (schedule = "
+                                  f"{c.schedule!r}) does not exist")
+        else:
+            check_choice("schedule", c.schedule, schedules_mod.NAMES)
         if c.schedule in ("vp_dilated", "ve_dilated", "ve_dilated_trig"):
             check_real("k", c.k, 0.0, math.sqrt(c.d))
         check_real("p", c.p, 0.0, 1.0)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from .. import metrics, theory
 from ..interpolants import Interpolant
+from ..learning.export import load_schedule
 from ..models import CurieWeiss, GaussianMixture
 from ..sampling import sample_prior, solve
 from ..schedules import make
@@ -23,12 +24,16 @@ from .io import environment, write_json
 
 
 def build(config: RunConfig):
-    """(model, interpolant, schedule) of a validated config."""
+    """(model, interpolant, schedule) of a validated config. ``schedule = "@path"`` reads a file
+    written by :func:`noisesched.learning.save_schedule`."""
     interp = Interpolant(kind=config.kind, shape=config.shape, d=config.d)
-    options = {"cosine": {"offset": config.offset},
-               "karras": {"sigma_min": config.sigma_min, "sigma_max": config.sigma_max,
-                          "rho": config.rho}}.get(config.schedule, {})
-    schedule = make(config.schedule, interp, k=config.k, **options)
+    if config.schedule.startswith("@"):  # a saved (learned) schedule
+        schedule = load_schedule(config.schedule[1:], interp)
+    else:
+        options = {"cosine": {"offset": config.offset},
+                   "karras": {"sigma_min": config.sigma_min, "sigma_max": config.sigma_max,
+                              "rho": config.rho}}.get(config.schedule, {})
+        schedule = make(config.schedule, interp, k=config.k, **options)
     if config.model == "cw":
         if config.cw_form == "exact":
             from ..models import CurieWeissExact
@@ -44,18 +49,10 @@ def build(config: RunConfig):
     return model, interp, schedule
 
 
-def _symmetric_two_modes(model) -> bool:
-    try:
-        theory.TwoModeReduction.of(model)
-    except ValueError:
-        return False
-    return True
-
-
 def exact_metrics(config: RunConfig, model, interp, schedule) -> dict[str, float]:
     """Monte-Carlo-free values of the same discretisation, where the theory has them."""
     out: dict[str, float] = {}
-    if (isinstance(model, GaussianMixture) and _symmetric_two_modes(model) and not config.adaptive
+    if (theory.TwoModeReduction.applies(model) and not config.adaptive
             and config.solver in theory.ORACLE_SOLVERS):
         with jax.enable_x64(True):
             model64, interp64, schedule64 = build(config)

@@ -1,17 +1,35 @@
-"""Schedule learning: learnable families, losses on final samples, an optax fit loop."""
+"""Schedule learning: learnable families, losses, an optax fit loop, saving and export."""
 
-from .export import export_schedule, schedule_arrays
-from .families import PiecewiseLinear
-from .fit import fit_schedule
-from .losses import combined_loss, low_level_loss, mode_asymmetry_loss, soft_mode_fraction
+from .export import export_schedule, load_schedule, save_schedule, schedule_arrays
+from .families import FAMILIES, NoiseRatioKnots, PiecewiseLinear, SigmoidSum
+from .fit import LR_SCHEDULES, OPTIMIZERS, FitResult, fit_schedule, make_optimizer
+from .losses import (
+    AbstractScheduleLoss,
+    ExactLoss,
+    combined_loss,
+    low_level_loss,
+    mode_asymmetry_loss,
+    soft_mode_fraction,
+)
 
 __all__ = [
+    "FAMILIES",
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+    "AbstractScheduleLoss",
+    "ExactLoss",
+    "FitResult",
+    "NoiseRatioKnots",
     "PiecewiseLinear",
+    "SigmoidSum",
     "combined_loss",
     "export_schedule",
     "fit_schedule",
+    "load_schedule",
     "low_level_loss",
+    "make_optimizer",
     "mode_asymmetry_loss",
+    "save_schedule",
     "schedule_arrays",
     "soft_mode_fraction",
 ]

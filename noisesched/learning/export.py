@@ -1,7 +1,9 @@
-"""A schedule as arrays for other samplers: times, τ, α, β and the noise levels σ_i = α/β."""
+"""A schedule as arrays for other samplers (times, τ, α, β and the noise levels σ_i = α/β), and
+learned schedules saved to and read from JSON."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -55,3 +57,78 @@ def export_schedule(schedule: AbstractSchedule, interp: Interpolant, steps: int,
                 json.dump(data, f, indent=1)
                 f.write("\n")
     return atomic_write(path, write)
+
+
+_FORMAT = "noisesched-schedule"
+
+
+def save_schedule(schedule: AbstractSchedule, path: str | os.PathLike, *,
+                  interpolant: Interpolant | None = None, steps: int | None = None,
+                  metadata: dict | None = None) -> Path:
+    """Write a learnable schedule to a JSON file that :func:`load_schedule` (and
+    ``noisesched run --set schedule=@path``) reads back exactly, atomically.
+
+    With ``interpolant`` and ``steps``, the file also holds :func:`schedule_arrays` on that grid
+    (for other samplers); ``metadata`` (JSON-serialisable) is stored as given.
+    """
+    from .families import FAMILIES
+
+    names = {cls: name for name, cls in FAMILIES.items()}
+    if type(schedule) not in names:
+        raise ValueError(f"schedule must be one of the learnable families "
+                         f"({', '.join(FAMILIES)}); got {type(schedule).__name__}")
+    path = Path(path)
+    if path.suffix != ".json":
+        raise ValueError(f"path must end in .json; got {str(path)!r}")
+    fields = {}
+    for f in dataclasses.fields(schedule):
+        value = getattr(schedule, f.name)
+        if isinstance(value, Interpolant):
+            value = {"kind": value.kind, "shape": value.shape, "d": value.d}
+        elif isinstance(value, jax.Array | np.ndarray):
+            value = np.asarray(value, np.float64).tolist()
+        fields[f.name] = value
+    data = {"format": _FORMAT, "version": 1, "family": names[type(schedule)], "fields": fields,
+            "metadata": metadata or {}}
+    if interpolant is not None and steps is not None:
+        arrays = schedule_arrays(schedule, interpolant, steps)
+        data["arrays"] = {k: [None if not np.isfinite(v) else float(v) for v in a]
+                          for k, a in arrays.items()}
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+
+    return atomic_write(path, write)
+
+
+def load_schedule(path: str | os.PathLike, interpolant: Interpolant | None = None
+                  ) -> AbstractSchedule:
+    """Read a schedule written by :func:`save_schedule`.
+
+    A :class:`NoiseRatioKnots` schedule is placed on ``interpolant`` when one is given (its
+    dimension-free knots carried to that d, kind and shape); the other families are functions
+    of t alone and ignore it.
+    """
+    from .families import FAMILIES
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"schedule file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != _FORMAT:
+            raise ValueError(f"not a {_FORMAT} file (format = {data.get('format')!r})")
+        family = data["family"]
+        if family not in FAMILIES:
+            raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+        fields = dict(data["fields"])
+        if "interpolant" in fields:
+            fields["interpolant"] = Interpolant(**fields["interpolant"])
+        schedule = FAMILIES[family](**fields)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable schedule file ({err})") from None
+    if interpolant is not None and hasattr(schedule, "at"):
+        schedule = schedule.at(interpolant)
+    return schedule
