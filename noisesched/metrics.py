@@ -69,24 +69,26 @@ def mode_weight_target(model: GaussianMixture) -> Float[Array, ""]:
     return model.weights[0]
 
 
-def _orthonormal_basis_of_means(model: GaussianMixture, dtype) -> tuple[Array, int]:
-    """An orthonormal basis (d, r) of the span of the means, from their concrete values (the
-    rank decides the shape, so it cannot be traced)."""
+def _orthonormal_basis_of_means(model: GaussianMixture, dtype) -> tuple[Array, int | Array]:
+    """An orthonormal basis (d, K) of the span of the means (columns beyond the rank r are
+    zero) and r; r is a Python int when the means are concrete."""
     if isinstance(model.means, jax.core.Tracer):
-        raise ValueError("within_mode_variance needs the model's means as concrete values; "
-                         "close over the model instead of passing it through jax.jit")
+        q, r = jnp.linalg.qr(model.means.astype(dtype).T)
+        keep = jnp.abs(jnp.diagonal(r)) > 1e-6 * jnp.max(jnp.abs(r))
+        return q * keep, jnp.sum(keep)
     means = np.asarray(model.means, dtype=np.float64)
-    q, r = np.linalg.qr(means.T)  # (d, K), columns span the means
+    q, r = np.linalg.qr(means.T)  # float64 on the host: the rank decides nothing traced
     keep = np.abs(np.diagonal(r)) > 1e-6 * np.max(np.abs(r))
-    return jnp.asarray(q[:, keep], dtype=dtype), int(keep.sum())
+    return jnp.asarray(q * keep, dtype=dtype), int(keep.sum())
 
 
-def within_mode_sum_of_squares(model: GaussianMixture, x: Samples) -> tuple[Float[Array, ""], int]:
+def within_mode_sum_of_squares(model: GaussianMixture, x: Samples
+                               ) -> tuple[Float[Array, ""], int | Array]:
     """(Σ over samples of |P⊥ x|², d − r): the additive part of :func:`within_mode_variance`,
     for metrics accumulated over chunks of samples."""
     x = _check_samples(model, x)
     basis, rank = _orthonormal_basis_of_means(model, x.dtype)
-    if model.d <= rank:
+    if isinstance(rank, int) and model.d <= rank:
         raise ValueError(f"within_mode_variance needs d > rank of the means = {rank}")
     resid = x - (x @ basis) @ basis.T  # explicit residual: no cancellation when it is small
     return jnp.sum(resid * resid), model.d - rank

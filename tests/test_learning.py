@@ -187,8 +187,8 @@ def test_sigmoid_sum_fits_a_builtin_schedule(x64):
     t = jnp.linspace(0.0, 1.0, 201, dtype=jnp.float64)
     err = jnp.max(jnp.abs(jax.vmap(fitted)(t) - jax.vmap(target)(t)))
     assert float(err) < 0.02  # a kinked curve by six smooth steps
-    near_constant = SigmoidSum.linear(3)
-    np.testing.assert_allclose(jax.vmap(near_constant)(t), t, atol=1e-4)
+    for k in (1, 3, 8, 16):  # the near-constant start (the end sigmoids are cut at 0 and 1)
+        np.testing.assert_allclose(jax.vmap(SigmoidSum.linear(k))(t), t, atol=0.03)
 
 
 @pytest.mark.parametrize("kind", ["vp", "ve"])
@@ -257,12 +257,13 @@ def test_gradient_of_smooth_and_dimension_aware_families_matches_finite_differen
     params, static = eqx.partition(sched, eqx.is_inexact_array)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
 
+    @jax.jit
     def loss(v):
         s = eqx.combine(unravel(v), static)
         x = ns.solve(model, interp, s, x0, steps=8, method="scan").x
         return soft_mode_fraction(model, x) + 0.01 * jnp.mean(x**2)
 
-    grad = jax.grad(loss)(flat)
+    grad = jax.jit(jax.grad(loss))(flat)
     eps = 1e-6
     fd = jnp.array([(loss(flat.at[i].add(eps)) - loss(flat.at[i].add(-eps))) / (2 * eps)
                     for i in range(flat.shape[0])])
@@ -362,9 +363,12 @@ def test_early_stopping_stops_a_flat_loss():
 
 
 def test_exact_loss_is_differentiable_and_matches_the_oracle(x64):
+    """The implicit derivative of the threshold against central differences of the oracle at
+    d = 100. (At d = 10³, 10⁴ the final overlap jumps from −|μ| to |μ| within 10⁻¹⁰ of the
+    threshold and the two differ by 1 % and 3 %: see ExactLoss.)"""
     from noisesched.learning import ExactLoss
 
-    d = 10_000
+    d = 100
     interp = ns.Interpolant("vp", "linear", d)
     red = ns.theory.TwoModeReduction.two_modes(d)
     loss = ExactLoss.of(red, interp, 10)
@@ -372,19 +376,19 @@ def test_exact_loss_is_differentiable_and_matches_the_oracle(x64):
     parts = loss.parts(sched)
     exact = ns.theory.gm_oracle(red, interp, sched, 10)
     assert float(parts["mode_weight"]) == float(exact["mode_weight"])
-    # the threshold's implicit derivative against central differences of the oracle itself
     params, static = eqx.partition(sched, eqx.is_inexact_array)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
 
+    @jax.jit
     def threshold(v):
         return ns.theory.gm_oracle(red, interp, eqx.combine(unravel(v), static), 10)["threshold"]
 
-    grad = jax.grad(threshold)(flat)
+    grad = jax.jit(jax.grad(threshold))(flat)
     eps = 1e-5
     fd = jnp.array([(threshold(flat.at[i].add(eps)) - threshold(flat.at[i].add(-eps))) / (2 * eps)
                     for i in range(flat.shape[0])])
-    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-8)
-    assert float(jnp.max(jnp.abs(grad))) > 1e-3
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
+    assert float(jnp.max(jnp.abs(grad))) > 1e-2
 
 
 def test_exact_loss_learns_vp_from_the_constant_schedule(x64):
@@ -422,3 +426,66 @@ def test_save_and_load_every_family(tmp_path, x64):
     (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="not a readable schedule file"):
         load_schedule(tmp_path / "bad.json")
+
+
+# ----------------------------------------------------------------------------- threshold loss
+def test_threshold_loss_finds_the_oracle_threshold_on_every_row(x64):
+    from noisesched.learning import ThresholdLoss
+
+    d, steps = 300, 6
+    model = ns.GaussianMixture.two_modes(d=d)
+    interp = ns.Interpolant("vp", "linear", d)
+    sched = NoiseRatioKnots.uniform(interp, 12)
+    loss = ThresholdLoss(model, interp, steps, bisections=40)
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(0), 16, dtype=jnp.float64)
+    parts = loss.parts(sched, x0)
+    exact = ns.theory.gm_oracle(model, interp, sched, steps)
+    np.testing.assert_allclose(parts["thresholds"], float(exact["threshold"]), atol=1e-8)
+    assert float(parts["mode_weight"]) == pytest.approx(float(exact["mode_weight"]), abs=1e-9)
+
+
+@pytest.mark.parametrize("which", ["gm", "cw"])
+def test_threshold_loss_gradient_matches_finite_differences(which, x64):
+    from noisesched.learning import ThresholdLoss
+
+    d, steps = 60, 5
+    model = (ns.GaussianMixture.two_modes(d=d) if which == "gm"
+             else ns.CurieWeiss(d=d, beta=2.0, h=0.5 * math.log(4)))
+    interp = ns.Interpolant("vp", "linear", d)
+    sched = NoiseRatioKnots.uniform(interp, 8)
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(1), 8, dtype=jnp.float64)
+    loss = ThresholdLoss(model, interp, steps, bisections=50, weight_low=0.0)
+    params, static = eqx.partition(sched, eqx.is_inexact_array)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+
+    @jax.jit
+    def f(v):
+        return loss(eqx.combine(unravel(v), static), x0)
+
+    grad = jax.jit(jax.grad(f))(flat)
+    eps = 1e-6
+    fd = jnp.array([(f(flat.at[i].add(eps)) - f(flat.at[i].add(-eps))) / (2 * eps)
+                    for i in range(flat.shape[0])])
+    np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-7)
+    assert float(jnp.max(jnp.abs(grad))) > 1e-3
+
+
+def test_threshold_loss_is_the_fraction_of_final_samples_in_the_positive_mode(x64):
+    """Curie–Weiss: each row's final phase is + exactly when its initial coordinate along e is
+    above the row's threshold (the monotonicity the estimator assumes), and the estimate agrees
+    with the fraction of final samples (3 standard errors)."""
+    from noisesched.learning import ThresholdLoss
+
+    d, steps, n = 100, 8, 1500
+    model = ns.CurieWeiss(d=d, beta=2.0, h=0.5 * math.log(4))
+    interp = ns.Interpolant("vp", "linear", d)
+    sched = NoiseRatioKnots.uniform(interp, 16)
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(2), n, dtype=jnp.float64)
+    loss = ThresholdLoss(model, interp, steps, bisections=40)
+    parts = loss.parts(sched, x0)
+    u = x0 @ jnp.full((d,), 1.0 / math.sqrt(d)) / interp.alpha0
+    x1 = ns.solve(model, interp, sched, x0, steps=steps, method="scan").x
+    positive = jnp.mean(x1, axis=-1) > 0
+    np.testing.assert_array_equal(positive, u > parts["thresholds"])
+    hard = float(jnp.mean(positive))
+    assert abs(float(parts["mode_weight"]) - hard) < 3 * math.sqrt(hard * (1 - hard) / n)

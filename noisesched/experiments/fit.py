@@ -32,6 +32,7 @@ from ..learning import (
     NoiseRatioKnots,
     PiecewiseLinear,
     SigmoidSum,
+    ThresholdLoss,
     combined_loss,
     fit_schedule,
     load_schedule,
@@ -47,7 +48,7 @@ from .config import ConfigError, RunConfig, from_mapping, parse_overrides, unkno
 from .io import environment, save_figure, write_json
 from .run import build
 
-LOSSES = ("combined", "mode", "low", "exact")
+LOSSES = ("combined", "mode", "low", "exact", "threshold")
 INITS = ("schedule", "uniform")
 
 
@@ -58,7 +59,10 @@ class FitSettings:
     family: str = "noise_ratio_knots"  # piecewise_linear | sigmoid_sum | noise_ratio_knots
     pieces: int = 20  # knots (pieces) of the piecewise families; sigmoids of sigmoid_sum
     init: str = "schedule"  # schedule (the run config's schedule) | uniform (noise_ratio_knots)
-    loss: str = "combined"  # combined | mode | low | exact (GM two modes, from the reduction)
+    # combined | mode | low (on final samples) | threshold (through the sampler, mode term on the
+    # probit scale) | exact (two-mode mixture, from the reduction)
+    loss: str = "combined"
+    bisections: int = 24  # threshold loss
     weight_high: float = 1.0
     weight_low: float = 1.0
     temperature: float = 0.05
@@ -90,6 +94,7 @@ class FitSettings:
                 check_real(f"fit.{key}", getattr(self, key), lo=0.0, lo_open=False)
             check_real("fit.temperature", self.temperature, lo=0.0)
             check_int("fit.batch", self.batch, lo=1)
+            check_int("fit.bisections", self.bisections, lo=1)
             check_int("fit.iterations", self.iterations, lo=1)
             check_choice("fit.optimizer", self.optimizer, OPTIMIZERS)
             check_real("fit.learning_rate", self.learning_rate, lo=0.0)
@@ -206,6 +211,12 @@ def make_loss(config: RunConfig, settings: FitSettings, model, interp):
                               f"{config.solver!r}")
         return ExactLoss.of(model, interp, config.steps, solver=config.solver,
                             weight_high=s.weight_high, weight_low=s.weight_low)
+    if s.loss == "threshold":
+        if isinstance(model, GaussianMixture) and not theory.TwoModeReduction.applies(model):
+            raise ConfigError("fit.loss = 'threshold' needs model = 'cw' or a two-mode mixture")
+        return ThresholdLoss(model, interp, config.steps, solver=config.solver,
+                             method=config.method, weight_high=s.weight_high,
+                             weight_low=s.weight_low, bisections=s.bisections)
     if s.loss == "mode":
         return lambda m, x: mode_asymmetry_loss(m, x, s.temperature)
     if s.loss == "low":
@@ -301,7 +312,8 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
     with jax.enable_x64(x64):
         model, interp, _ = build(config)
         learned = load_schedule(schedule_file, interp)  # evaluate exactly what the file holds
-        evaluation = _evaluate_all(config, settings, model, interp, learned, schedule_file,
+        evaluation = _evaluate_all(config, settings, model, interp, learned,
+                                   initial_schedule(config, settings, interp), schedule_file,
                                    baselines)
         save_figure(out / "schedules.png", _figure(config, interp, learned, settings,
                                                    out / "schedules.npz"))
@@ -338,11 +350,13 @@ def _baselines(config: RunConfig, settings: FitSettings) -> list[RunConfig]:
     return out
 
 
-def _evaluate_all(config, settings, model, interp, learned, schedule_file, baselines
+def _evaluate_all(config, settings, model, interp, learned, initial, schedule_file, baselines
                   ) -> list[dict]:
     learned_config = dataclasses.replace(config, schedule=f"@{schedule_file}")
     rows = [{"schedule": "learned", "d": config.d,
-             **evaluate(model, interp, learned, learned_config)}]
+             **evaluate(model, interp, learned, learned_config)},
+            {"schedule": f"initial ({settings.init})", "d": config.d,
+             **evaluate(model, interp, initial, config)}]
     for d in settings.transfer_dims:  # noise_ratio_knots: the same ξ-knots at this d
         c = dataclasses.replace(learned_config, d=d)
         rows.append({"schedule": "learned", "d": d, **evaluate(*build(c), c)})
@@ -394,11 +408,13 @@ def _figure(config, interp, learned, settings, data_path):
             axes[0].plot(grid, on_grid, "o", color=f"C{j}", ms=3)
             axes[1].semilogy(grid[1:-1], ratio, "o-", color=f"C{j}", ms=3, label=name)
     axes[0].set(xlabel="t", ylabel="τ(t)", title=f"τ(t); dots: the N = {config.steps} grid")
-    speciation = config.m * math.sqrt(config.d)
+    gm = config.model == "gm"
+    speciation = (config.m if gm else 1.0) * math.sqrt(config.d)  # CW: |x1|² = d
     axes[1].axhline(speciation, color="k", ls="--", lw=0.8)
     text = {"fontsize": 8, "transform": axes[1].get_yaxis_transform()}
-    axes[1].text(0.02, speciation * 1.15, "speciation: α/β = m√d", **text)
-    if config.model == "gm":
+    axes[1].text(0.02, speciation * 1.15,
+                 "speciation: α/β = m√d" if gm else "speciation: α/β = √d", **text)
+    if gm:
         axes[1].axhline(config.sigma, color="k", ls=":", lw=0.8)
         axes[1].text(0.02, config.sigma * 1.15, "within-mode spread: α/β = σ", **text)
     axes[1].set(xlabel="t", ylabel="noise-to-signal ratio α/β",

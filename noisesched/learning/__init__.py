@@ -4,8 +4,10 @@ from .export import export_schedule, load_schedule, save_schedule, schedule_arra
 from .families import FAMILIES, NoiseRatioKnots, PiecewiseLinear, SigmoidSum
 from .fit import LR_SCHEDULES, OPTIMIZERS, FitResult, fit_schedule, make_optimizer
 from .losses import (
+    AbstractPriorLoss,
     AbstractScheduleLoss,
     ExactLoss,
+    ThresholdLoss,
     combined_loss,
     low_level_loss,
     mode_asymmetry_loss,
@@ -16,12 +18,14 @@ __all__ = [
     "FAMILIES",
     "LR_SCHEDULES",
     "OPTIMIZERS",
+    "AbstractPriorLoss",
     "AbstractScheduleLoss",
     "ExactLoss",
     "FitResult",
     "NoiseRatioKnots",
     "PiecewiseLinear",
     "SigmoidSum",
+    "ThresholdLoss",
     "combined_loss",
     "export_schedule",
     "fit_schedule",

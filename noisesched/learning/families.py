@@ -115,13 +115,13 @@ class SigmoidSum(AbstractSchedule):
         self.log_widths = _parameter("log_widths", log_widths, k)
 
     @classmethod
-    def linear(cls, components: int, width: float = 0.1) -> SigmoidSum:
-        """τ ≈ t (the constant schedule): the line carries almost all the weight."""
+    def linear(cls, components: int) -> SigmoidSum:
+        """τ ≈ t (the constant schedule, within 0.03): equal weights on the line and on
+        K sigmoids of width 1/(2K) centred at (j + ½)/K, so every parameter has a gradient."""
         check_int("components", components, lo=1)
-        check_real("width", width, lo=0.0)
-        logits = np.concatenate([[0.0], np.full(components, -12.0)])
         centers = (np.arange(components) + 0.5) / components
-        return cls(logits, centers, np.full(components, math.log(width)))
+        return cls(np.zeros(components + 1), centers,
+                   np.full(components, math.log(0.5 / components)))
 
     @classmethod
     def from_schedule(cls, schedule: AbstractSchedule, components: int, *, points: int = 513,

@@ -21,7 +21,7 @@ from .._validation import check_choice, check_int, check_real
 from ..interpolants import Interpolant
 from ..sampling import SCAN_SOLVERS, SOLVERS, sample_prior, solve
 from ..schedules import AbstractSchedule
-from .losses import AbstractScheduleLoss, combined_loss
+from .losses import AbstractPriorLoss, AbstractScheduleLoss, combined_loss
 
 __all__ = ["FitResult", "fit_schedule", "make_optimizer", "OPTIMIZERS", "LR_SCHEDULES"]
 
@@ -105,7 +105,8 @@ def fit_schedule(
     Each iteration draws ``batch`` prior states, solves the PF-ODE with ``steps`` steps of
     ``solver`` and takes one optimiser step on ``loss(model, X_1)``; or, for an
     :class:`AbstractScheduleLoss` such as :class:`ExactLoss`, on ``loss(schedule)`` with no
-    sampling. The prior states of iteration i come from ``fold_in(key, i)`` (fresh noise), or
+    sampling, or for an :class:`AbstractPriorLoss` such as :class:`ThresholdLoss`, on
+    ``loss(schedule, x0)``. The prior states of iteration i come from ``fold_in(key, i)`` (fresh noise), or
     from ``key`` at every iteration if ``common_random_numbers``.
 
     Args:
@@ -149,6 +150,8 @@ def fit_schedule(
         sched = eqx.combine(p, static)
         if exact:
             return loss(sched)
+        if isinstance(loss, AbstractPriorLoss):
+            return loss(sched, x0)
         x = solve(model, interp, sched, x0, steps=steps, solver=solver, method=method,
                   checkpoints=checkpoints).x
         return loss(model, x)
