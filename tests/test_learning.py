@@ -245,6 +245,22 @@ def test_bad_family_parameters():
         NoiseRatioKnots(0.0, jnp.zeros(2), interp, gap=-1.0)
 
 
+def _gradient_and_central_differences(fn, schedule, eps):
+    """jax.grad of ``fn(schedule)`` over the schedule's parameters (flattened) and central
+    differences of the same function, both jitted."""
+    params, static = eqx.partition(schedule, eqx.is_inexact_array)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+
+    @jax.jit
+    def f(v):
+        return fn(eqx.combine(unravel(v), static))
+
+    grad = jax.jit(jax.grad(f))(flat)
+    fd = jnp.array([(f(flat.at[i].add(eps)) - f(flat.at[i].add(-eps))) / (2 * eps)
+                    for i in range(flat.shape[0])])
+    return grad, fd
+
+
 # ----------------------------------------------------------------------------- gradients
 @pytest.mark.parametrize("family", [1, 2])
 def test_gradient_of_smooth_and_dimension_aware_families_matches_finite_differences(
@@ -253,20 +269,11 @@ def test_gradient_of_smooth_and_dimension_aware_families_matches_finite_differen
     model = ns.GaussianMixture.two_modes(d=d)
     interp = ns.Interpolant("ve", "linear", d)
     x0 = ns.sample_prior(interp, jax.random.PRNGKey(1), 32, dtype=jnp.float64)
-    sched = _families(interp)[family]
-    params, static = eqx.partition(sched, eqx.is_inexact_array)
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-
-    @jax.jit
-    def loss(v):
-        s = eqx.combine(unravel(v), static)
+    def loss(s):
         x = ns.solve(model, interp, s, x0, steps=8, method="scan").x
         return soft_mode_fraction(model, x) + 0.01 * jnp.mean(x**2)
 
-    grad = jax.jit(jax.grad(loss))(flat)
-    eps = 1e-6
-    fd = jnp.array([(loss(flat.at[i].add(eps)) - loss(flat.at[i].add(-eps))) / (2 * eps)
-                    for i in range(flat.shape[0])])
+    grad, fd = _gradient_and_central_differences(loss, _families(interp)[family], 1e-6)
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-9)
 
 
@@ -376,17 +383,8 @@ def test_exact_loss_is_differentiable_and_matches_the_oracle(x64):
     parts = loss.parts(sched)
     exact = ns.theory.gm_oracle(red, interp, sched, 10)
     assert float(parts["mode_weight"]) == float(exact["mode_weight"])
-    params, static = eqx.partition(sched, eqx.is_inexact_array)
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-
-    @jax.jit
-    def threshold(v):
-        return ns.theory.gm_oracle(red, interp, eqx.combine(unravel(v), static), 10)["threshold"]
-
-    grad = jax.jit(jax.grad(threshold))(flat)
-    eps = 1e-5
-    fd = jnp.array([(threshold(flat.at[i].add(eps)) - threshold(flat.at[i].add(-eps))) / (2 * eps)
-                    for i in range(flat.shape[0])])
+    grad, fd = _gradient_and_central_differences(
+        lambda s: ns.theory.gm_oracle(red, interp, s, 10)["threshold"], sched, 1e-5)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
     assert float(jnp.max(jnp.abs(grad))) > 1e-2
 
@@ -455,17 +453,7 @@ def test_threshold_loss_gradient_matches_finite_differences(which, x64):
     sched = NoiseRatioKnots.uniform(interp, 8)
     x0 = ns.sample_prior(interp, jax.random.PRNGKey(1), 8, dtype=jnp.float64)
     loss = ThresholdLoss(model, interp, steps, bisections=50, weight_low=0.0)
-    params, static = eqx.partition(sched, eqx.is_inexact_array)
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-
-    @jax.jit
-    def f(v):
-        return loss(eqx.combine(unravel(v), static), x0)
-
-    grad = jax.jit(jax.grad(f))(flat)
-    eps = 1e-6
-    fd = jnp.array([(f(flat.at[i].add(eps)) - f(flat.at[i].add(-eps))) / (2 * eps)
-                    for i in range(flat.shape[0])])
+    grad, fd = _gradient_and_central_differences(lambda s: loss(s, x0), sched, 1e-6)
     np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-7)
     assert float(jnp.max(jnp.abs(grad))) > 1e-3
 

@@ -106,8 +106,8 @@ def fit_schedule(
     ``solver`` and takes one optimiser step on ``loss(model, X_1)``; or, for an
     :class:`AbstractScheduleLoss` such as :class:`ExactLoss`, on ``loss(schedule)`` with no
     sampling, or for an :class:`AbstractPriorLoss` such as :class:`ThresholdLoss`, on
-    ``loss(schedule, x0)``. The prior states of iteration i come from ``fold_in(key, i)`` (fresh noise), or
-    from ``key`` at every iteration if ``common_random_numbers``.
+    ``loss(schedule, x0)``. The prior states of iteration i come from ``fold_in(key, i)``
+    (fresh noise), or from ``key`` at every iteration if ``common_random_numbers``.
 
     Args:
         optimizer: any optax transformation (default :func:`make_optimizer`: Adam, 3·10⁻²).
