@@ -285,13 +285,12 @@ def test_checkpointing_changes_neither_values_nor_gradients(x64):
     base = PiecewiseLinear.from_schedule(ns.schedules.vp_dilated(d), 5)
 
     def loss(logits, checkpoints, method):
-        x = ns.solve(model, interp, PiecewiseLinear(logits), x0, steps=23, solver="heun",
+        x = ns.solve(model, interp, PiecewiseLinear(logits), x0, steps=11, solver="heun",
                      method=method, checkpoints=checkpoints).x
         return jnp.mean(jnp.tanh(x))
 
-    ref = jax.value_and_grad(loss)(base.logits, 23, "scan")
-    for checkpoints, method in [(None, "scan"), (1, "scan"), (4, "scan"), (7, "scan"),
-                                (3, "diffrax"), (None, "diffrax")]:
+    ref = jax.value_and_grad(loss)(base.logits, 11, "scan")  # every state kept
+    for checkpoints, method in [(None, "scan"), (1, "scan"), (4, "scan"), (3, "diffrax")]:
         value, grad = jax.value_and_grad(loss)(base.logits, checkpoints, method)
         assert float(value) == pytest.approx(float(ref[0]), rel=1e-13)
         np.testing.assert_allclose(grad, ref[1], rtol=1e-10, atol=1e-14)
