@@ -134,7 +134,8 @@ def fit_schedule(
     check_real("min_delta", min_delta, lo=0.0, lo_open=False)
     check_real("smoothing", smoothing, lo=0.0, hi=1.0, lo_open=False)
     exact = isinstance(loss, AbstractScheduleLoss)
-    if not exact and interp.d != model.d:
+    on_samples = not isinstance(loss, AbstractScheduleLoss | AbstractPriorLoss)
+    if on_samples and interp.d != model.d:
         raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
     if not callable(loss):
         raise ValueError(f"loss must be a function (model, x) -> scalar or an "
