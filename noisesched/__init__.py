@@ -3,7 +3,7 @@
 Conventions (see README): t = 0 is noise, t = 1 is data; x_t = α(t) z + β(t) x1 with β = τ(t).
 """
 
-from . import learning, metrics, schedules, theory
+from . import learning, metrics, schedules, streaming, theory
 from .interpolants import Coefficients, Interpolant
 from .models import (
     AbstractModel,
@@ -33,5 +33,6 @@ __all__ = [
     "sample_prior",
     "schedules",
     "solve",
+    "streaming",
     "theory",
 ]

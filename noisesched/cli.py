@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # `demo --d` is --d, not --debug or --distributed
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, status 2, no usage dump
         self.exit(2, f"noisesched: error: {message}\n")
 
@@ -17,6 +22,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="noisesched", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="do not keep compiled programs between runs (also "
+                             "NOISESCHED_NO_COMPILE_CACHE=1; default: kept in "
+                             "$NOISESCHED_CACHE_DIR or ~/.cache/noisesched/jax)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="call jax.distributed.initialize() first (one process per host; "
+                             "SLURM or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / "
+                             "JAX_PROCESS_ID)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="GM two modes: VP/VE x constant/dilated, table and figure")
@@ -59,7 +72,25 @@ def _build_parser() -> argparse.ArgumentParser:
 
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--no-compile-cache", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def compile_cache_dir() -> str:
+    """Where the CLI keeps compiled programs: ``$NOISESCHED_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/noisesched/jax``, else ``~/.cache/noisesched/jax``."""
+    if os.environ.get("NOISESCHED_CACHE_DIR"):
+        return os.environ["NOISESCHED_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "noisesched", "jax")
+
+
+def _enable_compile_cache() -> None:
+    """JAX's persistent compilation cache: a second run of the same sizes skips compilation."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", compile_cache_dir())
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _demo(args) -> None:
@@ -116,6 +147,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    if not (args.no_compile_cache or os.environ.get("NOISESCHED_NO_COMPILE_CACHE")):
+        _enable_compile_cache()
     commands = {"demo": _demo, "run": _run, "fit": _fit, "scaling": _scaling,
                 "reproduce": _reproduce}
     with warnings.catch_warnings():

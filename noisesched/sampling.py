@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import diffrax
 import equinox as eqx
@@ -34,11 +34,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._validation import check_choice, check_int, check_positive, check_real
-from .interpolants import Interpolant
+from .interpolants import Coefficients, Interpolant
 from .models.base import AbstractModel, sample_rows
 from .schedules import AbstractSchedule
 
-__all__ = ["Solution", "sample", "solve", "sample_prior", "SOLVERS", "ADAPTIVE_SOLVERS"]
+__all__ = ["Solution", "sample", "solve", "sample_prior", "SOLVERS", "ADAPTIVE_SOLVERS",
+           "FusedEuler"]
 
 SOLVERS: dict[str, type[diffrax.AbstractRungeKutta]] = {
     "euler": diffrax.Euler,
@@ -82,13 +83,14 @@ def sample_prior(
     drawn from ``key``. Row i depends only on ``fold_in(key, i)``, so a large batch can be drawn
     in slices that together equal the batch drawn at once."""
     check_int("n", n, lo=1)
-    check_int("start", start, lo=0)
+    if not isinstance(start, jax.Array):
+        check_int("start", start, lo=0)
     dtype = jnp.result_type(float) if dtype is None else dtype
 
     def one(k):
         return interp.alpha0 * jax.random.normal(k, (interp.d,), dtype=dtype)
 
-    return sample_rows(one, key, start, start + n)
+    return sample_rows(one, key, start, n)
 
 
 def _resolve_observe(model: AbstractModel, observe) -> Observe | None:
@@ -265,10 +267,58 @@ def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, a
     return Solution(x=x, ts=ts, observables=obs, num_steps=taken)
 
 
+class FusedEuler(diffrax.AbstractSolver):
+    """Euler's method for a model with a statistics form (:meth:`AbstractModel.statistics`).
+
+    The solver state carries the drift's sums over coordinates at the current state, and each
+    step computes those of the state it writes, so the compiler can fuse that reduction with the
+    update: one read and one write of the state per step. Same numbers as ``diffrax.Euler``.
+    Expects ``args = (model, interp, schedule, lo, hi)`` as :func:`solve` passes them.
+    """
+
+    term_structure: ClassVar = diffrax.AbstractTerm
+    interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
+
+    def order(self, terms):
+        return 1
+
+    @staticmethod
+    def _statistics(t, y, args):
+        model, interp, schedule, lo, hi = args
+        return model.statistics(interp.coefficients(schedule, jnp.clip(t, lo, hi)), y)
+
+    def init(self, terms, t0, t1, y0, args):
+        return self._statistics(t0, y0, args)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        model, interp, schedule, lo, hi = args
+        c0 = interp.coefficients(schedule, jnp.clip(t0, lo, hi))
+        y1 = y0 + model.velocity_from_statistics(c0, y0, solver_state) * (t1 - t0)
+        dense_info = dict(y0=y0, y1=y1)
+        return y1, None, dense_info, self._statistics(t1, y1, args), diffrax.RESULTS.successful
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
+
+def has_statistics(model: AbstractModel, x: Float[Array, "n d"]) -> bool:
+    """Whether ``model`` has a statistics form (decided at trace time, nothing computed)."""
+    one = jnp.ones((), x.dtype)
+    c = Coefficients(one, one, one, one, one)
+    return jax.eval_shape(lambda: model.statistics(c, x)) is not None
+
+
+def _solver_instance(name: str, model: AbstractModel, x0):
+    """diffrax's solver, or :class:`FusedEuler` where Euler meets a statistics form."""
+    if name == "euler" and has_statistics(model, x0):
+        return FusedEuler()
+    return SOLVERS[name]()
+
+
 def _diffeqsolve(fields, x0, lo, hi, t0, t1, solver, controller, max_steps, subs, adjoint):
     return diffrax.diffeqsolve(
         diffrax.ODETerm(_vector_field),
-        SOLVERS[solver](),
+        _solver_instance(solver, fields[0], x0),
         t0=t0,
         t1=t1,
         dt0=None,
@@ -278,7 +328,24 @@ def _diffeqsolve(fields, x0, lo, hi, t0, t1, solver, controller, max_steps, subs
         stepsize_controller=controller,
         max_steps=max_steps,
         adjoint=adjoint,
+        # a fixed grid cannot run out of steps; without the runtime check (a host callback)
+        # the partitioner keeps the final state split over devices
+        throw=not isinstance(controller, diffrax.StepTo),
     )
+
+
+class _Grid(diffrax.StepTo):
+    """``diffrax.StepTo`` on a grid that is increasing, and starts and ends at t0 and t1, by
+    construction: without StepTo's runtime checks, which are host callbacks and would keep the
+    compiled solve out of JAX's persistent compilation cache."""
+
+    def wrap(self, direction):
+        return type(self)(ts=self.ts * direction)
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        if dt0 is not None:
+            raise ValueError("dt0 must be None with a grid of steps")
+        return self.ts[1], 2
 
 
 def _diffrax_fixed(fields, x0, grid, last, splits, solver, observe, adjoint):
@@ -293,7 +360,7 @@ def _diffrax_fixed(fields, x0, grid, last, splits, solver, observe, adjoint):
                                           fn=lambda t, y, args: observe(y)))
         sol = _diffeqsolve(
             fields, x, _inside(ts[0], ts[1], a in splits), _inside(ts[-1], ts[-2], b in splits),
-            ts[0], ts[-1], solver, diffrax.StepTo(ts=ts), b - a, subs, adjoint,
+            ts[0], ts[-1], solver, _Grid(ts=ts), b - a, subs, adjoint,
         )
         x = sol.ys[0][-1]
         if observe is not None:
@@ -320,38 +387,62 @@ def _adaptive(fields, x0, save_ts, t_end, solver, rtol, atol, max_steps, observe
 
 def _scan(fields, x0, grid, last, splits, solver, observe, checkpoints):
     """Fused Euler/Heun over t_0 … t_last: the same arithmetic as diffrax's tableaus, in blocks
-    of steps under ``jax.checkpoint`` (reverse mode stores one state per block)."""
+    of steps under ``jax.checkpoint`` (reverse mode stores one state per block).
+
+    For a model with a statistics form (:meth:`AbstractModel.statistics`), the loop carries the
+    statistics of the current state beside it, and step i computes those of step i + 1 from the
+    state it has just written: the compiler fuses that reduction with the update, so an Euler
+    step makes two passes over the state (read, write) instead of three.
+    """
+    model, interp, schedule = fields
     ts = grid[: last + 1]
     is_split = jnp.asarray([i in splits for i in range(last + 1)])
     lo = jnp.where(is_split[:-1], jnp.nextafter(ts[:-1], ts[1:]), ts[:-1])
     hi = jnp.where(is_split[1:], jnp.nextafter(ts[1:], ts[:-1]), ts[1:])
 
-    def step(x, i):
-        t0, t1 = ts[i], ts[i + 1]
-        args = (*fields, lo[i], hi[i])
-        dt = t1 - t0
-        k0 = _vector_field(t0, x, args) * dt
+    def coefficients(t):
+        return interp.coefficients(schedule, t)
+
+    fused = has_statistics(model, x0)
+
+    def velocity(t, x, stats):
+        c = coefficients(t)
+        if stats is None:
+            return model.velocity(c, x)
+        return model.velocity_from_statistics(c, x, stats)
+
+    def statistics(t, x):
+        return model.statistics(coefficients(t), x) if fused else None
+
+    def step(carry, i):
+        x, stats = carry
+        dt = ts[i + 1] - ts[i]
+        k0 = velocity(lo[i], x, stats) * dt
         if solver == "euler":
             x = x + k0
         else:
-            k1 = _vector_field(t1, x + k0, args) * dt
+            y = x + k0
+            k1 = velocity(hi[i], y, statistics(hi[i], y)) * dt
             x = x + (0.5 * k0 + 0.5 * k1)
-        return x, (None if observe is None else observe(x))
+        # the statistics where the next step starts, computed in the pass that writes x
+        stats = statistics(lo[jnp.minimum(i + 1, last - 1)], x)
+        return (x, stats), (None if observe is None else observe(x))
 
     @jax.checkpoint
-    def block(x, indices):
-        return jax.lax.scan(step, x, indices)
+    def block(carry, indices):
+        return jax.lax.scan(step, carry, indices)
 
     blocks = math.ceil(math.sqrt(last)) if checkpoints is None else min(checkpoints, last)
     size = math.ceil(last / blocks)
     full, rest = divmod(last, size)
-    x, obs = jax.lax.scan(block, x0, jnp.arange(full * size).reshape(full, size))
+    carry = (x0, statistics(lo[0], x0))
+    carry, obs = jax.lax.scan(block, carry, jnp.arange(full * size).reshape(full, size))
     if observe is not None:
         obs = jax.tree.map(lambda a: a.reshape(full * size, *a.shape[2:]), obs)
     if rest:
-        x, obs_rest = block(x, jnp.arange(full * size, last))
+        carry, obs_rest = block(carry, jnp.arange(full * size, last))
         if observe is not None:
             obs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), obs, obs_rest)
     if observe is not None:
         obs = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a]), observe(x0), obs)
-    return x, obs
+    return carry[0], obs

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -57,3 +58,27 @@ def test_console_script_entry_point(tmp_path):
     assert proc.stderr.strip() == "noisesched: error: p must be in (0, 1); got 2.0"
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "noisesched-out").exists()
+
+
+def test_compile_cache_is_kept_between_runs_and_can_be_switched_off(tmp_path):
+    """`noisesched run` fills the persistent compilation cache; a second run reads it (same
+    results); --no-compile-cache leaves the folder untouched."""
+    config = tmp_path / "c.toml"
+    config.write_text("d = 100\nn = 32\nsteps = 8\nfigures = false\n")
+    env = {k: v for k, v in os.environ.items() if k != "NOISESCHED_NO_COMPILE_CACHE"}
+
+    def run(out, cache, *extra):
+        proc = subprocess.run(
+            [sys.executable, "-m", "noisesched.cli", "run", str(config), "--out", str(out),
+             *extra], capture_output=True, text=True,
+            env=dict(env, NOISESCHED_CACHE_DIR=str(cache), JAX_PLATFORMS="cpu"))
+        assert proc.returncode == 0, proc.stderr
+        return json.loads((out / "results.json").read_text())["metrics"]
+
+    cold = run(tmp_path / "a", tmp_path / "cache")
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert entries, "the first run wrote no compiled program"
+    warm = run(tmp_path / "b", tmp_path / "cache")
+    assert warm == cold
+    off = run(tmp_path / "c", tmp_path / "off", "--no-compile-cache")
+    assert off == cold and not (tmp_path / "off").exists()

@@ -41,6 +41,9 @@ def write(tmp_path, text, name="c.toml"):
         ("weights = ['a', 'b']", "weights must be a list of numbers"),
         ("d = 10 = 3", "malformed TOML"),
         ("[model]\nd = 3", "tables are not part of the schema"),
+        ("chunk_size = -5", "chunk_size must be an integer >= 0; got -5"),
+        ("devices = 1.5", "devices must be an integer; got 1.5"),
+        ("d = 100\nn = 4\nsteps = 2\ndevices = 9", "devices must be an integer in [0, 1]; got 9"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, capsys, text, message):
@@ -117,7 +120,7 @@ def test_a_failed_run_leaves_nothing(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise FloatingPointError("the solve produced nan or inf")
 
-    monkeypatch.setattr(run_mod, "solve", broken)
+    monkeypatch.setattr(run_mod, "sample_summary", broken)
     config = cfg.from_mapping({"d": 50, "n": 8, "steps": 2})
     with pytest.raises(FloatingPointError):
         run_experiment(config, tmp_path / "out", log=lambda *_: None)
@@ -183,3 +186,14 @@ def test_reproduce_end_to_end_at_tiny_sizes(tmp_path):
     for name in ("scaling/scaling.png", "error_vs_steps.png", "k_modes.png", "reproduce.json",
                  "runs/a_gm/results.json", "runs/b_cw/final.png"):
         assert (out / name).exists(), name
+
+
+def test_run_in_chunks_gives_the_metrics_of_one_chunk(tmp_path):
+    base = {"d": 300, "n": 80, "steps": 8, "figures": False}
+    one = run_experiment(cfg.from_mapping({**base, "chunk_size": 80}), tmp_path / "one",
+                         log=lambda *_: None)
+    chunked = run_experiment(cfg.from_mapping({**base, "chunk_size": 32, "devices": 1}),
+                             tmp_path / "chunked", log=lambda *_: None)
+    assert chunked["metrics"] == one["metrics"]
+    assert chunked["scale"] == {"chunk_size": 32, "devices": 1, "chunks": 3}
+    assert one["scale"]["chunks"] == 1

@@ -224,3 +224,47 @@ def test_bad_shapes_and_sizes():
     other = ns.Interpolant(kind="vp", shape="linear", d=9)
     with pytest.raises(ValueError, match="interpolant d = 9 must equal the model's d = 16"):
         ns.sample(model, other, sched, jax.random.PRNGKey(0), 4)
+
+
+@pytest.mark.parametrize("family", ["gm-vp", "gm-ve", "cw-vp"])
+def test_fused_paths_equal_plain_diffrax_euler_on_the_generic_drift(family, x64):
+    """The fused loop and FusedEuler carry the drift's sums over coordinates between steps; they
+    must give diffrax.Euler's numbers on the drift written from the denoiser."""
+    import diffrax
+
+    from noisesched.models.base import velocity_from_denoiser
+
+    fam, kind = family.split("-")
+    d = 48
+    interp = ns.Interpolant(kind=kind, shape="linear", d=d)
+    sched = schedules.make(f"{kind}_dilated", interp)
+    model = ns.GaussianMixture.two_modes(d=d) if fam == "gm" else ns.CurieWeiss(d, 2.0, H)
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(1), 8, dtype=jnp.float64)
+    steps = 41  # odd: no grid point on the kink at t = 1/2
+    last = steps - 1 if model.singular_at_data else steps
+
+    def generic(t, y, args):
+        c = interp.coefficients(sched, t)
+        return velocity_from_denoiser(c, y, model.denoise(c, y))
+
+    ts = jnp.linspace(0.0, 1.0, steps + 1)
+    ref = diffrax.diffeqsolve(diffrax.ODETerm(generic), diffrax.Euler(), ts[0], ts[last], None,
+                              x0, None, stepsize_controller=diffrax.StepTo(ts[: last + 1]),
+                              max_steps=steps).ys[-1]
+    if last < steps:  # the final Euler step of a model singular at the data
+        ref = ref + (1.0 - ts[last]) * generic(ts[last], ref, None)
+    for method in ("diffrax", "scan"):
+        x = ns.solve(model, interp, sched, x0, steps=steps, method=method).x
+        np.testing.assert_allclose(x, ref, rtol=1e-11, atol=1e-11)
+
+
+def test_models_choose_the_fused_euler_step_by_their_statistics():
+    from noisesched.sampling import FusedEuler, _solver_instance
+
+    x = jnp.zeros((2, 8))
+    assert isinstance(_solver_instance("euler", ns.GaussianMixture.two_modes(8), x), FusedEuler)
+    assert isinstance(_solver_instance("euler", ns.CurieWeiss(8, 2.0, H), x), FusedEuler)
+    exact = ns.CurieWeissExact(8, 2.0, H)  # its posterior needs more than a few sums
+    assert exact.statistics(None, x) is None
+    assert type(_solver_instance("euler", exact, x)).__name__ == "Euler"
+    assert type(_solver_instance("heun", ns.CurieWeiss(8, 2.0, H), x)).__name__ == "Heun"

@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from .. import schedules as schedules_mod
 from .._validation import check_choice, check_int, check_positive, check_real
 from ..sampling import ADAPTIVE_SOLVERS, SOLVERS
@@ -63,6 +65,10 @@ class RunConfig:
     max_steps: int = 16_384
     seed: int = 0
     dtype: str = "float32"
+    # scale: rows per chunk (0: as many as fit a quarter of the free memory) and devices to
+    # shard each chunk's rows over (0: all visible)
+    chunk_size: int = 0
+    devices: int = 0
     # outputs
     figures: bool = True
     trajectories: int = 200  # samples whose overlap / coordinates are plotted against t
@@ -77,7 +83,8 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-_INT_KEYS = {"d", "n", "steps", "K", "means_seed", "max_steps", "seed", "trajectories"}
+_INT_KEYS = {"d", "n", "steps", "K", "means_seed", "max_steps", "seed", "trajectories",
+             "chunk_size", "devices"}
 _BOOL_KEYS = {"adaptive", "figures"}
 _STR_KEYS = {"name", "model", "kind", "shape", "schedule", "cw_form", "solver", "method", "dtype"}
 
@@ -225,6 +232,8 @@ def validate(c: RunConfig) -> None:
         check_int("seed", c.seed, lo=0)
         check_choice("dtype", c.dtype, DTYPES)
         check_int("trajectories", c.trajectories, lo=0)
+        check_int("chunk_size", c.chunk_size, lo=0)
+        check_int("devices", c.devices, lo=0, hi=jax.device_count())
     except ConfigError:
         raise
     except ValueError as err:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
 import numpy as np
 
-from .. import metrics
 from ..models import CurieWeiss, GaussianMixture
 
 
@@ -41,22 +39,20 @@ def trajectories(ts, overlap, coords, title: str, overlap_label: str):
     return fig, {"ts": ts, "overlap": overlap, "coords": coords}
 
 
-def final_histograms(model, x, title: str, bins: int = 80):
-    """Final overlap / magnetisation and within-mode coordinates against their exact laws."""
+def final_histograms(model, rows: dict[str, np.ndarray], title: str, bins: int = 80):
+    """Final overlap / magnetisation and within-mode coordinates against their exact laws, from
+    per-sample statistics (:func:`noisesched.metrics.row_statistics`)."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     data: dict[str, np.ndarray] = {}
     if isinstance(model, GaussianMixture):
-        k = metrics.assign_modes(model, x)
-        resid = np.asarray((x - model.means.astype(x.dtype)[k]).reshape(-1)[:200_000])
+        resid = rows["values"]
         # standardised overlap along the assigned mean: (μ_k·x/|μ_k| − |μ_k|)/σ ~ N(0, 1)
-        means = model.means.astype(x.dtype)
-        norm = jnp.sqrt(jnp.sum(means**2, axis=-1))[k]
-        z = np.asarray((jnp.sum(x * means[k], axis=-1) / norm - norm) / model.sigma)
+        z = rows["overlap_z"]
         counts, edges = np.histogram(z, bins=bins, density=True)
         grid = np.linspace(min(edges[0], -4), max(edges[-1], 4), 400)
         dens = np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi)
-        weights = np.asarray(metrics.mode_weights(model, x))
+        weights = np.bincount(rows["mode"], minlength=model.K) / rows["mode"].size
         target = np.asarray(model.weights)
         text = ", ".join(f"{w:.3f}" for w in weights) + " (target " + ", ".join(
             f"{w:.3f}" for w in target) + ")"
@@ -73,7 +69,7 @@ def final_histograms(model, x, title: str, bins: int = 80):
         axes[1].set(xlabel="$x_i - μ_{k,i}$", title="within-mode coordinates")
         data.update(resid_counts=rc, resid_edges=re, resid_grid=rg, resid_density=rd)
     elif isinstance(model, CurieWeiss):  # CurieWeissExact too: each gives its own exact law
-        mags = np.asarray(metrics.magnetization(x))
+        mags = rows["magnetization"]
         levels, probs = map(np.asarray, model.magnetization_law())
         width = 2.0 / model.d
         step = max(1, int(round(0.02 / width)))  # pool levels into bins of width ≈ 0.02
@@ -85,7 +81,7 @@ def final_histograms(model, x, title: str, bins: int = 80):
         axes[0].set(xlabel="magnetisation mean$_i$ sign$(x_i)$", ylabel="probability",
                     title="final magnetisation", yscale="log", ylim=(1e-5, 1.5))
         data.update(mag_edges=edges, mag_freq=counts / len(mags), mag_exact=exact)
-        vals = np.asarray(x[:, : min(model.d, 256)]).reshape(-1)
+        vals = rows["values"]
         vc, ve = np.histogram(vals, bins=bins)
         axes[1].stairs(vc / vals.size, ve, fill=True, alpha=0.5)
         axes[1].set(xlabel="$x_i$", ylabel="fraction", title="spin values (exact: ±1)")

@@ -12,12 +12,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from .. import metrics, theory
+from .. import theory
 from ..interpolants import Interpolant
 from ..learning.export import load_schedule
 from ..models import CurieWeiss, GaussianMixture
-from ..sampling import sample_prior, solve
+from ..sampling import SCAN_SOLVERS, sample_prior, solve
 from ..schedules import make
+from ..streaming import sample_summary
 from . import figures
 from .config import RunConfig
 from .io import environment, write_json
@@ -78,38 +79,43 @@ def _run(config: RunConfig, stage: Path, log) -> dict:
     model, interp, schedule = build(config)
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
     key = jax.random.PRNGKey(config.seed)
-    x0 = sample_prior(interp, key, config.n, dtype=dtype)
-    traj = min(config.trajectories, config.n) if config.figures else 0
-
-    def observe(x):
-        return model.overlap(x[:traj])[:, 0], x[: min(traj, 4), :3]
-
+    options = {"steps": config.steps, "solver": config.solver, "method": config.method,
+               "adaptive": config.adaptive, "rtol": config.rtol, "atol": config.atol,
+               "max_steps": config.max_steps}
     solve_start = time.perf_counter()
-    sol = solve(model, interp, schedule, x0, steps=config.steps, solver=config.solver,
-                method=config.method, adaptive=config.adaptive, rtol=config.rtol,
-                atol=config.atol, max_steps=config.max_steps,
-                observe=observe if traj else None)
-    x = sol.x.block_until_ready()
+    streamed = sample_summary(model, interp, schedule, key, config.n, dtype=dtype,
+                              chunk_size=config.chunk_size, devices=config.devices, **options)
     solve_seconds = time.perf_counter() - solve_start
-    if not bool(jnp.all(jnp.isfinite(x))):
-        raise FloatingPointError("the solve produced nan or inf; try more steps, another solver, "
-                                 "or dtype = 'float64'")
-    results = metrics.summary(model, x)
+    results = dict(streamed.metrics)
     results.update(exact_metrics(config, model, interp, schedule))
     files = []
+    traj = min(config.trajectories, config.n) if config.figures else 0
     if config.figures:
         title = (f"{config.name}: {config.model}, d={config.d}, {config.kind} {config.shape}, "
                  f"{config.schedule}, N={config.steps} {config.solver}")
-        label = "overlap $M_t$" if config.model == "gm" else "magnetisation $M_t$"
-        files += figures.save(stage, "trajectories",
-                              *figures.trajectories(sol.ts, *sol.observables, title, label))
-        files += figures.save(stage, "final", *figures.final_histograms(model, x, title))
+        if traj:  # the first rows of the batch again, with their paths observed
+            def observe(x):
+                return model.overlap(x)[:, 0], x[: min(traj, 4), :3]
+
+            x0 = sample_prior(interp, key, traj, dtype=dtype)
+            if not config.adaptive and config.solver in SCAN_SOLVERS:
+                # the same numbers; diffrax's checks of saved times would be host callbacks,
+                # which keep a program out of the persistent compilation cache
+                options = dict(options, method="scan")
+            sol = solve(model, interp, schedule, x0, observe=observe, **options)
+            label = "overlap $M_t$" if config.model == "gm" else "magnetisation $M_t$"
+            files += figures.save(stage, "trajectories",
+                                  *figures.trajectories(sol.ts, *sol.observables, title, label))
+        files += figures.save(stage, "final",
+                              *figures.final_histograms(model, streamed.rows, title))
     result = {
         "config": config.to_dict(),
         "metrics": results,
-        "num_steps": int(sol.num_steps),
+        "num_steps": streamed.num_steps,
         "timings": {"total_seconds": time.perf_counter() - start,
                     "solve_seconds_with_compile": solve_seconds},
+        "scale": {"chunk_size": streamed.chunk_size, "devices": streamed.devices,
+                  "chunks": -(-config.n // streamed.chunk_size)},
         "files": files,
         "environment": environment(),
     }
@@ -134,7 +140,12 @@ def _summary_line(config, r) -> str:
 
 @contextlib.contextmanager
 def _staging(out: Path):
-    """A temporary sibling folder whose files move into ``out`` only on success."""
+    """A temporary sibling folder whose files move into ``out`` only on success. In a
+    multi-process run only process 0 writes; the others' files are discarded."""
+    if jax.process_index() != 0:
+        with tempfile.TemporaryDirectory() as scratch:
+            yield Path(scratch)
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:

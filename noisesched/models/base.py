@@ -46,8 +46,26 @@ class AbstractModel(eqx.Module):
 
     def velocity(self, c: Coefficients, x: Batch) -> Batch:
         """b = E[α̇ z + β̇ x1 | x_t = x] = α α̇ (x − β η)/α² + β̇ η."""
-        eta = self.denoise(c, x)
-        return c.alpha_dalpha * (x - c.beta * eta) / c.alpha_sq + c.dbeta * eta
+        stats = self.statistics(c, x)
+        if stats is not None:
+            return self.velocity_from_statistics(c, x, stats)
+        return velocity_from_denoiser(c, x, self.denoise(c, x))
+
+    def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch q"] | None:
+        """The sums over coordinates that the drift needs, shape (..., q), or None.
+
+        A model whose drift at x is an elementwise function of x and of a few sums over its
+        coordinates (GM: μ_k·x; CW: the phase logit) returns them here and implements
+        :meth:`velocity_from_statistics`. The fused sampler then computes the sums of step i + 1
+        in the same pass over the state as the update of step i, so an Euler step reads and
+        writes the state once. None (the default): no such form.
+        """
+        return None
+
+    def velocity_from_statistics(self, c: Coefficients, x: Batch,
+                                 stats: Float[Array, "*batch q"]) -> Batch:
+        """The drift given ``stats = self.statistics(c, x)`` (elementwise in x)."""
+        raise NotImplementedError(f"{type(self).__name__} has no statistics form")
 
     def sample(self, key: PRNGKeyArray, n: int) -> Float[Array, "n d"]:
         """``n`` exact samples. Row i depends only on ``fold_in(key, i)``, so any slice of rows
@@ -72,7 +90,13 @@ class AbstractModel(eqx.Module):
         return (c.beta * self.denoise(c, x) - x) / c.alpha_sq
 
 
-def sample_rows(sample_one, key: PRNGKeyArray, start: int, stop: int) -> Array:
-    """Rows ``start, …, stop − 1`` of a batch whose row i is ``sample_one(fold_in(key, i))``."""
-    rows = jnp.arange(start, stop)
+def velocity_from_denoiser(c: Coefficients, x: Batch, eta: Batch) -> Batch:
+    """b = α α̇ (x − β η)/α² + β̇ η from the denoiser's output η."""
+    return c.alpha_dalpha * (x - c.beta * eta) / c.alpha_sq + c.dbeta * eta
+
+
+def sample_rows(sample_one, key: PRNGKeyArray, start: int | Array, count: int) -> Array:
+    """Rows ``start, …, start + count − 1`` of a batch whose row i is
+    ``sample_one(fold_in(key, i))``; ``start`` may be traced (one compilation for every slice)."""
+    rows = start + jnp.arange(count)
     return jax.vmap(lambda i: sample_one(jax.random.fold_in(key, i)))(rows)

@@ -13,7 +13,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._validation import check_int, check_positive, check_real
 from ..interpolants import Coefficients
-from .base import AbstractModel, Batch
+from .base import AbstractModel, Batch, velocity_from_denoiser
 
 
 def mean_field_magnetization(beta: ArrayLike, iterations: int = 60) -> Float[Array, ""]:
@@ -87,12 +87,23 @@ class CurieWeiss(AbstractModel):
         gamma = c.beta / c.alpha_sq
         return 2.0 * self.h * m + 2.0 * jnp.sum(jnp.arctanh(m * jnp.tanh(gamma * x)), axis=-1)
 
-    def denoise(self, c: Coefficients, x: Batch) -> Batch:
+    def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch 1"]:
+        """The phase logit L (see :meth:`phase_logit`) as a trailing axis of size 1."""
+        return self.phase_logit(c, x)[..., None]
+
+    def _denoise_given(self, c: Coefficients, x: Batch, logit: Float[Array, "*batch 1"]) -> Batch:
         m = self.m.astype(x.dtype)
         gamma = c.beta / c.alpha_sq
         field = jnp.arctanh(m)
-        w_plus = jax.nn.sigmoid(self.phase_logit(c, x))[..., None]
+        w_plus = jax.nn.sigmoid(logit)
         return w_plus * jnp.tanh(field + gamma * x) + (1.0 - w_plus) * jnp.tanh(-field + gamma * x)
+
+    def denoise(self, c: Coefficients, x: Batch) -> Batch:
+        return self._denoise_given(c, x, self.statistics(c, x))
+
+    def velocity_from_statistics(self, c: Coefficients, x: Batch,
+                                 stats: Float[Array, "*batch 1"]) -> Batch:
+        return velocity_from_denoiser(c, x, self._denoise_given(c, x, stats))
 
     def magnetization_law(self) -> tuple[Float[Array, " d+1"], Float[Array, " d+1"]]:
         """Exact law of mean_i s_i: levels (2u − d)/d, u = 0 … d up spins, and probabilities

@@ -76,26 +76,31 @@ class GaussianMixture(AbstractModel):
         noise = jax.random.normal(k_noise, (self.d,), dtype=self.means.dtype)
         return self.means[comp] + self.sigma * noise
 
-    def _posterior_and_variance(self, c: Coefficients, x: Batch):
-        means = self.means.astype(x.dtype)
+    def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch K"]:
+        """μ_k·x for each component, shape (..., K): the drift's only sums over coordinates."""
+        return project(x, self.means.astype(x.dtype))
+
+    def _posterior_mean_and_variance(self, c: Coefficients, dots: Array, dtype):
+        means = self.means.astype(dtype)
         var = c.alpha_sq + self.sigma**2 * c.beta**2  # D
         norms = jnp.sum(means * means, axis=-1)
         # |μ_k|² is O(d): subtract its smallest value before it meets the O(√d) term μ_k·x, so
         # float32 keeps the digits of μ_k·x (the shift cancels in the softmax).
         logits = (
-            jnp.log(self.weights).astype(x.dtype)
-            + (c.beta / var) * (x @ means.T)
+            jnp.log(self.weights).astype(dtype)
+            + (c.beta / var) * dots
             - (0.5 * c.beta**2 / var) * (norms - jnp.min(norms))
         )
         w = jax.nn.softmax(logits, axis=-1)
-        return w @ means, var
+        return combine(w, means), var
 
     def denoise(self, c: Coefficients, x: Batch) -> Batch:
-        mean, var = self._posterior_and_variance(c, x)
+        mean, var = self._posterior_mean_and_variance(c, self.statistics(c, x), x.dtype)
         return (self.sigma**2 * c.beta / var) * x + (c.alpha_sq / var) * mean
 
-    def velocity(self, c: Coefficients, x: Batch) -> Batch:
-        mean, var = self._posterior_and_variance(c, x)
+    def velocity_from_statistics(self, c: Coefficients, x: Batch,
+                                 stats: Float[Array, "*batch K"]) -> Batch:
+        mean, var = self._posterior_mean_and_variance(c, stats, x.dtype)
         a = (c.alpha_dalpha + self.sigma**2 * c.beta * c.dbeta) / var
         b = (c.dbeta * c.alpha_sq - c.alpha_dalpha * c.beta) / var
         return a * x + b * mean
@@ -104,7 +109,7 @@ class GaussianMixture(AbstractModel):
         """M_k = μ_k·x / |μ_k|² for each component (zero means give 0)."""
         means = self.means.astype(x.dtype)
         norms = jnp.sum(means * means, axis=-1)
-        return (x @ means.T) / jnp.where(norms > 0, norms, 1.0)
+        return project(x, means) / jnp.where(norms > 0, norms, 1.0)
 
     def log_density(self, c: Coefficients, x: Float[Array, " d"]) -> Float[Array, ""]:
         """log ρ_t(x) in closed form (for one point x of shape (d,))."""
@@ -113,3 +118,23 @@ class GaussianMixture(AbstractModel):
         log_comp = -0.5 * sq / var - 0.5 * self.d * jnp.log(2 * math.pi * var)
         return jax.nn.logsumexp(jnp.log(self.weights) + log_comp)
 
+
+
+#: Up to this many means, μ_k·x and Σ_k w_k μ_k are written as sums of products rather than
+#: matrix products: a compiler fuses those with the elementwise update of the state (a matrix
+#: product would be a library call that reads or writes a full (n, d) array of its own).
+FUSED_MAX_K = 8
+
+
+def project(x: Batch, means: Float[Array, "K d"]) -> Float[Array, "*batch K"]:
+    """μ_k·x for each row of ``means``, shape (..., K)."""
+    if means.shape[0] <= FUSED_MAX_K:
+        return jnp.sum(x[..., None, :] * means, axis=-1)
+    return x @ means.T
+
+
+def combine(w: Float[Array, "*batch K"], means: Float[Array, "K d"]) -> Batch:
+    """Σ_k w_k μ_k, shape (..., d)."""
+    if means.shape[0] <= FUSED_MAX_K:
+        return sum(w[..., k, None] * means[k] for k in range(means.shape[0]))
+    return w @ means
