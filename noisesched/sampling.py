@@ -273,29 +273,34 @@ class FusedEuler(diffrax.AbstractSolver):
     The solver state carries the drift's sums over coordinates at the current state, and each
     step computes those of the state it writes, so the compiler can fuse that reduction with the
     update: one read and one write of the state per step. Same numbers as ``diffrax.Euler``.
-    Expects ``args = (model, interp, schedule, lo, hi)`` as :func:`solve` passes them.
+    Euler evaluates the drift at the start of each step only, so a kink of the schedule on the
+    grid (``kinks``) is handled by evaluating there on the right (the step's own side), and one
+    solve spans the whole grid. Expects ``args = (model, interp, schedule, lo, hi)`` as
+    :func:`solve` passes them.
     """
 
+    kinks: Float[Array, " J"]
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
 
     def order(self, terms):
         return 1
 
-    @staticmethod
-    def _statistics(t, y, args):
-        model, interp, schedule, lo, hi = args
-        return model.statistics(interp.coefficients(schedule, jnp.clip(t, lo, hi)), y)
+    def _coefficients(self, t, args):
+        _, interp, schedule, lo, hi = args
+        on_kink = jnp.any(t == self.kinks)
+        t = jnp.where(on_kink, jnp.nextafter(t, jnp.asarray(jnp.inf, t.dtype)), t)
+        return interp.coefficients(schedule, jnp.clip(t, lo, hi))
 
     def init(self, terms, t0, t1, y0, args):
-        return self._statistics(t0, y0, args)
+        return args[0].statistics(self._coefficients(t0, args), y0)
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        model, interp, schedule, lo, hi = args
-        c0 = interp.coefficients(schedule, jnp.clip(t0, lo, hi))
-        y1 = y0 + model.velocity_from_statistics(c0, y0, solver_state) * (t1 - t0)
-        dense_info = dict(y0=y0, y1=y1)
-        return y1, None, dense_info, self._statistics(t1, y1, args), diffrax.RESULTS.successful
+        model = args[0]
+        velocity = model.velocity_from_statistics(self._coefficients(t0, args), y0, solver_state)
+        y1 = y0 + velocity * (t1 - t0)
+        stats = model.statistics(self._coefficients(t1, args), y1)
+        return y1, None, dict(y0=y0, y1=y1), stats, diffrax.RESULTS.successful
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
@@ -308,17 +313,17 @@ def has_statistics(model: AbstractModel, x: Float[Array, "n d"]) -> bool:
     return jax.eval_shape(lambda: model.statistics(c, x)) is not None
 
 
-def _solver_instance(name: str, model: AbstractModel, x0):
+def _solver_instance(name: str, model: AbstractModel, x0, kinks=()):
     """diffrax's solver, or :class:`FusedEuler` where Euler meets a statistics form."""
     if name == "euler" and has_statistics(model, x0):
-        return FusedEuler()
+        return FusedEuler(kinks=jnp.asarray(kinks, x0.dtype).reshape(-1))
     return SOLVERS[name]()
 
 
 def _diffeqsolve(fields, x0, lo, hi, t0, t1, solver, controller, max_steps, subs, adjoint):
     return diffrax.diffeqsolve(
         diffrax.ODETerm(_vector_field),
-        _solver_instance(solver, fields[0], x0),
+        solver,
         t0=t0,
         t1=t1,
         dt0=None,
@@ -350,7 +355,10 @@ class _Grid(diffrax.StepTo):
 
 def _diffrax_fixed(fields, x0, grid, last, splits, solver, observe, adjoint):
     """Fixed grid t_0 … t_last, one diffrax solve per piece between kinks of the schedule."""
-    bounds = (0, *(i for i in splits if i < last), last)
+    inner = [i for i in splits if i < last]
+    method = _solver_instance(solver, fields[0], x0, grid[jnp.asarray(inner, int)])
+    # FusedEuler evaluates each step at its start, on the step's side of a kink: one solve
+    bounds = (0, last) if isinstance(method, FusedEuler) else (0, *inner, last)
     x, pieces = x0, []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         ts = grid[a : b + 1]
@@ -360,7 +368,7 @@ def _diffrax_fixed(fields, x0, grid, last, splits, solver, observe, adjoint):
                                           fn=lambda t, y, args: observe(y)))
         sol = _diffeqsolve(
             fields, x, _inside(ts[0], ts[1], a in splits), _inside(ts[-1], ts[-2], b in splits),
-            ts[0], ts[-1], solver, _Grid(ts=ts), b - a, subs, adjoint,
+            ts[0], ts[-1], method, _Grid(ts=ts), b - a, subs, adjoint,
         )
         x = sol.ys[0][-1]
         if observe is not None:
@@ -380,7 +388,8 @@ def _adaptive(fields, x0, save_ts, t_end, solver, rtol, atol, max_steps, observe
     subs = [diffrax.SubSaveAt(t1=True)]
     if observe is not None:
         subs.append(diffrax.SubSaveAt(ts=save_ts, fn=lambda t, y, args: observe(y)))
-    sol = _diffeqsolve(fields, x0, t0, t1, t0, t1, solver, controller, max_steps, subs, adjoint)
+    sol = _diffeqsolve(fields, x0, t0, t1, t0, t1, SOLVERS[solver](), controller, max_steps, subs,
+                       adjoint)
     obs = sol.ys[1] if observe is not None else None
     return sol.ys[0][-1], obs, sol.stats["num_steps"]
 

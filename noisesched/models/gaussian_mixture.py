@@ -128,9 +128,17 @@ FUSED_MAX_K = 8
 
 def project(x: Batch, means: Float[Array, "K d"]) -> Float[Array, "*batch K"]:
     """μ_k·x for each row of ``means``, shape (..., K)."""
-    if means.shape[0] <= FUSED_MAX_K:
+    if means.shape[0] > FUSED_MAX_K:
+        return x @ means.T
+
+    def one_reduction(x, means):  # XLA:CPU vectorises one reduction over (..., K, d) best
         return jnp.sum(x[..., None, :] * means, axis=-1)
-    return x @ means.T
+
+    def k_reductions(x, means):  # K sums of (..., d): a GPU fuses them with the pass making x
+        return jnp.stack([jnp.sum(x * means[k], axis=-1) for k in range(means.shape[0])],
+                         axis=-1)
+
+    return jax.lax.platform_dependent(x, means, cpu=one_reduction, default=k_reductions)
 
 
 def combine(w: Float[Array, "*batch K"], means: Float[Array, "K d"]) -> Batch:
