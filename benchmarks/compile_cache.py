@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def run_once(config: str, overrides: list[str], cache: str, out: str, extra=()) -> dict:
-    cmd = ["noisesched", "run", config, "--out", out, *extra]
+    cmd = [sys.executable, "-m", "noisesched.cli", "run", config, "--out", out, *extra]
     for item in overrides:
         cmd += ["--set", item]
     env = dict(os.environ, NOISESCHED_CACHE_DIR=cache)

@@ -45,7 +45,8 @@ def _compare(model_name, kind, schedule_name, d, n, steps, chunk, seed) -> dict:
              else ns.CurieWeiss(d=d, beta=2.0, h=H))
     key = jax.random.PRNGKey(seed)
     parts = {"float32": [], "float64": []}
-    max_abs, flips, seconds = 0.0, 0, {"float32": 0.0, "float64": 0.0}
+    max_abs, flips, sign_flips = 0.0, 0, 0
+    seconds = {"float32": 0.0, "float64": 0.0}
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
         x0 = ns.sample_prior(interp, key, rows, jnp.float64, start=start)
@@ -57,6 +58,7 @@ def _compare(model_name, kind, schedule_name, d, n, steps, chunk, seed) -> dict:
             seconds[name] += time.perf_counter() - t0
             parts[name].append(metrics.row_statistics(model, xs[name], start=start, total=n))
         max_abs = max(max_abs, float(jnp.max(jnp.abs(xs["float32"] - xs["float64"]))))
+        sign_flips += int(jnp.sum(jnp.sign(xs["float32"]) != jnp.sign(xs["float64"])))
         key_mode = "mode" if model_name == "gm" else "magnetization"
         a, b = parts["float32"][-1][key_mode], parts["float64"][-1][key_mode]
         flips += int(np.sum(a != b) if model_name == "gm" else np.sum((a > 0) != (b > 0)))
@@ -65,6 +67,7 @@ def _compare(model_name, kind, schedule_name, d, n, steps, chunk, seed) -> dict:
     out = {"model": model_name, "kind": kind, "schedule": schedule_name, "d": d, "n": n,
            "steps": steps, "float32": summaries["float32"], "float64": summaries["float64"],
            "max_abs_state_difference": max_abs, "samples_changing_mode": flips,
+           "entries_changing_sign": sign_flips,
            "seconds": seconds}
     if model_name == "gm":
         red = theory.TwoModeReduction.two_modes(d, 0.8, 1.0, 0.5)
@@ -87,8 +90,10 @@ def markdown(rows: list[dict]) -> str:
                     if i == 0 else "| | | |")
             lines.append(f"{head} {name} | {a:.6f} | {b:.6f} | {a - b:+.1e} | {exact} |"
                          .replace("e+0", "e"))
-        lines.append(f"| | | | samples whose mode differs; max abs state difference | "
-                     f"{r['samples_changing_mode']} | {r['max_abs_state_difference']:.1e} | | |")
+        lines.append(f"| | | | samples whose mode differs; entries whose sign differs; max abs "
+                     f"state difference | {r['samples_changing_mode']} | "
+                     f"{r.get('entries_changing_sign', '–')} | "
+                     f"{r['max_abs_state_difference']:.1e} | |")
     return "\n".join(lines)
 
 
