@@ -31,6 +31,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._validation import check_choice, check_int, check_positive, check_real
@@ -38,8 +39,8 @@ from .interpolants import Coefficients, Interpolant
 from .models.base import AbstractModel, sample_rows
 from .schedules import AbstractSchedule
 
-__all__ = ["Solution", "sample", "solve", "sample_prior", "SOLVERS", "ADAPTIVE_SOLVERS",
-           "FusedEuler"]
+__all__ = ["Solution", "sample", "solve", "sample_prior", "first_nonfinite", "SOLVERS",
+           "ADAPTIVE_SOLVERS", "FusedEuler"]
 
 SOLVERS: dict[str, type[diffrax.AbstractRungeKutta]] = {
     "euler": diffrax.Euler,
@@ -207,6 +208,33 @@ def sample(
         raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
     x0 = sample_prior(interp, key, n)
     return solve(model, interp, schedule, x0, steps=steps, solver=solver, **options).x
+
+
+def first_nonfinite(
+    model: AbstractModel,
+    interp: Interpolant,
+    schedule: AbstractSchedule,
+    x0: Float[Array, "n d"],
+    **options,
+) -> tuple[int, float, int] | None:
+    """Where a solve from ``x0`` first leaves the finite numbers: ``(i, t_i, row)`` for the first
+    saved state X_{t_i} (i = 0 … N; the save grid of an adaptive solve) in which sample ``row``
+    holds nan or inf, or None if every state is finite. It solves again with ``options`` (those
+    of :func:`solve`), observing each row's finiteness on the grid rather than the states, so it
+    costs one more solve and no memory. Euler and Heun on the fixed grid are re-solved with the
+    fused loop, which observes the states themselves; diffrax observes an interpolation within
+    each step, in which a state that overflows also spoils the save point just before it, so
+    with other solvers ``i`` may be one early."""
+    if not options.get("adaptive") and options.get("solver", "euler") in SCAN_SOLVERS:
+        options = dict(options, method="scan")
+    sol = solve(model, interp, schedule, x0,
+                observe=lambda x: jnp.all(jnp.isfinite(x), axis=-1), **options)
+    finite = np.asarray(sol.observables)  # (S, n)
+    bad = np.argwhere(~finite)
+    if bad.size == 0:
+        return None
+    step, row = (int(v) for v in bad[0])
+    return step, float(sol.ts[step]), row
 
 
 def _vector_field(t, y, args):

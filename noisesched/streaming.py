@@ -31,7 +31,7 @@ from . import metrics
 from ._validation import check_int
 from .interpolants import Interpolant
 from .models.base import AbstractModel
-from .sampling import sample_prior, solve
+from .sampling import first_nonfinite, sample_prior, solve
 from .schedules import AbstractSchedule
 
 __all__ = ["Chunk", "StreamedSummary", "resolve_devices", "batch_sharding", "auto_chunk_size",
@@ -202,7 +202,8 @@ def sample_summary(
     for the same key.
 
     Raises:
-        FloatingPointError: a chunk's samples hold nan or inf (naming the rows).
+        FloatingPointError: a sample holds nan or inf; the message names the first sample and
+            the step and time at which its solve left the finite numbers.
     """
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     rows, devs = _plan(model, interp, n, dtype, chunk_size, devices, options)
@@ -211,11 +212,10 @@ def sample_summary(
     # each row's sums come out the same whatever the chunk size
     for chunk in _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype,
                                 dict(options, steps=steps, solver=solver)):
-        if not bool(_all_finite(chunk.x)):
-            last = min(chunk.start + rows, n) - 1
-            raise FloatingPointError(
-                f"samples {chunk.start} … {last} hold nan or inf; try more steps, another "
-                "solver, or dtype float64")
+        valid = min(rows, n - chunk.start)
+        if not bool(_all_finite(chunk.x[:valid])):
+            raise _nonfinite_error(model, interp, schedule, key, chunk.start, valid, dtype,
+                                   dict(options, steps=steps, solver=solver))
         parts.append(metrics.row_statistics(model, chunk.x, start=chunk.start, total=n,
                                             max_values=max_values))
         num_steps = max(num_steps, int(chunk.num_steps))
@@ -233,6 +233,23 @@ def _solve_rows(model, interp, schedule, key, start, rows, dtype, sharding, opti
     sol = solve(model, interp, schedule, x0, **options)
     return jax.lax.with_sharding_constraint(sol.x, sharding), sol.num_steps
 
+
+
+def _nonfinite_error(model, interp, schedule, key, start, rows, dtype, options
+                     ) -> FloatingPointError:
+    """The error for a chunk whose samples hold nan or inf: where the solve first left the
+    finite numbers (one more solve of the chunk's rows, observing only their finiteness)."""
+    x0 = sample_prior(interp, key, rows, dtype, start=start)
+    where = first_nonfinite(model, interp, schedule, x0, **options)
+    at = ""
+    if where is not None:
+        step, t, row = where
+        grid = "save point" if options.get("adaptive") else "step"
+        at = (f": first in sample {start + row}, at {grid} {step} of {options['steps']} "
+              f"(t = {t:.6g})")
+    return FloatingPointError(
+        f"the solve produced nan or inf{at}; try more steps, another solver, a final Euler step "
+        "(final_step='euler'), or dtype float64")
 
 
 @jax.jit

@@ -118,11 +118,15 @@ def test_bad_streaming_arguments(kwargs, message):
                                  **kwargs)
 
 
-def test_nan_names_the_rows():
+def test_nan_names_the_sample_step_and_time():
     _, interp, sched = setup("gm")
-    bad = ns.GaussianMixture.two_modes(d=D, m=1e20)  # |μ|² overflows float32
-    with pytest.raises(FloatingPointError, match=r"samples 0 … 9 hold nan or inf"):
+    bad = ns.GaussianMixture.two_modes(d=D, m=1e20)  # |μ|² overflows float32 from the start
+    message = r"first in sample 0, at step 1 of 4 \(t = 0.25\); try more steps"
+    with pytest.raises(FloatingPointError, match=message):
         streaming.sample_summary(bad, interp, sched, jax.random.PRNGKey(0), 10, steps=4)
+    with pytest.raises(FloatingPointError, match=r"first in sample 0, at step 1 of 6 "):
+        streaming.sample_summary(bad, interp, sched, jax.random.PRNGKey(0), 10, steps=6,
+                                 solver="heun", chunk_size=4)
 
 
 SHARDED = textwrap.dedent(
