@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import metrics, theory
+from .. import theory
 from .._atomic import atomic_write
 from .._validation import check_choice, check_int, check_real
 from ..interpolants import Interpolant
@@ -42,8 +42,8 @@ from ..learning import (
     save_schedule,
 )
 from ..models import GaussianMixture
-from ..sampling import sample_prior, solve
 from ..schedules import NAMES, make
+from ..streaming import sample_summary
 from .config import ConfigError, RunConfig, from_mapping, parse_overrides, unknown_key
 from .io import environment, save_figure, write_json
 from .run import build
@@ -235,30 +235,17 @@ def fingerprint(config: RunConfig, settings: FitSettings) -> str:
 
 def evaluate(model, interp, schedule, config: RunConfig, *, chunk: int = 2048
              ) -> dict[str, float]:
-    """Metrics of ``config.n`` samples from ``config.seed`` (the same rows as ``noisesched run``),
-    drawn in chunks; exact values of the same discretisation for a two-mode mixture."""
+    """Metrics of ``config.n`` samples from ``config.seed`` (the rows ``noisesched run`` draws),
+    streamed in chunks (:func:`noisesched.streaming.sample_summary`); exact values of the same
+    discretisation for a two-mode mixture."""
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
-    key = jax.random.PRNGKey(config.seed)
-    gm = isinstance(model, GaussianMixture)
-    count, squares, dof = 0.0, 0.0, 1
-    for start in range(0, config.n, chunk):
-        rows = min(chunk, config.n - start)
-        x0 = sample_prior(interp, key, rows, dtype=dtype, start=start)
-        x = solve(model, interp, schedule, x0, steps=config.steps, solver=config.solver,
-                  method=config.method).x
-        if not bool(jnp.all(jnp.isfinite(x))):
-            raise FloatingPointError("the evaluation solve produced nan or inf")
-        if gm:
-            count += float(jnp.sum(metrics.assign_modes(model, x) == 0))
-            total, dof = metrics.within_mode_sum_of_squares(model, x)
-            squares += float(total)
-        else:
-            count += float(jnp.sum(metrics.magnetization(x) > 0))
-            squares += float(jnp.sum(x * x))
-    out: dict[str, float] = {"mode_weight": count / config.n}
-    if gm:
-        out["mode_weight_target"] = float(model.weights[0])
-        out["within_mode_var_ratio"] = squares / (config.n * dof) / model.sigma**2
+    summary = sample_summary(model, interp, schedule, jax.random.PRNGKey(config.seed), config.n,
+                             steps=config.steps, solver=config.solver, method=config.method,
+                             dtype=dtype, chunk_size=chunk).metrics
+    out: dict[str, float] = {"mode_weight": summary["mode_weight"],
+                             "mode_weight_target": summary["mode_weight_target"]}
+    if isinstance(model, GaussianMixture):
+        out["within_mode_var_ratio"] = summary["within_mode_var"] / model.sigma**2
         if theory.TwoModeReduction.applies(model) and config.solver in theory.ORACLE_SOLVERS:
             with jax.enable_x64(True):
                 red = theory.TwoModeReduction.two_modes(model.d, config.p, config.m,
@@ -267,8 +254,7 @@ def evaluate(model, interp, schedule, config: RunConfig, *, chunk: int = 2048
             out["mode_weight_exact"] = float(exact["mode_weight"])
             out["within_mode_var_ratio_exact"] = float(exact["within_mode_var"]) / config.sigma**2
     else:
-        out["mode_weight_target"] = float(model.positive_phase_weight)
-        out["mean_sq"] = squares / (config.n * model.d)
+        out["mean_sq"] = summary["mean_sq"]
     return {k: float(v) for k, v in out.items()}
 
 
