@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ._validation import check_int
 from .models import CurieWeiss, GaussianMixture
 from .models.gaussian_mixture import combine, project
 
@@ -225,6 +226,7 @@ def row_statistics(model, x: Samples, *, start: int = 0, total: int | None = Non
     if not isinstance(model, GaussianMixture | CurieWeiss):
         name = type(model).__name__
         raise ValueError(f"model must be a GaussianMixture or CurieWeiss; got {name}")
+    check_int("max_values", max_values, lo=1)
     x = _check_samples(model, x)
     total = x.shape[0] if total is None else total
     if not 0 <= start < total:

@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import metrics
-from ._validation import check_int
+from ._validation import check_int, check_real
 from .interpolants import Interpolant
 from .models.base import AbstractModel
 from .sampling import first_nonfinite, sample_prior, solve
@@ -78,6 +78,8 @@ def auto_chunk_size(d: int, dtype: Any, devices: Sequence[jax.Device],
     """Rows per chunk so that a solve's live states (about four copies of the chunk) take at
     most ``fraction`` of the free memory of each device (CPU: of the host's free memory, shared
     by its devices)."""
+    check_int("d", d, lo=1)
+    check_real("fraction", fraction, 0.0, 1.0, hi_open=False)
     itemsize = jnp.dtype(dtype).itemsize
     if devices[0].platform == "cpu":
         budget = _device_memory(devices[0]) * fraction

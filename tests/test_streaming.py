@@ -94,6 +94,8 @@ def test_automatic_chunks_follow_the_free_memory(monkeypatch):
     per_row = 4 * D * 4  # four live float32 states per row
     monkeypatch.setattr(streaming, "_device_memory", lambda dev: 4 * 24 * per_row)
     assert streaming.auto_chunk_size(D, jnp.float32, devices) == 24
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]; got 0"):
+        streaming.auto_chunk_size(D, jnp.float32, devices, fraction=0)
     key = jax.random.PRNGKey(2)
     auto = streaming.sample_summary(model, interp, sched, key, 60, steps=8)
     assert auto.chunk_size == 24
@@ -109,6 +111,7 @@ def test_automatic_chunks_follow_the_free_memory(monkeypatch):
         (dict(devices=99), r"devices must be an integer in \[0, 1\]; got 99"),
         (dict(devices="gpu"), r"devices must be an int in \[0, 1\]"),
         (dict(observe="overlap"), r"observe is not available chunk by chunk"),
+        (dict(max_values=0), r"max_values must be an integer >= 1; got 0"),
     ],
 )
 def test_bad_streaming_arguments(kwargs, message):
