@@ -12,25 +12,40 @@ from .models import (
     GaussianMixture,
     mean_field_magnetization,
 )
-from .sampling import ADAPTIVE_SOLVERS, SOLVERS, Solution, sample, sample_prior, solve
+from .sampling import (
+    ADAPTIVE_SOLVERS,
+    SOLVERS,
+    MaxStepsReached,
+    Solution,
+    first_nonfinite,
+    sample,
+    sample_prior,
+    solve,
+)
+from .streaming import ChunkStore, sample_chunks, sample_summary
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ADAPTIVE_SOLVERS",
     "AbstractModel",
+    "ChunkStore",
     "Coefficients",
     "CurieWeiss",
     "CurieWeissExact",
     "GaussianMixture",
     "Interpolant",
+    "MaxStepsReached",
     "SOLVERS",
     "Solution",
+    "first_nonfinite",
     "mean_field_magnetization",
     "learning",
     "metrics",
     "sample",
+    "sample_chunks",
     "sample_prior",
+    "sample_summary",
     "schedules",
     "solve",
     "streaming",

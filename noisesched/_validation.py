@@ -76,6 +76,28 @@ def check_choice(name: str, value, choices: Iterable[str]) -> None:
     raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}{hint}")
 
 
+def check_key(name: str, key) -> None:
+    """Check ``key`` is a JAX PRNG key: ``jax.random.key(seed)`` (typed) or
+    ``jax.random.PRNGKey(seed)`` (raw uint32 of shape (2,))."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if getattr(key, "shape", None) == ():
+            return
+    elif dtype is not None and getattr(key, "shape", None) == (2,) and dtype == np.uint32:
+        return
+    got = (f"an array of shape {tuple(key.shape)} and dtype {dtype}"
+           if dtype is not None and hasattr(key, "shape") else f"{key!r}")
+    raise ValueError(f"{name} must be one PRNG key, jax.random.key(seed) or "
+                     f"jax.random.PRNGKey(seed); got {got}")
+
+
+def check_floating(name: str, x) -> None:
+    """Check the array ``x`` has a floating dtype."""
+    if not jax.dtypes.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{name} must have a floating dtype (float32 or float64); "
+                         f"got {x.dtype}")
+
+
 def _fmt(x: float) -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"

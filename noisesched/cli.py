@@ -1,10 +1,17 @@
-"""Command line: parse, validate, call the library, print. Bad input is one line and status 2."""
+"""Command line: parse, validate, call the library, print.
+
+Exit status: 0 success; 2 bad input (one line naming the parameter); 1 a run that failed (nan or
+inf, an adaptive solve out of steps, out of memory, a file that cannot be written); 130 Ctrl-C
+and 143 SIGTERM, after which rerunning the same command resumes. ``--debug`` shows tracebacks.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 
 
@@ -15,6 +22,20 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):  # one line, status 2, no usage dump
         self.exit(2, f"noisesched: error: {message}\n")
+
+
+def _add_config(parser: argparse.ArgumentParser, help: str) -> None:
+    """The config path, given as the positional argument or as ``--config``."""
+    parser.add_argument("config", nargs="?", default=None, help=help)
+    parser.add_argument("--config", dest="config_option", default=None, metavar="CONFIG",
+                        help="the same, as an option")
+
+
+def _config_path(args) -> str:
+    if (args.config is None) == (args.config_option is None):
+        raise ValueError(f"{args.command} takes one config path (CONFIG or --config CONFIG); got "
+                         + ("none" if args.config is None else "both"))
+    return args.config if args.config is not None else args.config_option
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -41,7 +62,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="noisesched-out", help="output folder (default %(default)s)")
 
     run = sub.add_parser("run", help="run one experiment from a TOML config (or a results.json)")
-    run.add_argument("config", help="path to a .toml config, or a results.json to rerun")
+    _add_config(run, "path to a .toml config, or a results.json to rerun")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (repeatable)")
     run.add_argument("--out", default=None,
@@ -49,7 +70,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="learn a schedule (TOML config with a [fit] table), save it, "
                          "evaluate it on fresh keys")
-    fit.add_argument("config", help="path to a .toml fit config, or a fit's history.json")
+    _add_config(fit, "path to a .toml fit config, or a fit's history.json")
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a run key, or a fit key as fit.KEY=VALUE (repeatable)")
     fit.add_argument("--out", default=None,
@@ -60,7 +81,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     scaling = sub.add_parser("scaling", help="fewest steps N*(d) per schedule, with fitted slopes")
-    scaling.add_argument("config", help="path to a scaling .toml config")
+    _add_config(scaling, "path to a scaling .toml config")
     scaling.add_argument("--out", default=None,
                          help="output folder (default noisesched-out/<config name>)")
 
@@ -71,8 +92,11 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="output folder (default %(default)s)")
 
     for p in sub.choices.values():
-        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-        p.add_argument("--no-compile-cache", action="store_true", help=argparse.SUPPRESS)
+        # SUPPRESS: given before the command, the flag is not reset by the command's parser
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
+        p.add_argument("--no-compile-cache", action="store_true", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
     return parser
 
 
@@ -106,7 +130,7 @@ def _run(args) -> None:
     from .experiments.config import load
     from .experiments.run import run_experiment
 
-    config = load(args.config, args.set)
+    config = load(_config_path(args), args.set)
     out = args.out or f"noisesched-out/{config.name}"
     run_experiment(config, out)
     print(f"wrote {out}/results.json")
@@ -117,7 +141,7 @@ def _fit(args) -> None:
 
     from .experiments.fit import load_fit, run_fit
 
-    config, settings = load_fit(args.config, args.set)
+    config, settings = load_fit(_config_path(args), args.set)
     out = Path(args.out or f"noisesched-out/{config.name}")
     if args.restart:
         (out / "checkpoint.npz").unlink(missing_ok=True)
@@ -129,7 +153,7 @@ def _fit(args) -> None:
 def _scaling(args) -> None:
     from .experiments.scaling import load_scaling, run_scaling
 
-    config = load_scaling(args.config)
+    config = load_scaling(_config_path(args))
     out = args.out or f"noisesched-out/{config.name}"
     run_scaling(config, out)
     print(f"wrote {out}/scaling.json and {out}/scaling.png")
@@ -145,30 +169,64 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"noisesched: warning: {message}", file=sys.stderr)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that every ``finally`` and temporary file is
+    cleaned up as for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
+
+
+def _failure(err: BaseException) -> tuple[int, str] | None:
+    """(exit status, one line) for an error a user can act on; None for a bug (traceback)."""
+    import jax
+
+    from .sampling import MaxStepsReached
+
+    if isinstance(err, _Terminated | KeyboardInterrupt):
+        name = "terminated" if isinstance(err, _Terminated) else "interrupted"
+        return (143 if isinstance(err, _Terminated) else 130,
+                f"{name}: no partial result was written; rerun the same command to resume from "
+                "the work already finished")
+    if isinstance(err, ValueError):
+        return 2, f"error: {err}"
+    if isinstance(err, FloatingPointError | MaxStepsReached):
+        return 1, f"error: {err}"
+    if isinstance(err, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(err):
+        return 1, ("error: out of device memory; set a smaller chunk_size (--set chunk_size=…) "
+                   "and rerun: finished chunks are kept")
+    if isinstance(err, OSError) and err.filename is not None:
+        return 1, f"error: cannot write or read {err.filename!r}: {err.strerror or err}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    if args.distributed:
-        import jax
-
-        jax.distributed.initialize()
-    if not (args.no_compile_cache or os.environ.get("NOISESCHED_NO_COMPILE_CACHE")):
-        _enable_compile_cache()
     commands = {"demo": _demo, "run": _run, "fit": _fit, "scaling": _scaling,
                 "reproduce": _reproduce}
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        try:
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    try:
+        if args.distributed:
+            import jax
+
+            jax.distributed.initialize()
+        if not (args.no_compile_cache or os.environ.get("NOISESCHED_NO_COMPILE_CACHE")):
+            _enable_compile_cache()
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
             commands[args.command](args)
-        except ValueError as err:
-            if args.debug:
-                raise
-            print(f"noisesched: error: {err}", file=sys.stderr)
-            return 2
-        except FloatingPointError as err:
-            if args.debug:
-                raise
-            print(f"noisesched: error: {err}", file=sys.stderr)
-            return 1
+    except BaseException as err:
+        failure = _failure(err)
+        if failure is None or args.debug:
+            raise
+        status, line = failure
+        print(f"noisesched: {line}", file=sys.stderr)
+        return status
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

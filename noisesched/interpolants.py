@@ -23,23 +23,25 @@ KINDS = ("vp", "ve")
 SHAPES = ("linear", "trig")
 
 Scalar = Float[Array, ""]
+TimeArray = Float[Array, "*t"]
 
 
 class Coefficients(NamedTuple):
-    """Interpolant coefficients at one time t (all scalars).
+    """Interpolant coefficients at a time t: scalars, or arrays of the shape of ``t`` for an
+    array of times.
 
     ``alpha_sq`` and ``alpha_dalpha`` = α α̇ = ½ d(α²)/dt are kept beside α and α̇ because they stay
     finite where α̇ does not (the trig shape has α̇ = −∞ at t = 1); drifts are written with them.
     """
 
-    alpha: Scalar
-    beta: Scalar
-    dbeta: Scalar
-    alpha_sq: Scalar
-    alpha_dalpha: Scalar
+    alpha: TimeArray
+    beta: TimeArray
+    dbeta: TimeArray
+    alpha_sq: TimeArray
+    alpha_dalpha: TimeArray
 
     @property
-    def dalpha(self) -> Scalar:
+    def dalpha(self) -> TimeArray:
         """α̇ = (α α̇)/α; infinite at t = 1 for the trig shape."""
         return self.alpha_dalpha / self.alpha
 
@@ -47,7 +49,7 @@ class Coefficients(NamedTuple):
 class Interpolant(eqx.Module):
     """x_t = α(t) z + β(t) x1 with z ~ N(0, I_d); t = 0 is noise, t = 1 is data.
 
-    Args:
+    Attributes:
         kind: ``"vp"`` (α0 = 1) or ``"ve"`` (α0 = √d).
         shape: ``"linear"`` (α = α0(1 − τ)) or ``"trig"`` (α = α0 √(1 − τ²)).
         d: the data dimension (sets α0 for VE).

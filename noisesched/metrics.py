@@ -37,7 +37,7 @@ __all__ = [
     "summary_from_rows",
 ]
 
-Samples = Float[Array, "n d"]
+Samples = Float[Array | np.ndarray, "n d"]  # JAX or NumPy
 
 
 def _check_samples(model, x) -> Array:
@@ -84,9 +84,9 @@ def _orthonormal_basis_of_means(model: GaussianMixture, dtype) -> tuple[Array, i
         keep = jnp.abs(jnp.diagonal(r)) > tol * jnp.max(jnp.abs(r))
         return q * keep, jnp.sum(keep)
     means = np.asarray(model.means, dtype=np.float64)
-    q, r = np.linalg.qr(means.T)  # float64 on the host: the rank decides nothing traced
-    keep = np.abs(np.diagonal(r)) > 1e-6 * np.max(np.abs(r))
-    return jnp.asarray(q * keep, dtype=dtype), int(keep.sum())
+    q64, r64 = np.linalg.qr(means.T)  # float64 on the host: the rank decides nothing traced
+    kept = np.abs(np.diagonal(r64)) > 1e-6 * np.max(np.abs(r64))
+    return jnp.asarray(q64 * kept, dtype=dtype), int(kept.sum())
 
 
 def within_mode_sum_of_squares(model: GaussianMixture, x: Samples
@@ -162,7 +162,8 @@ def mean_abs_magnetization(model: CurieWeiss, x: Samples) -> Float[Array, ""]:
     return jnp.mean(jnp.abs(magnetization(x)))
 
 
-def magnetization_law(model: CurieWeiss) -> tuple[Float[Array, " d+1"], Float[Array, " d+1"]]:
+def magnetization_law(model: CurieWeiss
+                      ) -> tuple[Float[Array, " d_plus_1"], Float[Array, " d_plus_1"]]:
     """Exact law of the magnetisation mean_i s_i: (levels, probabilities), each (d + 1,)."""
     return model.magnetization_law()
 

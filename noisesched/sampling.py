@@ -32,17 +32,24 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
-from ._validation import check_choice, check_int, check_positive, check_real
+from ._validation import (
+    check_choice,
+    check_floating,
+    check_int,
+    check_key,
+    check_positive,
+    check_real,
+)
 from .interpolants import Coefficients, Interpolant
 from .models.base import AbstractModel, sample_rows
 from .schedules import AbstractSchedule
 
-__all__ = ["Solution", "sample", "solve", "sample_prior", "first_nonfinite", "SOLVERS",
-           "ADAPTIVE_SOLVERS", "FusedEuler"]
+__all__ = ["Solution", "sample", "solve", "sample_prior", "first_nonfinite", "MaxStepsReached",
+           "SOLVERS", "ADAPTIVE_SOLVERS", "FusedEuler"]
 
-SOLVERS: dict[str, type[diffrax.AbstractRungeKutta]] = {
+SOLVERS: dict[str, type[diffrax.AbstractSolver]] = {
     "euler": diffrax.Euler,
     "heun": diffrax.Heun,
     "midpoint": diffrax.Midpoint,
@@ -69,21 +76,38 @@ class Solution(eqx.Module):
         ts: times at which ``observables`` were saved, shape (S,), or None.
         observables: ``observe(X_t)`` stacked along a leading axis of size S, or None.
         num_steps: number of solver steps taken (the last Euler step included).
+        reached_end: False only for an adaptive solve that ran out of ``max_steps`` before
+            t = 1 (then ``x`` is not a sample). :func:`solve` raises :class:`MaxStepsReached`
+            for it outside ``jit``; inside, check this flag.
     """
 
     x: Float[Array, "n d"]
     ts: Float[Array, " S"] | None
     observables: PyTree | None
     num_steps: Array
+    reached_end: Bool[Array, ""]
+
+
+class MaxStepsReached(RuntimeError):
+    """An adaptive solve took ``max_steps`` steps without reaching t = 1."""
+
+
+def max_steps_error(max_steps: int, rtol: float, atol: float) -> MaxStepsReached:
+    return MaxStepsReached(
+        f"the adaptive solve took max_steps = {max_steps} steps without reaching t = 1; raise "
+        f"max_steps, loosen rtol = {rtol:g} / atol = {atol:g}, or use the fixed grid "
+        "(adaptive = false, steps = N)")
 
 
 def sample_prior(
-    interp: Interpolant, key: PRNGKeyArray, n: int, dtype: Any = None, *, start: int = 0
+    interp: Interpolant, key: PRNGKeyArray, n: int, dtype: Any = None, *,
+    start: int | Int[Array, ""] = 0,
 ) -> Float[Array, "n d"]:
     """X_0 = α0 z, z ~ N(0, I_d), shape (n, d): rows ``start, …, start + n − 1`` of the batch
     drawn from ``key``. Row i depends only on ``fold_in(key, i)``, so a large batch can be drawn
     in slices that together equal the batch drawn at once."""
     check_int("n", n, lo=1)
+    check_key("key", key)
     if not isinstance(start, jax.Array):
         check_int("start", start, lo=0)
     dtype = jnp.result_type(float) if dtype is None else dtype
@@ -124,13 +148,14 @@ def _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, fi
         raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
     if x0.ndim != 2 or x0.shape[1] != model.d:
         raise ValueError(f"x0 must have shape (n, d) = (n, {model.d}); got {tuple(x0.shape)}")
+    check_floating("x0", x0)
 
 
 def solve(
     model: AbstractModel,
     interp: Interpolant,
     schedule: AbstractSchedule,
-    x0: Float[Array, "n d"],
+    x0: Float[Array | np.ndarray, "n d"],
     *,
     steps: int = 100,
     solver: str = "euler",
@@ -144,11 +169,14 @@ def solve(
     terminal_dt: float = 1e-3,
     adjoint: diffrax.AbstractAdjoint | None = None,
     checkpoints: int | None = None,
+    check_finite: bool = True,
 ) -> Solution:
     """Integrate the probability-flow ODE from X_0 = ``x0`` at t = 0 to t = 1.
 
     Args:
-        model, interp, schedule: the data law, the interpolant and the schedule τ(t).
+        model: the data law.
+        interp: the interpolant.
+        schedule: the schedule τ(t).
         x0: initial states, shape (n, d) (see :func:`sample_prior`).
         steps: N, the number of intervals of the uniform grid t_i = i/N (fixed-step solves), or
             of the grid on which ``observe`` is saved (adaptive solves).
@@ -167,9 +195,18 @@ def solve(
             default). ``method="scan"``: the N steps run as ``checkpoints`` blocks, each under
             ``jax.checkpoint`` (``None``: ⌈√N⌉ blocks, memory O(√N) states; ``N``: every state
             kept). Changes memory and time of gradients only, never the numbers.
+        check_finite: raise ``FloatingPointError`` if X_1 holds nan or inf, naming the first
+            sample, step and time where it appeared (:func:`first_nonfinite`).
 
     Returns:
         A :class:`Solution` with the final states of shape (n, d).
+
+    Raises:
+        FloatingPointError: (``check_finite``) the solve left the finite numbers.
+        MaxStepsReached: an adaptive solve ran out of ``max_steps``.
+
+    Both checks need concrete values: inside ``jit`` or ``grad`` they are skipped, and
+    ``Solution.reached_end`` and ``jnp.isfinite(Solution.x)`` tell the same.
     """
     x0 = jnp.asarray(x0)
     _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, final_step,
@@ -181,12 +218,21 @@ def solve(
             raise ValueError("give checkpoints or adjoint, not both (checkpoints sets "
                              "adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints))")
     final_euler = final_step == "euler" or (final_step == "auto" and model.singular_at_data)
-    return _solve(
+    sol = _solve(
         model, interp, schedule, x0, steps, solver, method, adaptive, rtol, atol, max_steps,
         _resolve_observe(model, observe), final_euler, terminal_dt,
         diffrax.RecursiveCheckpointAdjoint(checkpoints) if adjoint is None else adjoint,
         checkpoints,
     )
+    if isinstance(sol.x, jax.core.Tracer):
+        return sol
+    if not bool(sol.reached_end):
+        raise max_steps_error(max_steps, rtol, atol)
+    if check_finite and not bool(_all_finite(sol.x)):
+        raise nonfinite_error(model, interp, schedule, x0, 0, dict(
+            steps=steps, solver=solver, method=method, adaptive=adaptive, rtol=rtol, atol=atol,
+            max_steps=max_steps, final_step=final_step, terminal_dt=terminal_dt))
+    return sol
 
 
 def sample(
@@ -197,13 +243,14 @@ def sample(
     n: int,
     steps: int = 100,
     solver: str = "euler",
-    **options,
+    **options: Any,
 ) -> Float[Array, "n d"]:
     """Draw ``n`` samples X_1 of shape (n, d): prior noise from ``key``, then :func:`solve`.
 
     ``options`` are passed to :func:`solve`. The same key and arguments give the same samples.
     """
     check_int("n", n, lo=1)
+    check_key("key", key)
     if interp.d != model.d:
         raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
     x0 = sample_prior(interp, key, n)
@@ -214,8 +261,8 @@ def first_nonfinite(
     model: AbstractModel,
     interp: Interpolant,
     schedule: AbstractSchedule,
-    x0: Float[Array, "n d"],
-    **options,
+    x0: Float[Array | np.ndarray, "n d"],
+    **options: Any,
 ) -> tuple[int, float, int] | None:
     """Where a solve from ``x0`` first leaves the finite numbers: ``(i, t_i, row)`` for the first
     saved state X_{t_i} (i = 0 … N; the save grid of an adaptive solve) in which sample ``row``
@@ -227,14 +274,37 @@ def first_nonfinite(
     with other solvers ``i`` may be one early."""
     if not options.get("adaptive") and options.get("solver", "euler") in SCAN_SOLVERS:
         options = dict(options, method="scan")
-    sol = solve(model, interp, schedule, x0,
+    sol = solve(model, interp, schedule, x0, check_finite=False,
                 observe=lambda x: jnp.all(jnp.isfinite(x), axis=-1), **options)
     finite = np.asarray(sol.observables)  # (S, n)
     bad = np.argwhere(~finite)
     if bad.size == 0:
         return None
     step, row = (int(v) for v in bad[0])
+    assert sol.ts is not None  # saved, since observe was given
     return step, float(sol.ts[step]), row
+
+
+def nonfinite_error(model: AbstractModel, interp: Interpolant, schedule: AbstractSchedule,
+                    x0: Float[Array, "n d"], first_row: int, options: dict
+                    ) -> FloatingPointError:
+    """The error for a solve from ``x0`` (rows ``first_row …`` of a batch) whose final states
+    hold nan or inf, naming where it first left the finite numbers (:func:`first_nonfinite`)."""
+    where = first_nonfinite(model, interp, schedule, x0, **options)
+    at = ""
+    if where is not None:
+        step, t, row = where
+        grid = "save point" if options.get("adaptive") else "step"
+        at = (f": first in sample {first_row + row}, at {grid} {step} of "
+              f"{options.get('steps', 100)} (t = {t:.6g})")
+    return FloatingPointError(
+        f"the solve produced nan or inf{at}; try more steps, another solver, a final Euler step "
+        "(final_step='euler'), or dtype float64")
+
+
+@jax.jit
+def _all_finite(x):
+    return jnp.all(jnp.isfinite(x))
 
 
 def _vector_field(t, y, args):
@@ -265,8 +335,8 @@ def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, a
     if adaptive:
         t_end = 1.0 - terminal_dt if final_euler else 1.0
         save_ts = jnp.linspace(0.0, t_end, steps + 1, dtype=dtype)
-        x, obs, taken = _adaptive(fields, x0, save_ts, t_end, solver, rtol, atol, max_steps,
-                                  observe, adjoint)
+        x, obs, taken, reached_end = _adaptive(fields, x0, save_ts, t_end, solver, rtol, atol,
+                                               max_steps, observe, adjoint)
         last_is_split = False
     else:
         grid = jnp.linspace(0.0, 1.0, steps + 1, dtype=dtype)
@@ -280,19 +350,20 @@ def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, a
         else:
             x, obs = _diffrax_fixed(fields, x0, grid, last, splits, solver, observe, adjoint)
         taken = jnp.asarray(last)
+        reached_end = jnp.asarray(True)  # a fixed grid cannot run out of steps
         last_is_split = last in splits
-    ts = save_ts
+    ts: Array | None = save_ts
     if final_euler:
         t_last = save_ts[-1]
         t_eval = _inside(t_last, 1.0, last_is_split)
         x = x + (1.0 - t_last) * _vector_field(t_eval, x, (*fields, t_eval, t_eval))
         taken = taken + 1
-        ts = jnp.concatenate([save_ts, jnp.ones((1,), dtype)])
+        ts = jnp.concatenate([save_ts, jnp.ones((1,), dtype)])  # type: ignore[list-item]
         if observe is not None:
             obs = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), obs, observe(x))
     if observe is None:
         ts = None
-    return Solution(x=x, ts=ts, observables=obs, num_steps=taken)
+    return Solution(x=x, ts=ts, observables=obs, num_steps=taken, reached_end=reached_end)
 
 
 class FusedEuler(diffrax.AbstractSolver):
@@ -361,9 +432,10 @@ def _diffeqsolve(fields, x0, lo, hi, t0, t1, solver, controller, max_steps, subs
         stepsize_controller=controller,
         max_steps=max_steps,
         adjoint=adjoint,
-        # a fixed grid cannot run out of steps; without the runtime check (a host callback)
-        # the partitioner keeps the final state split over devices
-        throw=not isinstance(controller, diffrax.StepTo),
+        # no runtime checks (host callbacks: they would keep the compiled solve out of the
+        # persistent cache and the final state off its devices); a fixed grid cannot run out
+        # of steps, and an adaptive solve's result is checked on the host by `solve`
+        throw=False,
     )
 
 
@@ -419,7 +491,7 @@ def _adaptive(fields, x0, save_ts, t_end, solver, rtol, atol, max_steps, observe
     sol = _diffeqsolve(fields, x0, t0, t1, t0, t1, SOLVERS[solver](), controller, max_steps, subs,
                        adjoint)
     obs = sol.ys[1] if observe is not None else None
-    return sol.ys[0][-1], obs, sol.stats["num_steps"]
+    return sol.ys[0][-1], obs, sol.stats["num_steps"], sol.result == diffrax.RESULTS.successful
 
 
 def _scan(fields, x0, grid, last, splits, solver, observe, checkpoints):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 import equinox as eqx
@@ -32,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._typing import RealLike
 from ._validation import check_choice, check_int, check_positive, check_real
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ __all__ = [
     "karras",
     "make",
     "value_and_derivative",
+    "ScheduleKindWarning",
     "NAMES",
 ]
 
@@ -116,7 +119,7 @@ class VPDilated(AbstractSchedule):
     """
 
     d: int = eqx.field(static=True)
-    k: float
+    k: RealLike
 
     def __check_init__(self):
         _check_dilation(self.d, self.k)
@@ -144,7 +147,7 @@ class VEDilated(AbstractSchedule):
     """
 
     d: int = eqx.field(static=True)
-    k: float
+    k: RealLike
 
     def __check_init__(self):
         _check_dilation(self.d, self.k)
@@ -172,7 +175,7 @@ class VEDilatedTrig(AbstractSchedule):
     """
 
     d: int = eqx.field(static=True)
-    k: float
+    k: RealLike
 
     def __check_init__(self):
         _check_dilation(self.d, self.k)
@@ -298,17 +301,17 @@ def constant() -> Constant:
     return Constant()
 
 
-def vp_dilated(d: int, k: float = 3.0) -> VPDilated:
+def vp_dilated(d: int, k: RealLike = 3.0) -> VPDilated:
     """VP time dilation with κ = k/√d (spec §4). Requires 0 < k < √d."""
     return VPDilated(d=d, k=k)
 
 
-def ve_dilated(d: int, k: float = 3.0) -> VEDilated:
+def ve_dilated(d: int, k: RealLike = 3.0) -> VEDilated:
     """VE time dilation (linear shape) with κ = k/√d (spec §4). Requires 0 < k < √d."""
     return VEDilated(d=d, k=k)
 
 
-def ve_dilated_trig(d: int, k: float = 3.0) -> VEDilatedTrig:
+def ve_dilated_trig(d: int, k: RealLike = 3.0) -> VEDilatedTrig:
     """VE time dilation for the trig shape (unstable under Euler; spec §4)."""
     return VEDilatedTrig(d=d, k=k)
 
@@ -337,7 +340,25 @@ def karras(
 NAMES = ("constant", "vp_dilated", "ve_dilated", "ve_dilated_trig", "cosine", "karras")
 
 
-def make(name: str, interpolant: Interpolant, *, k: float = 3.0, **options) -> AbstractSchedule:
+class ScheduleKindWarning(UserWarning):
+    """A dilated schedule used with the kind of interpolant it was not made for."""
+
+
+#: the kind of interpolant each dilated schedule is made for
+MADE_FOR = {"vp_dilated": "vp", "ve_dilated": "ve", "ve_dilated_trig": "ve"}
+
+
+def warn_if_mismatched(name: str, kind: str, stacklevel: int = 2) -> None:
+    """Warn (:class:`ScheduleKindWarning`) if schedule ``name`` is made for the other kind of
+    interpolant than ``kind``: it runs, but its dilation is in the wrong window."""
+    if MADE_FOR.get(name, kind) != kind:
+        warnings.warn(f"schedule {name!r} is made for kind = {MADE_FOR[name]!r} interpolants, "
+                      f"not kind = {kind!r}; it runs, but its dilation is not where it should be",
+                      ScheduleKindWarning, stacklevel=stacklevel + 1)
+
+
+def make(name: str, interpolant: Interpolant, *, k: RealLike = 3.0,
+         **options: float) -> AbstractSchedule:
     """Build a built-in schedule by name for ``interpolant`` (which supplies d, α0 and shape).
 
     ``k`` is used by the dilated families; ``options`` go to :func:`cosine` (``offset``) or
@@ -345,6 +366,7 @@ def make(name: str, interpolant: Interpolant, *, k: float = 3.0, **options) -> A
     """
     check_choice("schedule", name, NAMES)
     check_int("d", interpolant.d, lo=1)
+    warn_if_mismatched(name, interpolant.kind)
     allowed = {"cosine": {"offset"}, "karras": {"sigma_min", "sigma_max", "rho"}}.get(name, set())
     for key in options:
         if key not in allowed:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -28,14 +30,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import metrics
+from ._atomic import atomic_write, claim_folder
 from ._validation import check_int, check_real
 from .interpolants import Interpolant
 from .models.base import AbstractModel
-from .sampling import first_nonfinite, sample_prior, solve
+from .sampling import _all_finite, max_steps_error, nonfinite_error, sample_prior, solve
 from .schedules import AbstractSchedule
 
-__all__ = ["Chunk", "StreamedSummary", "resolve_devices", "batch_sharding", "auto_chunk_size",
-           "sample_chunks", "sample_summary"]
+__all__ = ["Chunk", "ChunkStore", "StreamedSummary", "resolve_devices", "batch_sharding",
+           "auto_chunk_size", "sample_chunks", "sample_summary"]
 
 #: Copies of a chunk's state that a fixed-grid solve keeps alive at once (X_0, X, a stage, the
 #: compiler's temporaries), used to size chunks automatically.
@@ -52,7 +55,7 @@ def resolve_devices(devices: int | Sequence[jax.Device] | None = None) -> list[j
     if isinstance(devices, int) and not isinstance(devices, bool):
         check_int("devices", devices, lo=0, hi=len(visible))
         return list(visible[:devices])
-    chosen = list(devices)
+    chosen = list(devices) if isinstance(devices, Sequence) else []
     if not chosen or not all(isinstance(dev, jax.Device) for dev in chosen):
         raise ValueError(f"devices must be an int in [0, {len(visible)}] (0: all visible) or a "
                          f"non-empty list of jax devices; got {devices!r}")
@@ -86,6 +89,67 @@ def auto_chunk_size(d: int, dtype: Any, devices: Sequence[jax.Device],
     else:
         budget = min(_device_memory(dev) for dev in devices) * fraction * len(devices)
     return max(len(devices), int(budget // (_LIVE_STATES * d * itemsize)))
+
+
+class ChunkStore:
+    """The row statistics of the finished chunks of one batch, kept in a folder so that an
+    interrupted :func:`sample_summary` resumes where it stopped.
+
+    Each finished chunk is one ``.npz`` file, written atomically (a killed process leaves
+    whole chunks or none). ``fingerprint`` is any JSON value that identifies the batch (config,
+    seed, sizes); a folder that holds another fingerprint is emptied first, so stale chunks are
+    never mixed in; the folder is made when the first chunk finishes. Row i of a batch depends
+    only on the key and i, so a chunk solved before the interruption equals the chunk solved
+    again.
+    """
+
+    def __init__(self, folder: str | os.PathLike, fingerprint: Any):
+        self.folder = Path(folder)
+        self.fingerprint = fingerprint
+        if self.folder.exists():
+            claim_folder(self.folder, fingerprint)
+
+    def _path(self, start: int) -> Path:
+        return self.folder / f"rows-{start:012d}.npz"
+
+    def starts(self) -> list[int]:
+        """First rows of the finished chunks."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(int(p.stem.split("-")[1]) for p in self.folder.glob("rows-*.npz"))
+
+    def chunk_size(self) -> int | None:
+        """Rows per chunk of the finished chunks (None if there are none)."""
+        starts = self.starts()
+        if not starts:
+            return None
+        with np.load(self._path(starts[0])) as data:
+            return int(data["chunk_rows"])
+
+    def load(self, start: int, rows: int) -> tuple[dict[str, np.ndarray], int] | None:
+        """(row statistics, solver steps) of the chunk at ``start`` of ``rows`` rows, if
+        finished."""
+        path = self._path(start)
+        if not path.is_file():  # also when the folder does not exist
+            return None
+        with np.load(path) as data:
+            if int(data["chunk_rows"]) != rows:
+                return None
+            stats = {k[len("stat_"):]: data[k] for k in data.files if k.startswith("stat_")}
+            return stats, int(data["num_steps"])
+
+    def save(self, start: int, rows: int, stats: dict[str, np.ndarray], num_steps: int) -> None:
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, chunk_rows=rows, num_steps=num_steps,
+                         **{f"stat_{k}": v for k, v in stats.items()})
+
+        claim_folder(self.folder, self.fingerprint)
+        atomic_write(self._path(start), write)
+
+    def remove(self) -> None:
+        """Delete the folder (the batch is finished and its result written elsewhere)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _plan(model, interp, n: int, dtype, chunk_size: int | None, devices, options
@@ -147,7 +211,7 @@ def sample_chunks(
     chunk_size: int | None = None,
     devices: int | Sequence[jax.Device] | None = None,
     dtype: Any = None,
-    **options,
+    **options: Any,
 ) -> Iterator[Chunk]:
     """Yield a :class:`Chunk` (``start``, ``x = X_1[start : start + rows]``, ``num_steps``) for
     consecutive chunks of a batch of ``n`` samples: the rows :func:`noisesched.sample` returns
@@ -159,7 +223,7 @@ def sample_chunks(
         devices: shard each chunk's rows over these devices (:func:`resolve_devices`; default
             all visible).
         dtype: dtype of the states (default JAX's default float).
-        options: passed to :func:`noisesched.solve`.
+        **options: passed to :func:`noisesched.solve`.
 
     Every chunk has the same shape (the last is computed in full and cut), so one compilation
     serves the batch. Each row equals the row of the unchunked batch to the last bit whenever the
@@ -173,13 +237,23 @@ def sample_chunks(
         yield chunk._replace(x=chunk.x[: min(rows, n - chunk.start)])
 
 
-def _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype, options
-                   ) -> Iterator[Chunk]:
-    """Chunks of ``rows`` rows each, the last one with the rows past n still in it."""
+def _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype, options,
+                   starts: Iterable[int] | None = None) -> Iterator[Chunk]:
+    """Chunks of ``rows`` rows each, the last one with the rows past n still in it.
+
+    Raises :class:`noisesched.sampling.MaxStepsReached` or ``FloatingPointError`` (naming the
+    first sample, step and time) for a chunk whose solve failed."""
     sharding = batch_sharding(devs)
-    for start in range(0, n, rows):
-        x, num_steps = _solve_rows(model, interp, schedule, key, jnp.asarray(start), rows, dtype,
-                                   sharding, options)
+    for start in range(0, n, rows) if starts is None else starts:
+        x, num_steps, reached_end = _solve_rows(model, interp, schedule, key,
+                                                jnp.asarray(start), rows, dtype, sharding, options)
+        if not bool(reached_end):
+            raise max_steps_error(options.get("max_steps", 16_384), options.get("rtol", 1e-4),
+                                  options.get("atol", 1e-4))
+        valid = min(rows, n - start)
+        if not bool(_all_finite(x[:valid])):
+            x0 = sample_prior(interp, key, valid, dtype, start=start)
+            raise nonfinite_error(model, interp, schedule, x0, start, options)
         yield Chunk(start, x, num_steps)
 
 
@@ -196,32 +270,48 @@ def sample_summary(
     devices: int | Sequence[jax.Device] | None = None,
     dtype: Any = None,
     max_values: int = 200_000,
-    **options,
+    store: ChunkStore | None = None,
+    **options: Any,
 ) -> StreamedSummary:
     """:func:`noisesched.metrics.summary` of ``n`` samples drawn chunk by chunk
     (:func:`sample_chunks`, same arguments), keeping only O(n) numbers on the host
     (:func:`noisesched.metrics.row_statistics`): the metrics equal those of the unchunked batch
     for the same key.
 
+    ``store``: a :class:`ChunkStore` in which each finished chunk's row statistics are saved;
+    chunks already there are not solved again (with ``chunk_size`` None or 0, the store's chunk
+    size is used), so an interrupted call, repeated, resumes.
+
     Raises:
         FloatingPointError: a sample holds nan or inf; the message names the first sample and
             the step and time at which its solve left the finite numbers.
+        MaxStepsReached: an adaptive solve ran out of ``max_steps``.
     """
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    check_int("max_values", max_values, lo=1)
+    if store is not None and not chunk_size:
+        chunk_size = store.chunk_size()
     rows, devs = _plan(model, interp, n, dtype, chunk_size, devices, options)
-    parts, num_steps = [], 0
+    parts: dict[int, dict[str, np.ndarray]] = {}
+    num_steps = 0
+    if store is not None:
+        for start in range(0, n, rows):
+            found = store.load(start, rows)
+            if found is not None:
+                parts[start] = found[0]
+                num_steps = max(num_steps, found[1])
+    todo = [start for start in range(0, n, rows) if start not in parts]
     # the last chunk keeps its padding rows here: every chunk is summarised with one shape, so
     # each row's sums come out the same whatever the chunk size
     for chunk in _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype,
-                                dict(options, steps=steps, solver=solver)):
-        valid = min(rows, n - chunk.start)
-        if not bool(_all_finite(chunk.x[:valid])):
-            raise _nonfinite_error(model, interp, schedule, key, chunk.start, valid, dtype,
-                                   dict(options, steps=steps, solver=solver))
-        parts.append(metrics.row_statistics(model, chunk.x, start=chunk.start, total=n,
-                                            max_values=max_values))
+                                dict(options, steps=steps, solver=solver), todo):
+        stats = metrics.row_statistics(model, chunk.x, start=chunk.start, total=n,
+                                       max_values=max_values)
+        parts[chunk.start] = stats
         num_steps = max(num_steps, int(chunk.num_steps))
-    per_row = metrics.concatenate_rows(parts)
+        if store is not None:
+            store.save(chunk.start, rows, stats, int(chunk.num_steps))
+    per_row = metrics.concatenate_rows([parts[start] for start in sorted(parts)])
     return StreamedSummary(metrics.summary_from_rows(model, per_row), per_row, num_steps, rows,
                            len(devs))
 
@@ -233,27 +323,4 @@ def _solve_rows(model, interp, schedule, key, start, rows, dtype, sharding, opti
     x0 = jax.lax.with_sharding_constraint(
         sample_prior(interp, key, rows, dtype, start=start), sharding)
     sol = solve(model, interp, schedule, x0, **options)
-    return jax.lax.with_sharding_constraint(sol.x, sharding), sol.num_steps
-
-
-
-def _nonfinite_error(model, interp, schedule, key, start, rows, dtype, options
-                     ) -> FloatingPointError:
-    """The error for a chunk whose samples hold nan or inf: where the solve first left the
-    finite numbers (one more solve of the chunk's rows, observing only their finiteness)."""
-    x0 = sample_prior(interp, key, rows, dtype, start=start)
-    where = first_nonfinite(model, interp, schedule, x0, **options)
-    at = ""
-    if where is not None:
-        step, t, row = where
-        grid = "save point" if options.get("adaptive") else "step"
-        at = (f": first in sample {start + row}, at {grid} {step} of {options['steps']} "
-              f"(t = {t:.6g})")
-    return FloatingPointError(
-        f"the solve produced nan or inf{at}; try more steps, another solver, a final Euler step "
-        "(final_step='euler'), or dtype float64")
-
-
-@jax.jit
-def _all_finite(x):
-    return jnp.all(jnp.isfinite(x))
+    return jax.lax.with_sharding_constraint(sol.x, sharding), sol.num_steps, sol.reached_end

@@ -7,6 +7,34 @@ os.environ.setdefault("NOISESCHED_NO_COMPILE_CACHE", "1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+from jaxtyping import install_import_hook  # noqa: E402
+
+# Every jaxtyping annotation of the package is checked at run time in the tests (shapes and
+# dtypes of arrays, consistent dimension names across arguments), through beartype.
+if os.environ.get("NOISESCHED_TYPECHECK", "1") != "0":
+    # (the numeric tower: an int is a valid float, as for static type checkers)
+    install_import_hook("noisesched",
+                        "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))")
+
+# Property tests draw the same examples on every run (a CI failure is reproducible);
+# HYPOTHESIS_PROFILE=explore draws new ones, and more.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture
+def unchecked_types():
+    """For tests that pass wrongly typed values on purpose, to see the library's own error
+    (what a user without the type-checking hook sees)."""
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)
 
 
 @pytest.fixture

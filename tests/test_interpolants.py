@@ -81,6 +81,6 @@ def test_noise_ratio_inverts_tau_of_noise_ratio(x64):
         (dict(kind="vp", shape="linear", d=2.5), "d must be an integer"),
     ],
 )
-def test_bad_interpolant(kwargs, match):
+def test_bad_interpolant(kwargs, match, unchecked_types):
     with pytest.raises(ValueError, match=match):
         ns.Interpolant(**kwargs)

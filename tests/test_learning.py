@@ -231,7 +231,7 @@ def test_family_parameters_are_the_only_trainable_leaves():
         assert names[type(sched).__name__] == expected[type(sched).__name__]
 
 
-def test_bad_family_parameters():
+def test_bad_family_parameters(unchecked_types):
     interp = ns.Interpolant("vp", "linear", 100)
     with pytest.raises(ValueError, match="centers must be a 1-D array of 2 entries"):
         SigmoidSum(jnp.zeros(3), jnp.zeros(3), jnp.zeros(2))

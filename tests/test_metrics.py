@@ -47,20 +47,6 @@ def test_metrics_detect_the_failures():
     assert float(metrics.mode_weight(model, one_mode)) == 1.0
 
 
-def test_metrics_are_invariant_to_sample_order():
-    model = ns.GaussianMixture.two_modes(d=64)
-    x = model.sample(jax.random.PRNGKey(0), 500)
-    perm = jax.random.permutation(jax.random.PRNGKey(1), 500)
-    a, b = metrics.summary(model, x), metrics.summary(model, x[perm])
-    for key in a:
-        assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), key
-    cw = ns.CurieWeiss(d=64, beta=2.0, h=H)
-    s = cw.sample(jax.random.PRNGKey(0), 500)
-    a, b = metrics.summary(cw, s), metrics.summary(cw, s[perm])
-    for key in a:
-        assert a[key] == pytest.approx(b[key], rel=1e-6), key
-
-
 def test_cw_metrics_on_exact_samples():
     d, n = 2000, 5000
     cw = ns.CurieWeiss(d=d, beta=2.0, h=H)
@@ -74,7 +60,7 @@ def test_cw_metrics_on_exact_samples():
     assert abs(s["mean_abs_magnetization"] - s["m"]) < 4 * math.sqrt((1 - s["m"] ** 2) / (d * n))
 
 
-def test_bad_sample_shapes():
+def test_bad_sample_shapes(unchecked_types):
     model = ns.GaussianMixture.two_modes(d=10)
     with pytest.raises(ValueError, match=r"x must have shape \(n, d\) = \(n, 10\); got \(4, 9\)"):
         metrics.mode_weight(model, jnp.zeros((4, 9)))

@@ -208,7 +208,7 @@ def test_observables_are_saved_on_the_grid():
         (dict(observe="magnetisation"), "observe must be one of"),
     ],
 )
-def test_bad_solver_arguments(kwargs, match):
+def test_bad_solver_arguments(kwargs, match, unchecked_types):
     model, interp, sched = gm_setup(d=16)
     x0 = jnp.zeros((2, 16))
     with pytest.raises(ValueError, match=match):

@@ -114,7 +114,7 @@ def test_automatic_chunks_follow_the_free_memory(monkeypatch):
         (dict(max_values=0), r"max_values must be an integer >= 1; got 0"),
     ],
 )
-def test_bad_streaming_arguments(kwargs, message):
+def test_bad_streaming_arguments(kwargs, message, unchecked_types):
     model, interp, sched = setup("gm")
     with pytest.raises(ValueError, match=message):
         streaming.sample_summary(model, interp, sched, jax.random.PRNGKey(0), 10, steps=4,

@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import math
 import tomllib
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,7 @@ def from_mapping(data: dict[str, Any], base: RunConfig | None = None) -> RunConf
     return RunConfig(**values)
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a TOML config (or a results.json, whose ``config`` is rerun) and apply ``key=value``
     overrides."""
     path = Path(path)
@@ -165,7 +165,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     return from_mapping(data)
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """``["d=1000", "schedule=constant"]`` → ``{"d": 1000, "schedule": "constant"}`` (TOML
     values; a bare word is a string)."""
     out = {}
@@ -238,8 +238,4 @@ def validate(c: RunConfig) -> None:
         raise
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    mismatched = {"vp_dilated": "ve", "ve_dilated": "vp", "ve_dilated_trig": "vp"}
-    if mismatched.get(c.schedule) == c.kind:
-        warnings.warn(f"schedule {c.schedule!r} is made for the other kind of interpolant than "
-                      f"kind = {c.kind!r}; it runs, but its dilation is not where it should be",
-                      stacklevel=2)
+    schedules_mod.warn_if_mismatched(c.schedule, c.kind)

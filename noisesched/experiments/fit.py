@@ -13,6 +13,7 @@ import json
 import math
 import time
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,8 @@ def _fit_settings(data: dict[str, Any]) -> FitSettings:
     return FitSettings(**values)
 
 
-def load_fit(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, FitSettings]:
+def load_fit(path: str | Path, overrides: Sequence[str] = ()
+             ) -> tuple[RunConfig, FitSettings]:
     """Read a fit config (TOML with a ``[fit]`` table, or a fit's ``history.json``); overrides
     are ``key=value`` for run keys and ``fit.key=value`` for the table."""
     path = Path(path)

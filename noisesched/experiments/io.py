@@ -24,6 +24,13 @@ def save_figure(path: str | os.PathLike, fig) -> Path:
                                                       format=Path(path).suffix.lstrip(".")))
 
 
+def resume_folder(out: str | os.PathLike) -> Path:
+    """Where an unfinished command keeps its finished work until it succeeds: a hidden sibling
+    of its output folder, ``.OUT.resume``."""
+    out = Path(out)
+    return out.parent / f".{out.name}.resume"
+
+
 def environment() -> dict:
     """Versions, backend and devices, recorded beside every result."""
     import diffrax
@@ -44,6 +51,6 @@ def environment() -> dict:
         "optax": optax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(jax.config.read("jax_enable_x64")),
         "platform": platform.platform(),
     }

@@ -5,6 +5,7 @@ markdown report of every metric beside its target."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -45,8 +46,24 @@ class Sizes:
     k_n: int = 2048
 
 
+def _finished(path: Path, key: str, expected) -> dict | None:
+    """The result file ``path`` of an earlier sweep, if it exists and its ``key`` equals
+    ``expected`` (the same configuration): a rerun of the sweep skips that part."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError):
+        return None
+    same = json.loads(json.dumps(expected)) == data.get(key)  # tuples compare as lists
+    return data if same else None
+
+
 def run_reproduce(configs_dir: str | Path, out: str | Path, *, log=print,
                   sizes: Sizes = Sizes()) -> dict:
+    """Every part of the reproduction into ``out``, then ``report.md``. A part whose result is
+    already in ``out`` for the same configuration (a rerun after an interruption) is read back,
+    not computed again; the part that was interrupted resumes from its own finished work."""
     configs_dir, out = Path(configs_dir), Path(out)
     paths = sorted(p for p in configs_dir.glob("*.toml") if not p.name.startswith("scaling"))
     if not paths:
@@ -57,11 +74,18 @@ def run_reproduce(configs_dir: str | Path, out: str | Path, *, log=print,
     rows = []
     for config in runs:
         quick = dataclasses.replace(config, **_quick_overrides(config, sizes))
-        result = run_experiment(quick, out / "runs" / config.name, log=log)
+        result = _finished(out / "runs" / config.name / "results.json", "config",
+                           quick.to_dict())
+        if result is None:
+            result = run_experiment(quick, out / "runs" / config.name, log=log)
+        else:
+            log(f"{config.name}: already finished, kept")
         rows.append({"name": config.name, "config": result["config"],
                      "metrics": result["metrics"],
                      "seconds": result["timings"]["total_seconds"]})
-    scaling = run_scaling(scaling_cfg, out / "scaling", log=log)
+    scaling = _finished(out / "scaling" / "scaling.json", "config", scaling_cfg.to_dict())
+    if scaling is None:
+        scaling = run_scaling(scaling_cfg, out / "scaling", log=log)
     steps = error_against_steps(out)
     cw_forms = compare_cw_forms(out, log=log, dims=sizes.cw_dims,
                                 sampler_max_d=sizes.cw_sampler_max_d, n=sizes.cw_n)
@@ -119,6 +143,9 @@ def compare_cw_forms(out: Path, *, log=print, dims=(10**2, 10**3, 10**4, 10**5),
     """Finite-d (Hubbard–Stratonovich) against two-phase Curie–Weiss: the exact positive-phase
     probability against W+, and the sampler (VP-dilated, N = 100, Heun) on both forms."""
     h = 0.5 * np.log(4.0)
+    params = {"dims": list(dims), "sampler_max_d": sampler_max_d, "n": n}
+    if (done := _finished(out / "cw_forms.json", "params", params)) is not None:
+        return done
     rows = []
     for d in dims:
         exact, two = CurieWeissExact(d=d, beta=2.0, h=h), CurieWeiss(d=d, beta=2.0, h=h)
@@ -146,8 +173,8 @@ def compare_cw_forms(out: Path, *, log=print, dims=(10**2, 10**3, 10**4, 10**5),
                 row[f"{label}_magnetization_ks"] = float(metrics.magnetization_ks(model, x))
         rows.append(row)
         log(f"cw forms d={d}: W+ {row['W_plus']:.5f}, exact P(M>0) {row['P_exact_positive']:.5f}")
-    write_json(out / "cw_forms.json", {"rows": rows})
-    return {"rows": rows}
+    write_json(out / "cw_forms.json", {"params": params, "rows": rows})
+    return {"params": params, "rows": rows}
 
 
 def k_mode_sweep(out: Path, *, log=print, dims=(10**2, 10**3, 10**4, 10**5), n: int = 2048,
@@ -163,6 +190,9 @@ def k_mode_sweep(out: Path, *, log=print, dims=(10**2, 10**3, 10**4, 10**5), n: 
 
     weights = (0.4, 0.3, 0.2, 0.1)
     cases = [("vp", "constant"), ("ve", "constant"), ("vp", "vp_dilated"), ("ve", "ve_dilated")]
+    params = {"dims": list(dims), "n": n, "steps": steps}
+    if (done := _finished(out / "k_modes.json", "params", params)) is not None:
+        return done
     rows = []
     for d in dims:
         means = jax.random.normal(jax.random.PRNGKey(0), (4, d))
@@ -194,8 +224,8 @@ def k_mode_sweep(out: Path, *, log=print, dims=(10**2, 10**3, 10**4, 10**5), n: 
     fig.tight_layout()
     save_figure(out / "k_modes.png", fig)
     plt.close(fig)
-    write_json(out / "k_modes.json", {"rows": rows})
-    return {"rows": rows}
+    write_json(out / "k_modes.json", {"params": params, "rows": rows})
+    return {"params": params, "rows": rows}
 
 
 def _report(rows, scaling, steps, cw_forms, kmodes, seconds, sizes) -> str:

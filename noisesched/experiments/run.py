@@ -7,7 +7,9 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,16 +17,16 @@ import jax.numpy as jnp
 from .. import theory
 from ..interpolants import Interpolant
 from ..learning.export import load_schedule
-from ..models import CurieWeiss, GaussianMixture
+from ..models import AbstractModel, CurieWeiss, GaussianMixture
 from ..sampling import SCAN_SOLVERS, sample_prior, solve
-from ..schedules import make
-from ..streaming import sample_summary
+from ..schedules import AbstractSchedule, ScheduleKindWarning, make
+from ..streaming import ChunkStore, sample_summary
 from . import figures
 from .config import RunConfig
-from .io import environment, write_json
+from .io import environment, resume_folder, write_json
 
 
-def build(config: RunConfig):
+def build(config: RunConfig) -> tuple[AbstractModel, Interpolant, AbstractSchedule]:
     """(model, interpolant, schedule) of a validated config. ``schedule = "@path"`` reads a file
     written by :func:`noisesched.learning.save_schedule`."""
     interp = Interpolant(kind=config.kind, shape=config.shape, d=config.d)
@@ -34,7 +36,10 @@ def build(config: RunConfig):
         options = {"cosine": {"offset": config.offset},
                    "karras": {"sigma_min": config.sigma_min, "sigma_max": config.sigma_max,
                               "rho": config.rho}}.get(config.schedule, {})
-        schedule = make(config.schedule, interp, k=config.k, **options)
+        with warnings.catch_warnings():  # said once, when the config was validated
+            warnings.simplefilter("ignore", ScheduleKindWarning)
+            schedule = make(config.schedule, interp, k=config.k, **options)
+    model: AbstractModel
     if config.model == "cw":
         if config.cw_form == "exact":
             from ..models import CurieWeissExact
@@ -57,34 +62,56 @@ def exact_metrics(config: RunConfig, model, interp, schedule) -> dict[str, float
             and config.solver in theory.ORACLE_SOLVERS):
         with jax.enable_x64(True):
             model64, interp64, schedule64 = build(config)
+            assert isinstance(model64, GaussianMixture)  # TwoModeReduction.applies
             exact = theory.gm_oracle(model64, interp64, schedule64, config.steps, config.solver)
         out["mode_weight_exact"] = float(exact["mode_weight"])
         out["within_mode_var_exact"] = float(exact["within_mode_var"])
     return out
 
 
+#: config keys that change no sample (outputs and how the batch is cut up)
+_NOT_IN_SAMPLES = ("name", "figures", "trajectories", "chunk_size", "devices")
+
+
 def run_experiment(config: RunConfig, out: str | Path, *, log=print) -> dict:
     """Run ``config``; write ``out/results.json`` and, if ``config.figures``, PNG figures with
-    their data (``.npz``). Files appear in ``out`` only when the run has succeeded."""
+    their data (``.npz``). Files appear in ``out`` only when the run has succeeded.
+
+    Each finished chunk of samples is kept in a hidden sibling folder (``.OUT.resume``) until
+    the run succeeds: an interrupted run, started again with the same config and ``out``,
+    solves only the chunks it had not finished."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a folder")
     x64 = config.dtype == "float64"
+    store = None
+    if jax.process_count() == 1:  # several processes would write the same chunks
+        fingerprint = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_SAMPLES}
+        fingerprint["backend"] = jax.default_backend()
+        store = ChunkStore(resume_folder(out), fingerprint)
     with jax.enable_x64(x64), _staging(out) as stage:
-        return _run(config, stage, log)
+        result = _run(config, stage, log, store)
+    if store is not None:
+        store.remove()
+    return result
 
 
-def _run(config: RunConfig, stage: Path, log) -> dict:
+def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -> dict:
     start = time.perf_counter()
     model, interp, schedule = build(config)
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
     key = jax.random.PRNGKey(config.seed)
-    options = {"steps": config.steps, "solver": config.solver, "method": config.method,
-               "adaptive": config.adaptive, "rtol": config.rtol, "atol": config.atol,
-               "max_steps": config.max_steps}
+    options: dict[str, Any] = {
+        "steps": config.steps, "solver": config.solver, "method": config.method,
+        "adaptive": config.adaptive, "rtol": config.rtol, "atol": config.atol,
+        "max_steps": config.max_steps}
     solve_start = time.perf_counter()
+    resumed = len(store.starts()) if store is not None else 0
+    if resumed:
+        log(f"{config.name}: resuming, {resumed} finished chunk(s) kept from an interrupted run")
     streamed = sample_summary(model, interp, schedule, key, config.n, dtype=dtype,
-                              chunk_size=config.chunk_size, devices=config.devices, **options)
+                              chunk_size=config.chunk_size, devices=config.devices, store=store,
+                              **options)
     solve_seconds = time.perf_counter() - solve_start
     results = dict(streamed.metrics)
     results.update(exact_metrics(config, model, interp, schedule))
@@ -104,8 +131,10 @@ def _run(config: RunConfig, stage: Path, log) -> dict:
                 options = dict(options, method="scan")
             sol = solve(model, interp, schedule, x0, observe=observe, **options)
             label = "overlap $M_t$" if config.model == "gm" else "magnetisation $M_t$"
-            files += figures.save(stage, "trajectories",
-                                  *figures.trajectories(sol.ts, *sol.observables, title, label))
+            assert sol.observables is not None
+            overlaps, coordinates = sol.observables
+            files += figures.save(stage, "trajectories", *figures.trajectories(
+                sol.ts, overlaps, coordinates, title, label))
         files += figures.save(stage, "final",
                               *figures.final_histograms(model, streamed.rows, title))
     result = {
@@ -115,7 +144,7 @@ def _run(config: RunConfig, stage: Path, log) -> dict:
         "timings": {"total_seconds": time.perf_counter() - start,
                     "solve_seconds_with_compile": solve_seconds},
         "scale": {"chunk_size": streamed.chunk_size, "devices": streamed.devices,
-                  "chunks": -(-config.n // streamed.chunk_size)},
+                  "chunks": -(-config.n // streamed.chunk_size), "chunks_resumed": resumed},
         "files": files,
         "environment": environment(),
     }

@@ -11,7 +11,9 @@ full-dimensional sampler is run at N* for the smaller d, as a Monte Carlo check 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import shutil
 import sys
 import time
 import tomllib
@@ -21,13 +23,14 @@ import jax
 import numpy as np
 
 from .. import metrics, theory
+from .._atomic import claim_folder
 from .._validation import check_choice, check_int, check_positive, check_real
 from ..interpolants import Interpolant
 from ..models import GaussianMixture
 from ..sampling import sample
 from ..schedules import make
 from .config import ConfigError, unknown_key
-from .io import environment, save_figure, write_json
+from .io import environment, resume_folder, save_figure, write_json
 
 CASES = ("vp:constant", "ve:constant", "vp:vp_dilated", "ve:ve_dilated")
 
@@ -49,6 +52,9 @@ class ScalingConfig:
     full_d_max: int = 0  # run the full sampler at N* for d up to this (0: never)
     n_full: int = 2000
     seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "dims": list(self.dims), "cases": list(self.cases)}
 
     def __post_init__(self):
         try:
@@ -147,20 +153,36 @@ def fit_slope(dims, steps) -> float:
 
 
 def run_scaling(config: ScalingConfig, out: str | Path, *, log=print) -> dict:
+    """N*(d) for every case and dimension of ``config``; writes ``out/scaling.json`` and
+    ``out/scaling.png``. Each finished (case, d) point is kept in a hidden sibling folder
+    (``.OUT.resume``) until the study succeeds: an interrupted study, started again with the
+    same config and ``out``, computes only the points it had not finished."""
     out = Path(out)
-    rows = []
+    folder = resume_folder(out)
+    if folder.exists():  # emptied if it holds the points of another config
+        claim_folder(folder, config.to_dict())
+    progress = folder / "rows.json"
+    rows = json.loads(progress.read_text()) if progress.is_file() else []
+    finished = {(r["case"], r["d"]) for r in rows}
+    if finished:
+        log(f"{config.name}: resuming, {len(finished)} finished point(s) kept from an "
+            "interrupted study")
     total = len(config.cases) * len(config.dims)
     done = 0
     start = time.perf_counter()
     for case in config.cases:
         kind, _, sched = case.partition(":")
         for d in config.dims:
-            n_star, calls = steps_needed(config, kind, sched, d)
             done += 1
+            if (case, d) in finished:
+                continue
+            n_star, calls = steps_needed(config, kind, sched, d)
             row = {"case": case, "d": d, "steps": n_star, "oracle_calls": calls}
             if n_star is not None and d <= config.full_d_max:
                 row["full_d"] = _full_check(config, kind, sched, d, n_star)
             rows.append(row)
+            claim_folder(folder, config.to_dict())
+            write_json(progress, rows)
             bar = "#" * int(30 * done / total)
             print(f"\r[{bar:<30}] {done}/{total} {case} d={d:.0e}: N*={n_star} "
                   f"({time.perf_counter() - start:.0f} s)   ", end="", file=sys.stderr,
@@ -170,13 +192,16 @@ def run_scaling(config: ScalingConfig, out: str | Path, *, log=print) -> dict:
     for case in config.cases:
         pts = [(r["d"], r["steps"]) for r in rows if r["case"] == case and r["steps"]]
         slopes[case] = fit_slope(*zip(*pts, strict=True)) if len(pts) >= 2 else None
-    result = {"config": {**dataclasses.asdict(config), "dims": list(config.dims),
-                         "cases": list(config.cases)},
+    order = {(case, d): i for i, (case, d) in enumerate(
+        (case, d) for case in config.cases for d in config.dims)}
+    rows.sort(key=lambda r: order[(r["case"], r["d"])])
+    result = {"config": config.to_dict(),
               "rows": rows, "slopes": slopes, "seconds": time.perf_counter() - start,
               "environment": environment()}
     out.mkdir(parents=True, exist_ok=True)
     save_figure(out / "scaling.png", _figure(config, rows, slopes))
     write_json(out / "scaling.json", result)
+    shutil.rmtree(folder, ignore_errors=True)
     for case, slope in slopes.items():
         log(f"{case:<16} slope of log N* on log d: "
             + ("n/a" if slope is None else f"{slope:.3f}"))

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float
 
+from .._typing import ArrayOrSequence
 from .._validation import check_int, check_real
 from ..interpolants import Interpolant
 from ..schedules import AbstractSchedule
@@ -28,7 +29,7 @@ from ..schedules import AbstractSchedule
 __all__ = ["PiecewiseLinear", "SigmoidSum", "NoiseRatioKnots", "FAMILIES"]
 
 
-def _parameter(name: str, value: ArrayLike, size: int | None = None) -> Array:
+def _parameter(name: str, value: ArrayOrSequence, size: int | None = None) -> Array:
     value = jnp.asarray(value, dtype=jnp.result_type(float))
     if value.ndim != 1 or value.shape[0] < 1 or (size is not None and value.shape[0] != size):
         expected = f"{size} entries" if size is not None else "K >= 1 entries"
@@ -61,7 +62,7 @@ class PiecewiseLinear(AbstractSchedule):
 
     logits: Float[Array, " K"]
 
-    def __init__(self, logits: ArrayLike):
+    def __init__(self, logits: ArrayOrSequence):
         self.logits = _parameter("logits", logits)
 
     @classmethod
@@ -106,7 +107,8 @@ class SigmoidSum(AbstractSchedule):
     centers: Float[Array, " K"]
     log_widths: Float[Array, " K"]
 
-    def __init__(self, logits: ArrayLike, centers: ArrayLike, log_widths: ArrayLike):
+    def __init__(self, logits: ArrayOrSequence, centers: ArrayOrSequence,
+                 log_widths: ArrayOrSequence):
         self.logits = _parameter("logits", logits)
         k = self.logits.shape[0] - 1
         if k < 1:
@@ -215,7 +217,7 @@ class NoiseRatioKnots(AbstractSchedule):
     interpolant: Interpolant
     gap: float = eqx.field(static=True)
 
-    def __init__(self, start: ArrayLike, decrements: ArrayLike, interpolant: Interpolant,
+    def __init__(self, start: ArrayLike, decrements: ArrayOrSequence, interpolant: Interpolant,
                  gap: float = 3.0):
         start = jnp.asarray(start, dtype=jnp.result_type(float))
         if start.ndim != 0:

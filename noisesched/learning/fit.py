@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -238,7 +239,7 @@ class _Progress:
 def _save_checkpoint(path, params, opt_state, record: _Record, iteration: int,
                      fingerprint: str, stopped_early: bool = False):
     leaves = jax.tree.leaves((params, opt_state))
-    arrays = {f"leaf_{i}": np.asarray(v) for i, v in enumerate(leaves)}
+    arrays: dict[str, Any] = {f"leaf_{i}": np.asarray(v) for i, v in enumerate(leaves)}
     arrays.update(history=np.asarray(record.history, np.float64),
                   smoothed=np.asarray(record.smoothed, np.float64),
                   best=np.float64(record.best), best_iteration=np.int64(record.best_iteration),

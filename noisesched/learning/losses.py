@@ -180,7 +180,7 @@ class ThresholdLoss(AbstractPriorLoss):
             return mu / jnp.linalg.norm(mu)
         return jnp.full((self.model.d,), 1.0 / jnp.sqrt(self.model.d), dtype)
 
-    def _target(self) -> float:
+    def _target(self) -> Float[Array, ""]:
         return (self.model.weights[0] if isinstance(self.model, GaussianMixture)
                 else self.model.positive_phase_weight)
 

@@ -105,7 +105,7 @@ class CurieWeiss(AbstractModel):
                                  stats: Float[Array, "*batch 1"]) -> Batch:
         return velocity_from_denoiser(c, x, self._denoise_given(c, x, stats))
 
-    def magnetization_law(self) -> tuple[Float[Array, " d+1"], Float[Array, " d+1"]]:
+    def magnetization_law(self) -> tuple[Float[Array, " d_plus_1"], Float[Array, " d_plus_1"]]:
         """Exact law of mean_i s_i: levels (2u − d)/d, u = 0 … d up spins, and probabilities
         W+ Bin(u; d, (1 + m)/2) + W− Bin(u; d, (1 − m)/2), computed in log space."""
         d = self.d

@@ -7,8 +7,9 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._typing import ArrayOrSequence
 from .._validation import check_int, check_positive, check_real
 from ..interpolants import Coefficients
 from .base import AbstractModel, Batch
@@ -30,7 +31,7 @@ class GaussianMixture(AbstractModel):
     means: Float[Array, "K d"]
     sigma: float
 
-    def __init__(self, weights: ArrayLike, means: ArrayLike, sigma: float):
+    def __init__(self, weights: ArrayOrSequence, means: ArrayOrSequence, sigma: float):
         w = np.asarray(weights, dtype=float)
         mu = np.asarray(means, dtype=float)
         if w.ndim != 1 or w.size < 1:
@@ -62,8 +63,8 @@ class GaussianMixture(AbstractModel):
         mean = jnp.full((d,), float(m))
         return cls(weights=[p, 1.0 - p], means=jnp.stack([mean, -mean]), sigma=sigma)
 
-    @property
-    def d(self) -> int:
+    @property  # type: ignore[misc]
+    def d(self) -> int:  # type: ignore[override]  # implements the AbstractVar of AbstractModel
         return self.means.shape[1]
 
     @property
@@ -144,5 +145,8 @@ def project(x: Batch, means: Float[Array, "K d"]) -> Float[Array, "*batch K"]:
 def combine(w: Float[Array, "*batch K"], means: Float[Array, "K d"]) -> Batch:
     """Σ_k w_k μ_k, shape (..., d)."""
     if means.shape[0] <= FUSED_MAX_K:
-        return sum(w[..., k, None] * means[k] for k in range(means.shape[0]))
+        out = w[..., 0, None] * means[0]
+        for k in range(1, means.shape[0]):
+            out = out + w[..., k, None] * means[k]
+        return out
     return w @ means

@@ -1,0 +1,204 @@
+"""Property-based tests (hypothesis): schedules, drifts, metrics and configs over their whole
+valid parameter ranges, not a few hand-picked points."""
+
+import math
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import noisesched as ns
+from noisesched.experiments import config as cfg
+from noisesched.learning import NoiseRatioKnots, PiecewiseLinear, SigmoidSum
+
+# every example compiles a little; keep the count modest and the clock out of it
+FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+GRID = np.linspace(0.0, 1.0, 513)
+
+
+def dims():
+    return st.integers(min_value=4, max_value=10**8)
+
+
+@st.composite
+def dilated(draw):
+    d = draw(dims())
+    k = draw(st.floats(min_value=1e-3, max_value=0.999, exclude_max=True)) * math.sqrt(d)
+    name = draw(st.sampled_from(["vp_dilated", "ve_dilated", "ve_dilated_trig"]))
+    return getattr(ns.schedules, name)(d=d, k=k)
+
+
+@st.composite
+def any_schedule(draw):
+    kind = draw(st.sampled_from(["vp", "ve"]))
+    shape = draw(st.sampled_from(["linear", "trig"]))
+    d = draw(dims())
+    interp = ns.Interpolant(kind=kind, shape=shape, d=d)
+    family = draw(st.sampled_from(["constant", "dilated", "cosine", "karras", "piecewise",
+                                   "sigmoid", "knots"]))
+    if family == "constant":
+        return ns.schedules.constant()
+    if family == "dilated":
+        return draw(dilated())
+    if family == "cosine":
+        return ns.schedules.cosine(interp, offset=draw(st.floats(0.0, 0.5)))
+    if family == "karras":
+        lo = draw(st.floats(1e-4, 1.0))
+        return ns.schedules.karras(interp, sigma_min=lo, sigma_max=lo * draw(st.floats(2.0, 1e5)),
+                                   rho=draw(st.floats(0.5, 12.0)))
+    pieces = draw(st.integers(1, 12))
+    values = st.floats(-8.0, 8.0)
+    if family == "piecewise":
+        return PiecewiseLinear(np.asarray(draw(st.lists(values, min_size=pieces,
+                                                        max_size=pieces))))
+    if family == "sigmoid":
+        k = draw(st.integers(1, 4))
+        return SigmoidSum(np.asarray(draw(st.lists(values, min_size=k + 1, max_size=k + 1))),
+                          np.asarray(draw(st.lists(st.floats(0.0, 1.0), min_size=k,
+                                                   max_size=k))),
+                          np.asarray(draw(st.lists(st.floats(-5.0, 1.0), min_size=k,
+                                                   max_size=k))))
+    return NoiseRatioKnots(draw(st.floats(-3.0, 4.0)),
+                           np.asarray(draw(st.lists(values, min_size=pieces, max_size=pieces))),
+                           interp)
+
+
+@eqx.filter_jit
+def _on_grid(schedule, t):
+    return jax.vmap(schedule)(t), jax.vmap(schedule.complement)(t)
+
+
+@FEW
+@given(any_schedule())
+def test_every_schedule_is_monotone_with_the_right_ends(schedule):
+    with jax.enable_x64(True):
+        schedule = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64)
+                                if eqx.is_inexact_array(a) else a, schedule)
+        tau, comp = (np.asarray(v) for v in _on_grid(schedule, jnp.asarray(GRID)))
+    assert np.all(np.isfinite(tau)) and np.all(np.isfinite(comp))
+    assert tau[0] == pytest.approx(0.0, abs=1e-12) and tau[-1] == pytest.approx(1.0, abs=1e-12)
+    assert np.all(np.diff(tau) >= -1e-12), "τ decreases"
+    assert np.all((tau >= -1e-12) & (tau <= 1 + 1e-12))
+    np.testing.assert_allclose(comp, 1.0 - tau, atol=1e-9)
+
+
+@st.composite
+def model_and_interpolant(draw):
+    d = draw(st.sampled_from([2, 16, 300, 20_000]))  # few shapes: each compiles once
+    kind = draw(st.sampled_from(["vp", "ve"]))
+    interp = ns.Interpolant(kind=kind, shape=draw(st.sampled_from(["linear", "trig"])), d=d)
+    if draw(st.booleans()):
+        model = ns.GaussianMixture.two_modes(d=d, p=draw(st.floats(0.01, 0.99)),
+                                             m=draw(st.floats(0.05, 5.0)),
+                                             sigma=draw(st.floats(0.05, 3.0)))
+    else:
+        model = ns.CurieWeiss(d=d, beta=draw(st.floats(0.1, 5.0)), h=draw(st.floats(-2.0, 2.0)))
+    schedule = ns.schedules.constant()
+    if d >= 16 and draw(st.booleans()):
+        name = "vp_dilated" if kind == "vp" else "ve_dilated"
+        schedule = ns.schedules.make(name, interp, k=draw(st.floats(0.5, 0.9)) * math.sqrt(d))
+    return model, interp, schedule
+
+
+@eqx.filter_jit
+def _drift_along_the_path(model, interp, schedule, ts, z, x1):
+    def at(t):
+        c = interp.coefficients(schedule, t)
+        return model.drift(interp, schedule, t, c.alpha * z + c.beta * x1)
+
+    return jax.vmap(at)(ts)
+
+
+@FEW
+@given(model_and_interpolant(), st.integers(1, 200), st.integers(0, 2**31 - 1))
+def test_drift_is_finite_at_every_grid_time(case, steps, seed):
+    """float32, on states of the interpolant itself, at t_i = i/N for i < N (and i = N where the
+    model is not singular at the data)."""
+    model, interp, schedule = case
+    key_z, key_x = jax.random.split(jax.random.PRNGKey(seed))
+    z = jax.random.normal(key_z, (3, model.d))
+    x1 = model.sample(key_x, 3)
+    last = steps if not model.singular_at_data else steps - 1
+    ts = np.minimum(np.arange(201), last) / steps  # t_0 … t_last, padded to one shape
+    # parameters as arrays, so that new values do not compile again
+    model, schedule = jax.tree.map(lambda a: jnp.asarray(a) if isinstance(a, float) else a,
+                                   (model, schedule))
+    b = _drift_along_the_path(model, interp, schedule, jnp.asarray(ts, jnp.float32), z, x1)
+    assert bool(jnp.all(jnp.isfinite(b)))
+
+
+@st.composite
+def batch(draw):
+    # few distinct shapes (each compiles the metrics once); the data and the order vary freely
+    n = draw(st.sampled_from([7, 40]))
+    d = draw(st.sampled_from([3, 24]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    cw = draw(st.booleans())
+    return n, d, seed, cw
+
+
+@FEW
+@given(batch(), st.randoms(use_true_random=False))
+def test_metrics_do_not_depend_on_the_order_of_samples(case, random):
+    n, d, seed, cw = case
+    with jax.enable_x64(True):
+        if cw:
+            model = ns.CurieWeiss(d=d, beta=2.0, h=0.3)
+        else:
+            model = ns.GaussianMixture.two_modes(d=d, p=0.7, sigma=0.5)
+        x = np.asarray(model.sample(jax.random.PRNGKey(seed), n)) + (
+            0.1 * np.asarray(jax.random.normal(jax.random.PRNGKey(seed + 1), (n, d))))
+        order = list(range(n))
+        random.shuffle(order)
+        a = ns.metrics.summary(model, jnp.asarray(x))
+        b = ns.metrics.summary(model, jnp.asarray(x[order]))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert b[key] == pytest.approx(a[key], rel=1e-9, abs=1e-12), key
+
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**12, 10**12),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.lists(st.one_of(st.floats(-2, 2), st.integers(-3, 3), st.text(max_size=3)), max_size=5),
+)
+_keys = st.one_of(st.sampled_from(sorted(cfg.FIELDS)), st.text(min_size=1, max_size=10))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=6))
+def test_fuzzed_configs_validate_or_fail_with_a_config_error(data):
+    """Any mapping either becomes a valid RunConfig or raises ConfigError (a ValueError naming
+    the key): never another exception."""
+    data = {k: v for k, v in data.items() if k != "schedule" or not str(v).startswith("@")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            config = cfg.from_mapping(data)
+        except cfg.ConfigError as err:
+            assert str(err)
+            return
+    assert isinstance(config, cfg.RunConfig)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=20), max_size=4))
+def test_fuzzed_overrides_parse_or_fail_with_a_config_error(items):
+    try:
+        values = cfg.parse_overrides(items)
+    except cfg.ConfigError as err:
+        assert str(err)
+        return
+    assume(values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            cfg.from_mapping({k: v for k, v in values.items()
+                              if k != "schedule" or not str(v).startswith("@")})
+        except cfg.ConfigError:
+            pass
