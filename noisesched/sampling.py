@@ -133,10 +133,8 @@ def _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, fi
     check_choice("final_step", final_step, FINAL_STEPS)
     if not isinstance(adaptive, bool):
         raise ValueError(f"adaptive must be True or False; got {adaptive!r}")
-    if method == "scan" and solver not in SCAN_SOLVERS:
-        raise ValueError(
-            f"solver must be one of {SCAN_SOLVERS} with method='scan'; got {solver!r}"
-        )
+    if method == "scan":
+        check_choice("solver (method='scan')", solver, SCAN_SOLVERS)
     if adaptive:
         if method != "diffrax":
             raise ValueError("adaptive=True needs method='diffrax'; got method='scan'")

@@ -83,7 +83,7 @@ API_CASES = [
      "solver must be one of 'euler', 'heun', 'midpoint', 'ralston', 'bosh3', 'tsit5', 'dopri5'; "
      "got 'rk4'"),
     ("scan solver", lambda: _sample(method="scan", solver="tsit5"),
-     "solver must be one of ('euler', 'heun') with method='scan'; got 'tsit5'"),
+     "solver (method='scan') must be one of 'euler', 'heun'; got 'tsit5'"),
     ("adaptive solver", lambda: _sample(adaptive=True, solver="euler"),
      "solver (adaptive) must be one of 'bosh3', 'tsit5', 'dopri5'; got 'euler'"),
     ("rtol", lambda: _sample(adaptive=True, solver="tsit5", rtol=0.0),
