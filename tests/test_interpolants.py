@@ -37,6 +37,7 @@ def test_coefficients_closed_form(kind, shape, x64):
 
 @pytest.mark.parametrize("kind", ["vp", "ve"])
 @pytest.mark.parametrize("shape", ["linear", "trig"])
+@pytest.mark.filterwarnings("ignore::noisesched.schedules.ScheduleKindWarning")  # every pair
 @pytest.mark.parametrize("name", schedules.NAMES)
 def test_finite_on_the_whole_grid(kind, shape, name):
     """α, β, β̇, α², α α̇ are finite at t = 0, at t = 1 and in between (float32)."""

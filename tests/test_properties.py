@@ -3,6 +3,8 @@ valid parameter ranges, not a few hand-picked points."""
 
 import math
 import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -25,47 +27,64 @@ def dims():
     return st.integers(min_value=4, max_value=10**8)
 
 
+class Recipe(NamedTuple):
+    """What a strategy draws: a constructor and its arguments, built in the test itself (JAX
+    work inside a strategy would run while hypothesis is drawing), shown as such on failure."""
+
+    make: Callable[..., Any]
+    kwargs: dict[str, Any]
+
+    def build(self):
+        kwargs = {k: v.build() if isinstance(v, Recipe) else v for k, v in self.kwargs.items()}
+        return self.make(**kwargs)
+
+
+def _interpolant(kind, shape, d):
+    return Recipe(ns.Interpolant, {"kind": kind, "shape": shape, "d": d})
+
+
 @st.composite
 def dilated(draw):
     d = draw(dims())
     k = draw(st.floats(min_value=1e-3, max_value=0.999, exclude_max=True)) * math.sqrt(d)
     name = draw(st.sampled_from(["vp_dilated", "ve_dilated", "ve_dilated_trig"]))
-    return getattr(ns.schedules, name)(d=d, k=k)
+    return Recipe(getattr(ns.schedules, name), {"d": d, "k": k})
+
+
+def _vector(values, size):
+    return st.lists(values, min_size=size, max_size=size).map(np.asarray)
 
 
 @st.composite
 def any_schedule(draw):
-    kind = draw(st.sampled_from(["vp", "ve"]))
-    shape = draw(st.sampled_from(["linear", "trig"]))
-    d = draw(dims())
-    interp = ns.Interpolant(kind=kind, shape=shape, d=d)
+    interp = _interpolant(draw(st.sampled_from(["vp", "ve"])),
+                          draw(st.sampled_from(["linear", "trig"])), draw(dims()))
     family = draw(st.sampled_from(["constant", "dilated", "cosine", "karras", "piecewise",
                                    "sigmoid", "knots"]))
     if family == "constant":
-        return ns.schedules.constant()
+        return Recipe(ns.schedules.constant, {})
     if family == "dilated":
         return draw(dilated())
     if family == "cosine":
-        return ns.schedules.cosine(interp, offset=draw(st.floats(0.0, 0.5)))
+        return Recipe(ns.schedules.cosine, {"interpolant": interp,
+                                            "offset": draw(st.floats(0.0, 0.5))})
     if family == "karras":
         lo = draw(st.floats(1e-4, 1.0))
-        return ns.schedules.karras(interp, sigma_min=lo, sigma_max=lo * draw(st.floats(2.0, 1e5)),
-                                   rho=draw(st.floats(0.5, 12.0)))
+        return Recipe(ns.schedules.karras, {
+            "interpolant": interp, "sigma_min": lo, "sigma_max": lo * draw(st.floats(2.0, 1e5)),
+            "rho": draw(st.floats(0.5, 12.0))})
     pieces = draw(st.integers(1, 12))
     values = st.floats(-8.0, 8.0)
     if family == "piecewise":
-        return PiecewiseLinear(np.asarray(draw(st.lists(values, min_size=pieces,
-                                                        max_size=pieces))))
+        return Recipe(PiecewiseLinear, {"logits": draw(_vector(values, pieces))})
     if family == "sigmoid":
         k = draw(st.integers(1, 4))
-        return SigmoidSum(np.asarray(draw(st.lists(values, min_size=k + 1, max_size=k + 1))),
-                          np.asarray(draw(st.lists(st.floats(0.0, 1.0), min_size=k,
-                                                   max_size=k))),
-                          np.asarray(draw(st.lists(st.floats(-5.0, 1.0), min_size=k,
-                                                   max_size=k))))
-    return NoiseRatioKnots(draw(st.floats(-3.0, 4.0)),
-                           np.asarray(draw(st.lists(values, min_size=pieces, max_size=pieces))),
-                           interp)
+        return Recipe(SigmoidSum, {"logits": draw(_vector(values, k + 1)),
+                                   "centers": draw(_vector(st.floats(0.0, 1.0), k)),
+                                   "log_widths": draw(_vector(st.floats(-5.0, 1.0), k))})
+    return Recipe(NoiseRatioKnots, {"start": draw(st.floats(-3.0, 4.0)),
+                                    "decrements": draw(_vector(values, pieces)),
+                                    "interpolant": interp})
 
 
 @eqx.filter_jit
@@ -75,10 +94,10 @@ def _on_grid(schedule, t):
 
 @FEW
 @given(any_schedule())
-def test_every_schedule_is_monotone_with_the_right_ends(schedule):
+def test_every_schedule_is_monotone_with_the_right_ends(recipe):
     with jax.enable_x64(True):
         schedule = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64)
-                                if eqx.is_inexact_array(a) else a, schedule)
+                                if eqx.is_inexact_array(a) else a, recipe.build())
         tau, comp = (np.asarray(v) for v in _on_grid(schedule, jnp.asarray(GRID)))
     assert np.all(np.isfinite(tau)) and np.all(np.isfinite(comp))
     assert tau[0] == pytest.approx(0.0, abs=1e-12) and tau[-1] == pytest.approx(1.0, abs=1e-12)
@@ -91,17 +110,19 @@ def test_every_schedule_is_monotone_with_the_right_ends(schedule):
 def model_and_interpolant(draw):
     d = draw(st.sampled_from([2, 16, 300, 20_000]))  # few shapes: each compiles once
     kind = draw(st.sampled_from(["vp", "ve"]))
-    interp = ns.Interpolant(kind=kind, shape=draw(st.sampled_from(["linear", "trig"])), d=d)
+    interp = _interpolant(kind, draw(st.sampled_from(["linear", "trig"])), d)
     if draw(st.booleans()):
-        model = ns.GaussianMixture.two_modes(d=d, p=draw(st.floats(0.01, 0.99)),
-                                             m=draw(st.floats(0.05, 5.0)),
-                                             sigma=draw(st.floats(0.05, 3.0)))
+        model = Recipe(ns.GaussianMixture.two_modes, {
+            "d": d, "p": draw(st.floats(0.01, 0.99)), "m": draw(st.floats(0.05, 5.0)),
+            "sigma": draw(st.floats(0.05, 3.0))})
     else:
-        model = ns.CurieWeiss(d=d, beta=draw(st.floats(0.1, 5.0)), h=draw(st.floats(-2.0, 2.0)))
-    schedule = ns.schedules.constant()
+        model = Recipe(ns.CurieWeiss, {"d": d, "beta": draw(st.floats(0.1, 5.0)),
+                                       "h": draw(st.floats(-2.0, 2.0))})
+    schedule = Recipe(ns.schedules.constant, {})
     if d >= 16 and draw(st.booleans()):
         name = "vp_dilated" if kind == "vp" else "ve_dilated"
-        schedule = ns.schedules.make(name, interp, k=draw(st.floats(0.5, 0.9)) * math.sqrt(d))
+        schedule = Recipe(getattr(ns.schedules, name),
+                          {"d": d, "k": draw(st.floats(0.5, 0.9)) * math.sqrt(d)})
     return model, interp, schedule
 
 
@@ -119,7 +140,7 @@ def _drift_along_the_path(model, interp, schedule, ts, z, x1):
 def test_drift_is_finite_at_every_grid_time(case, steps, seed):
     """float32, on states of the interpolant itself, at t_i = i/N for i < N (and i = N where the
     model is not singular at the data)."""
-    model, interp, schedule = case
+    model, interp, schedule = (recipe.build() for recipe in case)
     key_z, key_x = jax.random.split(jax.random.PRNGKey(seed))
     z = jax.random.normal(key_z, (3, model.d))
     x1 = model.sample(key_x, 3)

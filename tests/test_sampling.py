@@ -136,6 +136,7 @@ def _model(family, d):
     return ns.GaussianMixture.two_modes(d=d) if family == "gm" else ns.CurieWeiss(d, 2.0, H)
 
 
+@pytest.mark.filterwarnings("ignore::noisesched.schedules.ScheduleKindWarning")  # every pair
 @pytest.mark.parametrize("name", schedules.NAMES)
 @pytest.mark.parametrize("family,kind,shape", SETUPS)
 def test_drift_is_finite_wherever_a_solver_evaluates_it(family, kind, shape, name):
