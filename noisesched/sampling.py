@@ -226,7 +226,7 @@ def solve(
         return sol
     if not bool(sol.reached_end):
         raise max_steps_error(max_steps, rtol, atol)
-    if check_finite and not bool(_all_finite(sol.x)):
+    if check_finite and not bool(all_finite(sol.x)):
         raise nonfinite_error(model, interp, schedule, x0, 0, dict(
             steps=steps, solver=solver, method=method, adaptive=adaptive, rtol=rtol, atol=atol,
             max_steps=max_steps, final_step=final_step, terminal_dt=terminal_dt))
@@ -301,7 +301,8 @@ def nonfinite_error(model: AbstractModel, interp: Interpolant, schedule: Abstrac
 
 
 @jax.jit
-def _all_finite(x):
+def all_finite(x: Array) -> Bool[Array, ""]:
+    """Whether every entry of ``x`` is finite (one fused reduction on the device)."""
     return jnp.all(jnp.isfinite(x))
 
 

@@ -34,7 +34,7 @@ from ._atomic import atomic_write, claim_folder
 from ._validation import check_int, check_real
 from .interpolants import Interpolant
 from .models.base import AbstractModel
-from .sampling import _all_finite, max_steps_error, nonfinite_error, sample_prior, solve
+from .sampling import all_finite, max_steps_error, nonfinite_error, sample_prior, solve
 from .schedules import AbstractSchedule
 
 __all__ = ["Chunk", "ChunkStore", "StreamedSummary", "resolve_devices", "batch_sharding",
@@ -251,7 +251,7 @@ def _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype, options,
             raise max_steps_error(options.get("max_steps", 16_384), options.get("rtol", 1e-4),
                                   options.get("atol", 1e-4))
         valid = min(rows, n - start)
-        if not bool(_all_finite(x[:valid])):
+        if not bool(all_finite(x[:valid])):
             x0 = sample_prior(interp, key, valid, dtype, start=start)
             raise nonfinite_error(model, interp, schedule, x0, start, options)
         yield Chunk(start, x, num_steps)

@@ -2,6 +2,7 @@
 valid parameter ranges, not a few hand-picked points."""
 
 import math
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -19,7 +20,11 @@ from noisesched.experiments import config as cfg
 from noisesched.learning import NoiseRatioKnots, PiecewiseLinear, SigmoidSum
 
 # every example compiles a little; keep the count modest and the clock out of it
-FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# (HYPOTHESIS_PROFILE=explore: 20 times as many, drawn afresh)
+SCALE = 20 if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else 1
+FEW = settings(max_examples=25 * SCALE, deadline=None,
+               suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(max_examples=300 * SCALE, deadline=None)
 GRID = np.linspace(0.0, 1.0, 513)
 
 
@@ -191,7 +196,7 @@ _values = st.one_of(
 _keys = st.one_of(st.sampled_from(sorted(cfg.FIELDS)), st.text(min_size=1, max_size=10))
 
 
-@settings(max_examples=300, deadline=None)
+@MANY
 @given(st.dictionaries(_keys, _values, max_size=6))
 def test_fuzzed_configs_validate_or_fail_with_a_config_error(data):
     """Any mapping either becomes a valid RunConfig or raises ConfigError (a ValueError naming
@@ -207,7 +212,7 @@ def test_fuzzed_configs_validate_or_fail_with_a_config_error(data):
     assert isinstance(config, cfg.RunConfig)
 
 
-@settings(max_examples=300, deadline=None)
+@MANY
 @given(st.lists(st.text(max_size=20), max_size=4))
 def test_fuzzed_overrides_parse_or_fail_with_a_config_error(items):
     try:

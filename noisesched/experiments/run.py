@@ -69,8 +69,9 @@ def exact_metrics(config: RunConfig, model, interp, schedule) -> dict[str, float
     return out
 
 
-#: config keys that change no sample (outputs and how the batch is cut up)
-_NOT_IN_SAMPLES = ("name", "figures", "trajectories", "chunk_size", "devices")
+#: config keys that change no chunk's statistics (chunk_size and devices stay in: chunks of
+#: another size are no use, while 0, automatic, reuses the stored chunks' size)
+_NOT_IN_FINGERPRINT = ("name", "figures", "trajectories")
 
 
 def run_experiment(config: RunConfig, out: str | Path, *, log=print) -> dict:
@@ -86,7 +87,7 @@ def run_experiment(config: RunConfig, out: str | Path, *, log=print) -> dict:
     x64 = config.dtype == "float64"
     store = None
     if jax.process_count() == 1:  # several processes would write the same chunks
-        fingerprint = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_SAMPLES}
+        fingerprint = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
         fingerprint["backend"] = jax.default_backend()
         store = ChunkStore(resume_folder(out), fingerprint)
     with jax.enable_x64(x64), _staging(out) as stage:
