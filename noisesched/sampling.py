@@ -357,7 +357,7 @@ def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, a
         t_eval = _inside(t_last, 1.0, last_is_split)
         x = x + (1.0 - t_last) * _vector_field(t_eval, x, (*fields, t_eval, t_eval))
         taken = taken + 1
-        ts = jnp.concatenate([save_ts, jnp.ones((1,), dtype)])  # type: ignore[list-item]
+        ts = jnp.concatenate([save_ts, jnp.ones((1,), dtype)])
         if observe is not None:
             obs = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), obs, observe(x))
     if observe is None:
