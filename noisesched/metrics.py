@@ -91,7 +91,7 @@ def _orthonormal_basis_of_means(model: GaussianMixture, dtype) -> tuple[Array, i
 
 def within_mode_sum_of_squares(model: GaussianMixture, x: Samples
                                ) -> tuple[Float[Array, ""], int | Array]:
-    """(Σ over samples of |P⊥ x|², d − r): the additive part of :func:`within_mode_variance`,
+    """(Σ over samples of |P⊥ x|², d − r): the additive part of ``within_mode_variance``,
     for metrics accumulated over chunks of samples."""
     x = _check_samples(model, x)
     basis, rank = _orthonormal_basis_of_means(model, x.dtype)
@@ -216,8 +216,8 @@ def row_statistics(model, x: Samples, *, start: int = 0, total: int | None = Non
     (default: ``x`` is the whole batch), as NumPy arrays on the host: O(n) numbers, never the
     (n, d) samples. Rows of ``x`` beyond ``total`` (the padding of a last block) are computed
     with the others and dropped, so every block of a batch is summarised with one shape.
-    Concatenated over the blocks of a batch (:func:`concatenate_rows`), they give
-    :func:`summary_from_rows` the numbers :func:`summary` gives on the whole batch.
+    Concatenated over the blocks of a batch (``concatenate_rows``), they give
+    ``summary_from_rows`` the numbers ``summary`` gives on the whole batch.
 
     Keys: GM ``mode`` (assigned component), ``within_sq`` (|P⊥ x|²), ``overlap_z``
     ((μ_k·x/|μ_k| − |μ_k|)/σ along the assigned mean); CW ``magnetization``, ``sum_sq`` (Σ_i x_i²);
@@ -256,12 +256,12 @@ def _to_host(value) -> np.ndarray:
 
 
 def concatenate_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Join :func:`row_statistics` of consecutive blocks, in row order."""
+    """Join ``row_statistics`` of consecutive blocks, in row order."""
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def summary_from_rows(model, rows: dict[str, np.ndarray]) -> dict[str, float]:
-    """:func:`summary` from :func:`row_statistics` (float64 sums on the host)."""
+    """``summary`` from ``row_statistics`` (float64 sums on the host)."""
     if isinstance(model, GaussianMixture):
         n = rows["mode"].shape[0]
         weights = np.bincount(rows["mode"], minlength=model.K) / n

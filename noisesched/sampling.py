@@ -69,7 +69,7 @@ Observe = Callable[[Float[Array, "n d"]], PyTree]
 
 
 class Solution(eqx.Module):
-    """Result of :func:`solve`.
+    """Result of ``solve``.
 
     Attributes:
         x: final states X_1, shape (n, d).
@@ -77,7 +77,7 @@ class Solution(eqx.Module):
         observables: ``observe(X_t)`` stacked along a leading axis of size S, or None.
         num_steps: number of solver steps taken (the last Euler step included).
         reached_end: False only for an adaptive solve that ran out of ``max_steps`` before
-            t = 1 (then ``x`` is not a sample). :func:`solve` raises :class:`MaxStepsReached`
+            t = 1 (then ``x`` is not a sample). ``solve`` raises ``MaxStepsReached``
             for it outside ``jit``; inside, check this flag.
     """
 
@@ -175,7 +175,7 @@ def solve(
         model: the data law.
         interp: the interpolant.
         schedule: the schedule τ(t).
-        x0: initial states, shape (n, d) (see :func:`sample_prior`).
+        x0: initial states, shape (n, d) (see ``sample_prior``).
         steps: N, the number of intervals of the uniform grid t_i = i/N (fixed-step solves), or
             of the grid on which ``observe`` is saved (adaptive solves).
         solver: one of ``SOLVERS``; ``method="scan"`` accepts ``"euler"`` and ``"heun"``.
@@ -194,10 +194,10 @@ def solve(
             ``jax.checkpoint`` (``None``: ⌈√N⌉ blocks, memory O(√N) states; ``N``: every state
             kept). Changes memory and time of gradients only, never the numbers.
         check_finite: raise ``FloatingPointError`` if X_1 holds nan or inf, naming the first
-            sample, step and time where it appeared (:func:`first_nonfinite`).
+            sample, step and time where it appeared (``first_nonfinite``).
 
     Returns:
-        A :class:`Solution` with the final states of shape (n, d).
+        A ``Solution`` with the final states of shape (n, d).
 
     Raises:
         FloatingPointError: (``check_finite``) the solve left the finite numbers.
@@ -243,9 +243,9 @@ def sample(
     solver: str = "euler",
     **options: Any,
 ) -> Float[Array, "n d"]:
-    """Draw ``n`` samples X_1 of shape (n, d): prior noise from ``key``, then :func:`solve`.
+    """Draw ``n`` samples X_1 of shape (n, d): prior noise from ``key``, then ``solve``.
 
-    ``options`` are passed to :func:`solve`. The same key and arguments give the same samples.
+    ``options`` are passed to ``solve``. The same key and arguments give the same samples.
     """
     check_int("n", n, lo=1)
     check_key("key", key)
@@ -265,7 +265,7 @@ def first_nonfinite(
     """Where a solve from ``x0`` first leaves the finite numbers: ``(i, t_i, row)`` for the first
     saved state X_{t_i} (i = 0 … N; the save grid of an adaptive solve) in which sample ``row``
     holds nan or inf, or None if every state is finite. It solves again with ``options`` (those
-    of :func:`solve`), observing each row's finiteness on the grid rather than the states, so it
+    of ``solve``), observing each row's finiteness on the grid rather than the states, so it
     costs one more solve and no memory. Euler and Heun on the fixed grid are re-solved with the
     fused loop, which observes the states themselves; diffrax observes an interpolation within
     each step, in which a state that overflows also spoils the save point just before it, so
@@ -287,7 +287,7 @@ def nonfinite_error(model: AbstractModel, interp: Interpolant, schedule: Abstrac
                     x0: Float[Array, "n d"], first_row: int, options: dict
                     ) -> FloatingPointError:
     """The error for a solve from ``x0`` (rows ``first_row …`` of a batch) whose final states
-    hold nan or inf, naming where it first left the finite numbers (:func:`first_nonfinite`)."""
+    hold nan or inf, naming where it first left the finite numbers (``first_nonfinite``)."""
     where = first_nonfinite(model, interp, schedule, x0, **options)
     at = ""
     if where is not None:
@@ -366,7 +366,7 @@ def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, a
 
 
 class FusedEuler(diffrax.AbstractSolver):
-    """Euler's method for a model with a statistics form (:meth:`AbstractModel.statistics`).
+    """Euler's method for a model with a statistics form (``AbstractModel.statistics``).
 
     The solver state carries the drift's sums over coordinates at the current state, and each
     step computes those of the state it writes, so the compiler can fuse that reduction with the
@@ -374,7 +374,7 @@ class FusedEuler(diffrax.AbstractSolver):
     Euler evaluates the drift at the start of each step only, so a kink of the schedule on the
     grid (``kinks``) is handled by evaluating there on the right (the step's own side), and one
     solve spans the whole grid. Expects ``args = (model, interp, schedule, lo, hi)`` as
-    :func:`solve` passes them.
+    ``solve`` passes them.
     """
 
     kinks: Float[Array, " J"]
@@ -412,7 +412,7 @@ def has_statistics(model: AbstractModel, x: Float[Array, "n d"]) -> bool:
 
 
 def _solver_instance(name: str, model: AbstractModel, x0, kinks=()):
-    """diffrax's solver, or :class:`FusedEuler` where Euler meets a statistics form."""
+    """diffrax's solver, or ``FusedEuler`` where Euler meets a statistics form."""
     if name == "euler" and has_statistics(model, x0):
         return FusedEuler(kinks=jnp.asarray(kinks, x0.dtype).reshape(-1))
     return SOLVERS[name]()
@@ -497,7 +497,7 @@ def _scan(fields, x0, grid, last, splits, solver, observe, checkpoints):
     """Fused Euler/Heun over t_0 … t_last: the same arithmetic as diffrax's tableaus, in blocks
     of steps under ``jax.checkpoint`` (reverse mode stores one state per block).
 
-    For a model with a statistics form (:meth:`AbstractModel.statistics`), the loop carries the
+    For a model with a statistics form (``AbstractModel.statistics``), the loop carries the
     statistics of the current state beside it, and step i computes those of step i + 1 from the
     state it has just written: the compiler fuses that reduction with the update, so an Euler
     step makes two passes over the state (read, write) instead of three.

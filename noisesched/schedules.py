@@ -2,22 +2,20 @@
 
 A schedule is a frozen ``eqx.Module`` called on a scalar time ``t`` (t = 0 noise, t = 1 data) that
 returns τ(t), monotone, with τ(0) = 0 and τ(1) = 1. The interpolant turns τ into the coefficients
-β = τ and α = α0 (1 − τ) (linear) or α0 √(1 − τ²) (trig); see :class:`noisesched.Interpolant`.
-Derivatives are never written by hand: :func:`value_and_derivative` uses ``jax.jvp``.
+β = τ and α = α0 (1 − τ) (linear) or α0 √(1 − τ²) (trig); see ``noisesched.Interpolant``.
+Derivatives are never written by hand: ``value_and_derivative`` uses ``jax.jvp``.
 
 Built-in families (spec §4, with κ = k / √d):
 
-==================  =======================================  ======================================
-name                τ(t), t < ½                              τ(t), t ≥ ½
-==================  =======================================  ======================================
-constant            t                                        t
-vp_dilated          2κ t                                     κ + (1 − κ)(2t − 1)
-ve_dilated          2t (1 − κ)                               1 − κ + κ (2t − 1)
-ve_dilated_trig     2t √(1 − κ²)                             √(1 − 4κ²(1 − t)²)
-==================  =======================================  ======================================
+| name            | τ(t), t < ½     | τ(t), t ≥ ½            |
+|-----------------|-----------------|------------------------|
+| constant        | t               | t                      |
+| vp_dilated      | 2κ t            | κ + (1 − κ)(2t − 1)    |
+| ve_dilated      | 2t (1 − κ)      | 1 − κ + κ (2t − 1)     |
+| ve_dilated_trig | 2t √(1 − κ²)    | √(1 − 4κ²(1 − t)²)     |
 
 and two families of the diffusion literature, defined through the noise-to-signal ratio
-σ = α/β of a given interpolant: :func:`cosine` (Nichol & Dhariwal 2021) and :func:`karras`
+σ = α/β of a given interpolant: ``cosine`` (Nichol & Dhariwal 2021) and ``karras``
 (EDM ρ-schedule, Karras et al. 2022).
 """
 
@@ -81,7 +79,7 @@ class AbstractSchedule(eqx.Module):
     @property
     def jump_times(self) -> tuple[float, ...]:
         """Times in (0, 1) where dτ/dt jumps. Solvers evaluate the drift one-sidedly there, so
-        that a step never mixes the two pieces (see :mod:`noisesched.sampling`)."""
+        that a step never mixes the two pieces (see ``noisesched.sampling``)."""
         return ()
 
 
@@ -349,7 +347,7 @@ MADE_FOR = {"vp_dilated": "vp", "ve_dilated": "ve", "ve_dilated_trig": "ve"}
 
 
 def warn_if_mismatched(name: str, kind: str, stacklevel: int = 2) -> None:
-    """Warn (:class:`ScheduleKindWarning`) if schedule ``name`` is made for the other kind of
+    """Warn (``ScheduleKindWarning``) if schedule ``name`` is made for the other kind of
     interpolant than ``kind``: it runs, but its dilation is in the wrong window."""
     if MADE_FOR.get(name, kind) != kind:
         warnings.warn(f"schedule {name!r} is made for kind = {MADE_FOR[name]!r} interpolants, "
@@ -361,8 +359,8 @@ def make(name: str, interpolant: Interpolant, *, k: RealLike = 3.0,
          **options: float) -> AbstractSchedule:
     """Build a built-in schedule by name for ``interpolant`` (which supplies d, α0 and shape).
 
-    ``k`` is used by the dilated families; ``options`` go to :func:`cosine` (``offset``) or
-    :func:`karras` (``sigma_min``, ``sigma_max``, ``rho``).
+    ``k`` is used by the dilated families; ``options`` go to ``cosine`` (``offset``) or
+    ``karras`` (``sigma_min``, ``sigma_max``, ``rho``).
     """
     check_choice("schedule", name, NAMES)
     check_int("d", interpolant.d, lo=1)

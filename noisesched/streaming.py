@@ -2,8 +2,8 @@
 
 Row i of a batch starts from X_0 drawn with ``fold_in(key, i)`` and the drift acts row by row,
 so a batch can be split into chunks of rows, and each chunk over several devices, without
-changing a single sample. :func:`sample_chunks` yields the chunks; :func:`sample_summary` keeps
-only O(n) numbers per batch on the host (:func:`noisesched.metrics.row_statistics`), never the
+changing a single sample. ``sample_chunks`` yields the chunks; ``sample_summary`` keeps
+only O(n) numbers per batch on the host (``noisesched.metrics.row_statistics``), never the
 (n, d) samples.
 
 Several devices: the batch axis is sharded with ``jax.sharding`` (a one-axis ``Mesh`` named
@@ -93,7 +93,7 @@ def auto_chunk_size(d: int, dtype: Any, devices: Sequence[jax.Device],
 
 class ChunkStore:
     """The row statistics of the finished chunks of one batch, kept in a folder so that an
-    interrupted :func:`sample_summary` resumes where it stopped.
+    interrupted ``sample_summary`` resumes where it stopped.
 
     Each finished chunk is one ``.npz`` file, written atomically (a killed process leaves
     whole chunks or none). ``fingerprint`` is any JSON value that identifies the batch (config,
@@ -182,11 +182,11 @@ class Chunk(NamedTuple):
 
 
 class StreamedSummary(NamedTuple):
-    """What :func:`sample_summary` returns.
+    """What ``sample_summary`` returns.
 
     Attributes:
-        metrics: :func:`noisesched.metrics.summary` of the whole batch.
-        rows: the per-sample statistics it came from (:func:`noisesched.metrics.row_statistics`).
+        metrics: ``noisesched.metrics.summary`` of the whole batch.
+        rows: the per-sample statistics it came from (``noisesched.metrics.row_statistics``).
         num_steps: the most solver steps any chunk took.
         chunk_size: rows per chunk (a multiple of the device count).
         devices: how many devices each chunk was sharded over.
@@ -213,17 +213,17 @@ def sample_chunks(
     dtype: Any = None,
     **options: Any,
 ) -> Iterator[Chunk]:
-    """Yield a :class:`Chunk` (``start``, ``x = X_1[start : start + rows]``, ``num_steps``) for
-    consecutive chunks of a batch of ``n`` samples: the rows :func:`noisesched.sample` returns
+    """Yield a ``Chunk`` (``start``, ``x = X_1[start : start + rows]``, ``num_steps``) for
+    consecutive chunks of a batch of ``n`` samples: the rows ``noisesched.sample`` returns
     for the same key and arguments.
 
     Args:
         chunk_size: rows per chunk (``None`` or 0: as many as fit a quarter of the free memory,
-            see :func:`auto_chunk_size`); rounded up to a multiple of the device count.
-        devices: shard each chunk's rows over these devices (:func:`resolve_devices`; default
+            see ``auto_chunk_size``); rounded up to a multiple of the device count.
+        devices: shard each chunk's rows over these devices (``resolve_devices``; default
             all visible).
         dtype: dtype of the states (default JAX's default float).
-        **options: passed to :func:`noisesched.solve`.
+        **options: passed to ``noisesched.solve``.
 
     Every chunk has the same shape (the last is computed in full and cut), so one compilation
     serves the batch. Each row equals the row of the unchunked batch to the last bit whenever the
@@ -241,7 +241,7 @@ def _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype, options,
                    starts: Iterable[int] | None = None) -> Iterator[Chunk]:
     """Chunks of ``rows`` rows each, the last one with the rows past n still in it.
 
-    Raises :class:`noisesched.sampling.MaxStepsReached` or ``FloatingPointError`` (naming the
+    Raises ``noisesched.sampling.MaxStepsReached`` or ``FloatingPointError`` (naming the
     first sample, step and time) for a chunk whose solve failed."""
     sharding = batch_sharding(devs)
     for start in range(0, n, rows) if starts is None else starts:
@@ -273,12 +273,12 @@ def sample_summary(
     store: ChunkStore | None = None,
     **options: Any,
 ) -> StreamedSummary:
-    """:func:`noisesched.metrics.summary` of ``n`` samples drawn chunk by chunk
-    (:func:`sample_chunks`, same arguments), keeping only O(n) numbers on the host
-    (:func:`noisesched.metrics.row_statistics`): the metrics equal those of the unchunked batch
+    """``noisesched.metrics.summary`` of ``n`` samples drawn chunk by chunk
+    (``sample_chunks``, same arguments), keeping only O(n) numbers on the host
+    (``noisesched.metrics.row_statistics``): the metrics equal those of the unchunked batch
     for the same key.
 
-    ``store``: a :class:`ChunkStore` in which each finished chunk's row statistics are saved;
+    ``store``: a ``ChunkStore`` in which each finished chunk's row statistics are saved;
     chunks already there are not solved again (with ``chunk_size`` None or 0, the store's chunk
     size is used), so an interrupted call, repeated, resumes.
 

@@ -7,7 +7,7 @@ x = M μ + x_⊥ with M = μ·x/|μ|², the ODE splits into
 
 A Runge–Kutta step preserves this split, so an N-step solve in any dimension d equals the same
 N-step solve of the 2-D system (M, y) with y' = a y, y(0) = 1: X_N = M_N μ + y_N x_⊥(0). Hence,
-for the same grid, kink rule and final step as :func:`noisesched.solve`,
+for the same grid, kink rule and final step as ``noisesched.solve``,
 
 * within-mode variance E|x_⊥|²/(d − 1) = α0² y_N² exactly;
 * mode weight P(μ·X_N > 0) = P(M_0 > M_0*), M_0 ~ N(0, α0²/|μ|²), where M_0* is the root of the
@@ -58,7 +58,7 @@ class TwoModeReduction(eqx.Module):
 
     @classmethod
     def applies(cls, model) -> bool:
-        """Whether ``model`` is a two-component mixture with means ±μ (so :meth:`of` works)."""
+        """Whether ``model`` is a two-component mixture with means ±μ (so ``of`` works)."""
         if not isinstance(model, GaussianMixture):
             return False
         try:
@@ -99,7 +99,7 @@ def reduced_solve(
     """(M_N, y_N) for initial overlaps ``m0`` after ``steps`` steps of ``solver``.
 
     The same grid t_i = i/N, one-sided evaluation at schedule kinks on the grid, and final-step
-    rule as :func:`noisesched.solve`. ``steps`` may be traced.
+    rule as ``noisesched.solve``. ``steps`` may be traced.
     """
     check_choice("solver", solver, ORACLE_SOLVERS)
     check_choice("final_step", final_step, ("auto", "euler", "solver"))
@@ -166,7 +166,7 @@ def gm_oracle(
 ) -> dict[str, Array]:
     """Exact mode weight and within-mode variance of an N-step solve, without Monte Carlo.
 
-    ``model`` is a two-mode mixture with means ±μ, or its :class:`TwoModeReduction` (use
+    ``model`` is a two-mode mixture with means ±μ, or its ``TwoModeReduction`` (use
     ``TwoModeReduction.two_modes(d, …)`` for any d without forming the means).
 
     Returns a dict with ``mode_weight`` (P(μ·X_N > 0)), ``within_mode_var`` (α0² y_N²),

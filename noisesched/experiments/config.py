@@ -1,7 +1,7 @@
 """The experiment schema: one frozen dataclass with defaults, read from TOML, validated up front.
 
 Every key of a config file, of ``--set key=value`` and of ``RunConfig(...)`` goes through
-:func:`validate` before any array is made: unknown keys suggest the nearest valid one, and each
+``validate`` before any array is made: unknown keys suggest the nearest valid one, and each
 error names the key, the allowed range and the value received.
 """
 
@@ -129,7 +129,7 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 def from_mapping(data: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
-    """A validated config from ``data`` (keys of :class:`RunConfig`) on top of ``base``."""
+    """A validated config from ``data`` (keys of ``RunConfig``) on top of ``base``."""
     values = (base or RunConfig()).to_dict()
     for key, value in data.items():
         values[key] = _coerce(key, value)

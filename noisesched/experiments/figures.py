@@ -41,7 +41,7 @@ def trajectories(ts, overlap, coords, title: str, overlap_label: str):
 
 def final_histograms(model, rows: dict[str, np.ndarray], title: str, bins: int = 80):
     """Final overlap / magnetisation and within-mode coordinates against their exact laws, from
-    per-sample statistics (:func:`noisesched.metrics.row_statistics`)."""
+    per-sample statistics (``noisesched.metrics.row_statistics``)."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     data: dict[str, np.ndarray] = {}

@@ -2,7 +2,7 @@
 
 A fit config is a run config (the model, interpolant, solver budget and the evaluation: ``n``
 samples from ``seed``; ``schedule`` is the initial schedule) plus a ``[fit]`` table of
-:class:`FitSettings`.
+``FitSettings``.
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def fingerprint(config: RunConfig, settings: FitSettings) -> str:
 def evaluate(model, interp, schedule, config: RunConfig, *, chunk: int = 2048
              ) -> dict[str, float]:
     """Metrics of ``config.n`` samples from ``config.seed`` (the rows ``noisesched run`` draws),
-    streamed in chunks (:func:`noisesched.streaming.sample_summary`); exact values of the same
+    streamed in chunks (``noisesched.streaming.sample_summary``); exact values of the same
     discretisation for a two-mode mixture."""
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
     summary = sample_summary(model, interp, schedule, jax.random.PRNGKey(config.seed), config.n,

@@ -28,7 +28,7 @@ from .io import environment, resume_folder, write_json
 
 def build(config: RunConfig) -> tuple[AbstractModel, Interpolant, AbstractSchedule]:
     """(model, interpolant, schedule) of a validated config. ``schedule = "@path"`` reads a file
-    written by :func:`noisesched.learning.save_schedule`."""
+    written by ``noisesched.learning.save_schedule``."""
     interp = Interpolant(kind=config.kind, shape=config.shape, d=config.d)
     if config.schedule.startswith("@"):  # a saved (learned) schedule
         schedule = load_schedule(config.schedule[1:], interp)

@@ -2,7 +2,7 @@
 
 For each schedule and each d, N* is the smallest N with |p̂ − p| ≤ ``tol_weight`` and
 |var/σ² − 1| ≤ ``tol_var``, where p̂ and var are the *exact* values of the N-step solve from the
-two-mode reduction (:func:`noisesched.theory.gm_oracle`): no Monte Carlo noise, any d. The search
+two-mode reduction (``noisesched.theory.gm_oracle``): no Monte Carlo noise, any d. The search
 doubles N until the criterion holds, then bisects. The slope of log N* against log d is fitted
 by least squares: ½ for constant schedules (N ∝ √d), 0 for dilated ones. Optionally the
 full-dimensional sampler is run at N* for the smaller d, as a Monte Carlo check of the oracle.

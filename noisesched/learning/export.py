@@ -36,7 +36,7 @@ def schedule_arrays(schedule: AbstractSchedule, interp: Interpolant, steps: int
 
 def export_schedule(schedule: AbstractSchedule, interp: Interpolant, steps: int,
                     path: str | os.PathLike) -> Path:
-    """Write :func:`schedule_arrays` to ``path`` (``.json`` or ``.npz``), atomically. In JSON the
+    """Write ``schedule_arrays`` to ``path`` (``.json`` or ``.npz``), atomically. In JSON the
     infinite σ_0 is written as null."""
     path = Path(path)
     if path.suffix not in (".json", ".npz"):
@@ -65,10 +65,10 @@ _FORMAT = "noisesched-schedule"
 def save_schedule(schedule: AbstractSchedule, path: str | os.PathLike, *,
                   interpolant: Interpolant | None = None, steps: int | None = None,
                   metadata: dict | None = None) -> Path:
-    """Write a learnable schedule to a JSON file that :func:`load_schedule` (and
+    """Write a learnable schedule to a JSON file that ``load_schedule`` (and
     ``noisesched run --set schedule=@path``) reads back exactly, atomically.
 
-    With ``interpolant`` and ``steps``, the file also holds :func:`schedule_arrays` on that grid
+    With ``interpolant`` and ``steps``, the file also holds ``schedule_arrays`` on that grid
     (for other samplers); ``metadata`` (JSON-serialisable) is stored as given.
     """
     from .families import FAMILIES
@@ -105,9 +105,9 @@ def save_schedule(schedule: AbstractSchedule, path: str | os.PathLike, *,
 
 def load_schedule(path: str | os.PathLike, interpolant: Interpolant | None = None
                   ) -> AbstractSchedule:
-    """Read a schedule written by :func:`save_schedule`.
+    """Read a schedule written by ``save_schedule``.
 
-    A :class:`NoiseRatioKnots` schedule is placed on ``interpolant`` when one is given (its
+    A ``NoiseRatioKnots`` schedule is placed on ``interpolant`` when one is given (its
     dimension-free knots carried to that d, kind and shape); the other families are functions
     of t alone and ignore it.
     """

@@ -1,10 +1,10 @@
 """Learnable schedule families: eqx.Modules whose only array leaves are their parameters.
 
-* :class:`PiecewiseLinear`: τ on K equal pieces, increments through a softmax.
-* :class:`SigmoidSum`: a smooth monotone τ, a normalised mixture of a line and K sigmoids.
-* :class:`NoiseRatioKnots`: piecewise-linear τ whose knot values are written in
+* ``PiecewiseLinear``: τ on K equal pieces, increments through a softmax.
+* ``SigmoidSum``: a smooth monotone τ, a normalised mixture of a line and K sigmoids.
+* ``NoiseRatioKnots``: piecewise-linear τ whose knot values are written in
   dimension-free coordinates of the noise-to-signal ratio α/β, so a schedule learned at one d
-  can be used at another (:meth:`NoiseRatioKnots.at`).
+  can be used at another (``NoiseRatioKnots.at``).
 
 Every family keeps τ(0) = 0, τ(1) = 1 and τ nondecreasing for all parameter values, and gives
 1 − τ without cancellation (``complement``).
@@ -100,7 +100,7 @@ class SigmoidSum(AbstractSchedule):
     ``w = softmax(logits)`` (K + 1,), centres ``c = centers`` (K,) and widths
     ``s = exp(log_widths)`` (K,) are the trainable leaves; τ = (F(t) − F(0))/(F(1) − F(0)) is
     C^∞, increasing and pinned at both ends for all values. Initialise with
-    :meth:`from_schedule` (a least-squares fit) or :meth:`linear`.
+    ``from_schedule`` (a least-squares fit) or ``linear``.
     """
 
     logits: Float[Array, " K1"]
@@ -246,7 +246,7 @@ class NoiseRatioKnots(AbstractSchedule):
         return xi + self.gap_length() * jnp.clip(xi, 0.0, 1.0)
 
     def coordinate(self, log_ratio: ArrayLike) -> Array:
-        """ξ(log ν), the inverse of :meth:`log_noise_ratio`."""
+        """ξ(log ν), the inverse of ``log_noise_ratio``."""
         r = jnp.asarray(log_ratio)
         g = self.gap_length()
         return jnp.where(r <= 0, r, jnp.where(r >= 1 + g, r - g, r / (1 + g)))

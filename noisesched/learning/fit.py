@@ -60,7 +60,7 @@ def make_optimizer(name: str = "adam", learning_rate: float = 3e-2, *,
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
-    """What :func:`fit_schedule` returns.
+    """What ``fit_schedule`` returns.
 
     Attributes:
         schedule: the fitted schedule (same family as the initial one).
@@ -105,14 +105,14 @@ def fit_schedule(
 
     Each iteration draws ``batch`` prior states, solves the PF-ODE with ``steps`` steps of
     ``solver`` and takes one optimiser step on ``loss(model, X_1)``; or, for an
-    :class:`AbstractScheduleLoss` such as :class:`ExactLoss`, on ``loss(schedule)`` with no
-    sampling, or for an :class:`AbstractPriorLoss` such as :class:`ThresholdLoss`, on
+    ``AbstractScheduleLoss`` such as ``ExactLoss``, on ``loss(schedule)`` with no
+    sampling, or for an ``AbstractPriorLoss`` such as ``ThresholdLoss``, on
     ``loss(schedule, x0)``. The prior states of iteration i come from ``fold_in(key, i)``
     (fresh noise), or from ``key`` at every iteration if ``common_random_numbers``.
 
     Args:
-        optimizer: any optax transformation (default :func:`make_optimizer`: Adam, 3·10⁻²).
-        checkpoints: states stored by reverse mode (see :func:`noisesched.solve`).
+        optimizer: any optax transformation (default ``make_optimizer``: Adam, 3·10⁻²).
+        checkpoints: states stored by reverse mode (see ``noisesched.solve``).
         patience: stop when the smoothed loss (EMA with factor ``smoothing``) has not improved
             by more than ``min_delta`` for ``patience`` iterations (``None``: never).
         checkpoint: a file (``.npz``) written atomically every ``checkpoint_every`` iterations
@@ -123,7 +123,7 @@ def fit_schedule(
         callback: called as ``callback(iteration, loss, schedule)`` after every iteration.
 
     Returns:
-        A :class:`FitResult`.
+        A ``FitResult``.
     """
     check_int("steps", steps, lo=1)
     check_int("batch", batch, lo=1)

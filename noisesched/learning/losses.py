@@ -2,7 +2,7 @@
 
 * Losses on final samples: functions ``(model, x) -> scalar``, differentiable in ``x``, so the
   gradient reaches the schedule through the sampler. Any user function of that form works.
-* :class:`ExactLoss`: a Monte-Carlo-free loss of a two-mode mixture computed by the exact
+* ``ExactLoss``: a Monte-Carlo-free loss of a two-mode mixture computed by the exact
   reduction (``noisesched.theory``): a function ``schedule -> scalar``.
 """
 
@@ -53,7 +53,7 @@ def mode_asymmetry_loss(model, x: Samples, temperature: float = 0.05) -> Float[A
 
 def low_level_loss(model, x: Samples) -> Float[Array, ""]:
     """(within-mode variance/σ² − 1)² for a mixture (the variance off the span of the means, see
-    :func:`noisesched.metrics.within_mode_variance`); (mean x_i² − 1)² for Curie–Weiss."""
+    ``noisesched.metrics.within_mode_variance``); (mean x_i² − 1)² for Curie–Weiss."""
     if isinstance(model, GaussianMixture):
         return (within_mode_variance(model, x) / model.sigma**2 - 1.0) ** 2
     if isinstance(model, CurieWeiss):
@@ -70,7 +70,7 @@ def combined_loss(model, x: Samples, weight_high: float = 1.0, weight_low: float
 
 class AbstractScheduleLoss(eqx.Module):
     """A loss computed from the schedule alone (no sampling): ``loss(schedule) -> scalar``.
-    :func:`noisesched.learning.fit_schedule` calls it instead of sampling."""
+    ``noisesched.learning.fit_schedule`` calls it instead of sampling."""
 
     @abc.abstractmethod
     def __call__(self, schedule: AbstractSchedule) -> Float[Array, ""]:
@@ -86,7 +86,7 @@ class ExactLoss(AbstractScheduleLoss):
     exact value. Measuring the mode error on this probit scale keeps the gradient alive where
     the weight saturates (the constant VP schedule gives p̂ = 1 − 10⁻¹¹ at d = 10⁴, N = 10).
     Differentiable in the schedule through the implicit function theorem (see
-    :func:`noisesched.theory.gm_oracle`); costs the same whatever d. The implicit derivative
+    ``noisesched.theory.gm_oracle``); costs the same whatever d. The implicit derivative
     equals central differences of the threshold to 10⁻¹⁰ at d = 10²; at d = 10³ and 10⁴ the
     final overlap jumps across 0 within 10⁻¹⁰ of the threshold and they differ by about 1 % and
     3 % (the descent still converges: ``configs/fit/gm_*_exact.toml``).
@@ -130,7 +130,7 @@ class ExactLoss(AbstractScheduleLoss):
 
 class AbstractPriorLoss(eqx.Module):
     """A loss that runs its own solves from the prior batch: ``loss(schedule, x0) -> scalar``.
-    :func:`noisesched.learning.fit_schedule` passes it each iteration's prior draw."""
+    ``noisesched.learning.fit_schedule`` passes it each iteration's prior draw."""
 
     @abc.abstractmethod
     def __call__(self, schedule: AbstractSchedule, x0: Samples) -> Float[Array, ""]:
@@ -147,7 +147,7 @@ class ThresholdLoss(AbstractPriorLoss):
     weight is p̂ = 1 − mean_rows Φ(u*) (a Rao–Blackwellised estimate of the fraction of final
     samples in the + mode). The mode term is (Φ⁻¹(1 − p̂) − Φ⁻¹(1 − p))², a probit scale that
     keeps its gradient where p̂ saturates; the gradient of each u* is the implicit one,
-    −∂θ(e·X_1)/∂u(e·X_1) at the threshold. The low-level term is :func:`low_level_loss` of the
+    −∂θ(e·X_1)/∂u(e·X_1) at the threshold. The low-level term is ``low_level_loss`` of the
     final samples of ``x0``. Assumes the final mode is monotone in u (exact for the mixture).
     """
 

@@ -20,8 +20,8 @@ Batch = Float[Array, "*batch d"]
 class AbstractModel(eqx.Module):
     """A data law ρ1 on R^d with an exact denoiser η(t, x) = E[x1 | x_t = x].
 
-    Subclasses implement :meth:`sample_one`, :meth:`denoise` and :meth:`overlap`; they may
-    override :meth:`velocity` with a closed form that is stabler than the generic one.
+    Subclasses implement ``sample_one``, ``denoise`` and ``overlap``; they may
+    override ``velocity`` with a closed form that is stabler than the generic one.
     ``x`` is a batch of shape ``(..., d)``: every method acts row-wise.
     """
 
@@ -56,7 +56,7 @@ class AbstractModel(eqx.Module):
 
         A model whose drift at x is an elementwise function of x and of a few sums over its
         coordinates (GM: μ_k·x; CW: the phase logit) returns them here and implements
-        :meth:`velocity_from_statistics`. The fused sampler then computes the sums of step i + 1
+        ``velocity_from_statistics``. The fused sampler then computes the sums of step i + 1
         in the same pass over the state as the update of step i, so an Euler step reads and
         writes the state once. None (the default): no such form.
         """

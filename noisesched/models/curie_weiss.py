@@ -88,7 +88,7 @@ class CurieWeiss(AbstractModel):
         return 2.0 * self.h * m + 2.0 * jnp.sum(jnp.arctanh(m * jnp.tanh(gamma * x)), axis=-1)
 
     def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch 1"]:
-        """The phase logit L (see :meth:`phase_logit`) as a trailing axis of size 1."""
+        """The phase logit L (see ``phase_logit``) as a trailing axis of size 1."""
         return self.phase_logit(c, x)[..., None]
 
     def _denoise_given(self, c: Coefficients, x: Batch, logit: Float[Array, "*batch 1"]) -> Batch:
