@@ -63,6 +63,12 @@ def check_int(name: str, value, lo: int = 1, hi: int | None = None) -> None:
         raise ValueError(f"{name} must be an integer {rng}; got {value!r}")
 
 
+def check_bool(name: str, value) -> None:
+    """Check ``value`` is True or False (not merely truthy)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+
+
 def check_choice(name: str, value, choices: Iterable[str]) -> None:
     """Check ``value`` is one of ``choices``; suggest the nearest on a miss."""
     choices = list(choices)

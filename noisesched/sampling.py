@@ -35,6 +35,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ._validation import (
+    check_bool,
     check_choice,
     check_floating,
     check_int,
@@ -131,8 +132,7 @@ def _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, fi
     check_choice("solver", solver, SOLVERS)
     check_choice("method", method, METHODS)
     check_choice("final_step", final_step, FINAL_STEPS)
-    if not isinstance(adaptive, bool):
-        raise ValueError(f"adaptive must be True or False; got {adaptive!r}")
+    check_bool("adaptive", adaptive)
     if method == "scan":
         check_choice("solver (method='scan')", solver, SCAN_SOLVERS)
     if adaptive:
@@ -210,6 +210,7 @@ def solve(
     _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, final_step,
               terminal_dt)
     check_int("max_steps", max_steps, lo=1)
+    check_bool("check_finite", check_finite)
     if checkpoints is not None:
         check_int("checkpoints", checkpoints, lo=1)
         if adjoint is not None and method == "diffrax":

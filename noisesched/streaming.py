@@ -289,6 +289,8 @@ def sample_summary(
     """
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     check_int("max_values", max_values, lo=1)
+    if store is not None and not isinstance(store, ChunkStore):
+        raise ValueError(f"store must be a noisesched.ChunkStore or None; got {store!r}")
     if store is not None and not chunk_size:
         chunk_size = store.chunk_size()
     rows, devs = _plan(model, interp, n, dtype, chunk_size, devices, options)

@@ -103,6 +103,10 @@ API_CASES = [
     ("observe in chunks", lambda: _summary(observe="overlap"),
      "observe is not available chunk by chunk"),
     ("max_values", lambda: _summary(max_values=0), "max_values must be an integer >= 1; got 0"),
+    ("store", lambda: _summary(store="out/.resume"),
+     "store must be a noisesched.ChunkStore or None; got 'out/.resume'"),
+    ("check_finite", lambda: _sample(check_finite="yes"),
+     "check_finite must be True or False; got 'yes'"),
 ]
 
 
