@@ -6,10 +6,14 @@ Conventions (see README): t = 0 is noise, t = 1 is data; x_t = α(t) z + β(t) x
 from . import learning, metrics, schedules, streaming, theory
 from .interpolants import Coefficients, Interpolant
 from .models import (
+    AbstractDataLaw,
+    AbstractDenoiser,
     AbstractModel,
     CurieWeiss,
     CurieWeissExact,
+    Feature,
     GaussianMixture,
+    ModeSplit,
     mean_field_magnetization,
 )
 from .sampling import (
@@ -28,14 +32,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ADAPTIVE_SOLVERS",
+    "AbstractDataLaw",
+    "AbstractDenoiser",
     "AbstractModel",
     "ChunkStore",
     "Coefficients",
     "CurieWeiss",
     "CurieWeissExact",
+    "Feature",
     "GaussianMixture",
     "Interpolant",
     "MaxStepsReached",
+    "ModeSplit",
     "SOLVERS",
     "Solution",
     "first_nonfinite",

@@ -38,6 +38,11 @@ def _config_path(args) -> str:
     return args.config if args.config is not None else args.config_option
 
 
+def _overrides(args) -> list[str]:
+    """The ``--set`` items: several after one ``--set``, and ``--set`` repeated."""
+    return [item for group in args.set for item in group]
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from .experiments.demo import DemoConfig
 
@@ -63,16 +68,20 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run one experiment from a TOML config (or a results.json)")
     _add_config(run, "path to a .toml config, or a results.json to rerun")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key (repeatable)")
+    run.add_argument("--set", action="append", nargs="+", default=[],
+                     metavar="SECTION.KEY=VALUE",
+                     help="override config keys, e.g. --set model.d=1000 solver.steps=20 "
+                          "(repeatable)")
     run.add_argument("--out", default=None,
                      help="output folder (default noisesched-out/<config name>)")
 
     fit = sub.add_parser("fit", help="learn a schedule (TOML config with a [fit] table), save it, "
                          "evaluate it on fresh keys")
     _add_config(fit, "path to a .toml fit config, or a fit's history.json")
-    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a run key, or a fit key as fit.KEY=VALUE (repeatable)")
+    fit.add_argument("--set", action="append", nargs="+", default=[],
+                     metavar="SECTION.KEY=VALUE",
+                     help="override config keys (section.key=value) or fit keys "
+                          "(fit.key=value); repeatable")
     fit.add_argument("--out", default=None,
                      help="output folder (default noisesched-out/<config name>); a checkpoint "
                           "there is resumed")
@@ -130,7 +139,7 @@ def _run(args) -> None:
     from .experiments.config import load
     from .experiments.run import run_experiment
 
-    config = load(_config_path(args), args.set)
+    config = load(_config_path(args), _overrides(args))
     out = args.out or f"noisesched-out/{config.name}"
     run_experiment(config, out)
     print(f"wrote {out}/results.json")
@@ -141,7 +150,7 @@ def _fit(args) -> None:
 
     from .experiments.fit import load_fit, run_fit
 
-    config, settings = load_fit(_config_path(args), args.set)
+    config, settings = load_fit(_config_path(args), _overrides(args))
     out = Path(args.out or f"noisesched-out/{config.name}")
     if args.restart:
         (out / "checkpoint.npz").unlink(missing_ok=True)

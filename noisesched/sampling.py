@@ -44,7 +44,7 @@ from ._validation import (
     check_real,
 )
 from .interpolants import Coefficients, Interpolant
-from .models.base import AbstractModel, sample_rows
+from .models.base import AbstractDenoiser, sample_rows
 from .schedules import AbstractSchedule
 
 __all__ = ["Solution", "sample", "solve", "sample_prior", "first_nonfinite", "MaxStepsReached",
@@ -119,11 +119,15 @@ def sample_prior(
     return sample_rows(one, key, start, n)
 
 
-def _resolve_observe(model: AbstractModel, observe) -> Observe | None:
+def _resolve_observe(model: AbstractDenoiser, observe) -> Observe | None:
     if observe is None or callable(observe):
         return observe
     check_choice("observe", observe, ("overlap",))
-    return model.overlap
+    overlap = getattr(model, "overlap", None)
+    if overlap is None:
+        raise ValueError(f"observe='overlap' needs a data law's overlap; {type(model).__name__} "
+                         "has none: pass a function of the (n, d) state instead")
+    return overlap
 
 
 def _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, final_step,
@@ -150,7 +154,7 @@ def _validate(model, interp, x0, steps, solver, method, adaptive, rtol, atol, fi
 
 
 def solve(
-    model: AbstractModel,
+    model: AbstractDenoiser,
     interp: Interpolant,
     schedule: AbstractSchedule,
     x0: Float[Array | np.ndarray, "n d"],
@@ -235,7 +239,7 @@ def solve(
 
 
 def sample(
-    model: AbstractModel,
+    model: AbstractDenoiser,
     interp: Interpolant,
     schedule: AbstractSchedule,
     key: PRNGKeyArray,
@@ -257,7 +261,7 @@ def sample(
 
 
 def first_nonfinite(
-    model: AbstractModel,
+    model: AbstractDenoiser,
     interp: Interpolant,
     schedule: AbstractSchedule,
     x0: Float[Array | np.ndarray, "n d"],
@@ -284,7 +288,7 @@ def first_nonfinite(
     return step, float(sol.ts[step]), row
 
 
-def nonfinite_error(model: AbstractModel, interp: Interpolant, schedule: AbstractSchedule,
+def nonfinite_error(model: AbstractDenoiser, interp: Interpolant, schedule: AbstractSchedule,
                     x0: Float[Array, "n d"], first_row: int, options: dict
                     ) -> FloatingPointError:
     """The error for a solve from ``x0`` (rows ``first_row …`` of a batch) whose final states
@@ -367,7 +371,7 @@ def _solve(model, interp, schedule, x0, steps, solver, method, adaptive, rtol, a
 
 
 class FusedEuler(diffrax.AbstractSolver):
-    """Euler's method for a model with a statistics form (``AbstractModel.statistics``).
+    """Euler's method for a model with a statistics form (``AbstractDenoiser.statistics``).
 
     The solver state carries the drift's sums over coordinates at the current state, and each
     step computes those of the state it writes, so the compiler can fuse that reduction with the
@@ -405,14 +409,14 @@ class FusedEuler(diffrax.AbstractSolver):
         return terms.vf(t0, y0, args)
 
 
-def has_statistics(model: AbstractModel, x: Float[Array, "n d"]) -> bool:
+def has_statistics(model: AbstractDenoiser, x: Float[Array, "n d"]) -> bool:
     """Whether ``model`` has a statistics form (decided at trace time, nothing computed)."""
     one = jnp.ones((), x.dtype)
     c = Coefficients(one, one, one, one, one)
     return jax.eval_shape(lambda: model.statistics(c, x)) is not None
 
 
-def _solver_instance(name: str, model: AbstractModel, x0, kinks=()):
+def _solver_instance(name: str, model: AbstractDenoiser, x0, kinks=()):
     """diffrax's solver, or ``FusedEuler`` where Euler meets a statistics form."""
     if name == "euler" and has_statistics(model, x0):
         return FusedEuler(kinks=jnp.asarray(kinks, x0.dtype).reshape(-1))
@@ -498,7 +502,7 @@ def _scan(fields, x0, grid, last, splits, solver, observe, checkpoints):
     """Fused Euler/Heun over t_0 … t_last: the same arithmetic as diffrax's tableaus, in blocks
     of steps under ``jax.checkpoint`` (reverse mode stores one state per block).
 
-    For a model with a statistics form (``AbstractModel.statistics``), the loop carries the
+    For a model with a statistics form (``AbstractDenoiser.statistics``), the loop carries the
     statistics of the current state beside it, and step i computes those of step i + 1 from the
     state it has just written: the compiler fuses that reduction with the update, so an Euler
     step makes two passes over the state (read, write) instead of three.

@@ -22,9 +22,11 @@ and two families of the diffusion literature, defined through the noise-to-signa
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
@@ -57,6 +59,7 @@ __all__ = [
     "value_and_derivative",
     "ScheduleKindWarning",
     "NAMES",
+    "REGISTRY",
 ]
 
 
@@ -335,9 +338,6 @@ def karras(
     )
 
 
-NAMES = ("constant", "vp_dilated", "ve_dilated", "ve_dilated_trig", "cosine", "karras")
-
-
 class ScheduleKindWarning(UserWarning):
     """A dilated schedule used with the kind of interpolant it was not made for."""
 
@@ -355,6 +355,35 @@ def warn_if_mismatched(name: str, kind: str, stacklevel: int = 2) -> None:
                       ScheduleKindWarning, stacklevel=stacklevel + 1)
 
 
+def _constant(interpolant: Interpolant) -> Constant:
+    return constant()
+
+
+def _vp_dilated(interpolant: Interpolant, k: RealLike = 3.0) -> VPDilated:
+    return vp_dilated(interpolant.d, k)
+
+
+def _ve_dilated(interpolant: Interpolant, k: RealLike = 3.0) -> VEDilated:
+    return ve_dilated(interpolant.d, k)
+
+
+def _ve_dilated_trig(interpolant: Interpolant, k: RealLike = 3.0) -> VEDilatedTrig:
+    return ve_dilated_trig(interpolant.d, k)
+
+
+#: The built-in schedules by name: each maker takes the interpolant (for d, α0 and shape) and
+#: the family's options as keywords. Configs and ``make`` find schedules here.
+REGISTRY: dict[str, Callable[..., AbstractSchedule]] = {
+    "constant": _constant,
+    "vp_dilated": _vp_dilated,
+    "ve_dilated": _ve_dilated,
+    "ve_dilated_trig": _ve_dilated_trig,
+    "cosine": cosine,
+    "karras": karras,
+}
+NAMES = tuple(REGISTRY)
+
+
 def make(name: str, interpolant: Interpolant, *, k: RealLike = 3.0,
          **options: float) -> AbstractSchedule:
     """Build a built-in schedule by name for ``interpolant`` (which supplies d, α0 and shape).
@@ -365,21 +394,16 @@ def make(name: str, interpolant: Interpolant, *, k: RealLike = 3.0,
     check_choice("schedule", name, NAMES)
     check_int("d", interpolant.d, lo=1)
     warn_if_mismatched(name, interpolant.kind)
-    allowed = {"cosine": {"offset"}, "karras": {"sigma_min", "sigma_max", "rho"}}.get(name, set())
+    maker = REGISTRY[name]
+    takes = [key for key in inspect.signature(maker).parameters if key != "interpolant"]
+    allowed = sorted(set(takes) - {"k"})
     for key in options:
         if key not in allowed:
             raise ValueError(
                 f"schedule option {key!r} is not used by schedule {name!r}"
-                + (f"; allowed: {', '.join(sorted(allowed))}" if allowed else "")
+                + (f"; allowed: {', '.join(allowed)}" if allowed else "")
             )
-    if name == "constant":
-        return constant()
-    if name == "vp_dilated":
-        return vp_dilated(interpolant.d, k)
-    if name == "ve_dilated":
-        return ve_dilated(interpolant.d, k)
-    if name == "ve_dilated_trig":
-        return ve_dilated_trig(interpolant.d, k)
-    if name == "cosine":
-        return cosine(interpolant, **options)
-    return karras(interpolant, **options)
+    kwargs: dict[str, Any] = dict(options)
+    if "k" in takes:
+        kwargs["k"] = k
+    return maker(interpolant, **kwargs)

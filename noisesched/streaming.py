@@ -33,7 +33,7 @@ from . import metrics
 from ._atomic import atomic_write, claim_folder
 from ._validation import check_int, check_real
 from .interpolants import Interpolant
-from .models.base import AbstractModel
+from .models.base import AbstractDataLaw, AbstractDenoiser
 from .sampling import all_finite, max_steps_error, nonfinite_error, sample_prior, solve
 from .schedules import AbstractSchedule
 
@@ -200,7 +200,7 @@ class StreamedSummary(NamedTuple):
 
 
 def sample_chunks(
-    model: AbstractModel,
+    model: AbstractDenoiser,
     interp: Interpolant,
     schedule: AbstractSchedule,
     key: PRNGKeyArray,
@@ -258,7 +258,7 @@ def _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype, options,
 
 
 def sample_summary(
-    model: AbstractModel,
+    model: AbstractDenoiser,
     interp: Interpolant,
     schedule: AbstractSchedule,
     key: PRNGKeyArray,
@@ -287,6 +287,9 @@ def sample_summary(
             the step and time at which its solve left the finite numbers.
         MaxStepsReached: an adaptive solve ran out of ``max_steps``.
     """
+    if not isinstance(model, AbstractDataLaw):
+        raise ValueError(f"model must be a data law as well as a denoiser (the metrics need its "
+                         f"features, noisesched.AbstractDataLaw); got {type(model).__name__}")
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     check_int("max_values", max_values, lo=1)
     if store is not None and not isinstance(store, ChunkStore):

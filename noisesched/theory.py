@@ -19,6 +19,7 @@ The number of steps may be a traced integer, so one compiled oracle serves every
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -26,9 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._validation import check_choice
+from ._validation import check_choice, check_int, check_positive, check_real
 from .interpolants import Coefficients, Interpolant
-from .models import GaussianMixture
 from .schedules import AbstractSchedule
 
 __all__ = ["TwoModeReduction", "reduced_solve", "gm_oracle", "ORACLE_SOLVERS"]
@@ -44,37 +44,36 @@ class TwoModeReduction(eqx.Module):
     sigma: float
 
     @classmethod
-    def of(cls, model: GaussianMixture) -> TwoModeReduction:
-        symmetric = model.K == 2
-        if symmetric and not isinstance(model.means, jax.core.Tracer):
-            means = np.asarray(model.means)
-            symmetric = np.allclose(means[1], -means[0], rtol=0, atol=1e-6 * np.abs(means).max())
-        if not symmetric:
+    def of(cls, model) -> TwoModeReduction:
+        """The reduction of a data law that has one (``model.two_mode_reduction()``, e.g. a
+        ``GaussianMixture`` with means ±μ)."""
+        reduce = getattr(model, "two_mode_reduction", None)
+        reduction = reduce() if reduce is not None else None
+        if reduction is None:
             raise ValueError("model must have two components with means μ and −μ for the exact "
-                             f"reduction; got K = {model.K}")
-        mu = model.means[0]
-        h = 0.5 * (jnp.log(model.weights[0]) - jnp.log(model.weights[1]))
-        return cls(mu_sq=jnp.sum(mu * mu), h=h, sigma=model.sigma)
+                             f"reduction; got {type(model).__name__}"
+                             + (f" with K = {model.K}" if hasattr(model, "K") else ""))
+        return reduction
 
     @classmethod
     def applies(cls, model) -> bool:
-        """Whether ``model`` is a two-component mixture with means ±μ (so ``of`` works)."""
-        if not isinstance(model, GaussianMixture):
-            return False
-        try:
-            cls.of(model)
-        except ValueError:
-            return False
-        return True
+        """Whether ``model`` has the exact reduction (so ``of`` works)."""
+        reduce = getattr(model, "two_mode_reduction", None)
+        return reduce is not None and reduce() is not None
 
     @classmethod
     def two_modes(cls, d: int, p: float = 0.8, m: float = 1.0, sigma: float = 0.5
                   ) -> TwoModeReduction:
         """The reduction of ``GaussianMixture.two_modes(d, p, m, sigma)`` without forming its
         (2, d) means: costs nothing whatever d."""
-        model = GaussianMixture.two_modes(d=1, p=p, m=m, sigma=sigma)  # validates the values
+        check_int("d", d, lo=1)
+        check_real("p", p, 0.0, 1.0)
+        check_positive("m", m)
+        check_positive("sigma", sigma)
+        w = np.asarray([p, 1.0 - p], dtype=float)
+        weights = jnp.asarray(w / w.sum())  # as the mixture normalises its weights
         return cls(mu_sq=jnp.asarray(m**2 * d, dtype=jnp.result_type(float)),
-                   h=0.5 * (jnp.log(model.weights[0]) - jnp.log(model.weights[1])), sigma=sigma)
+                   h=0.5 * (jnp.log(weights[0]) - jnp.log(weights[1])), sigma=float(sigma))
 
     def velocity(self, c: Coefficients, M: Array, y: Array) -> tuple[Array, Array]:
         var = c.alpha_sq + self.sigma**2 * c.beta**2
@@ -88,7 +87,7 @@ def _reduction(model) -> TwoModeReduction:
 
 
 def reduced_solve(
-    model: GaussianMixture | TwoModeReduction,
+    model: TwoModeReduction | Any,
     interp: Interpolant,
     schedule: AbstractSchedule,
     m0: Float[ArrayLike, " B"],
@@ -153,7 +152,7 @@ def _newton_step(final_overlap, u):
 
 
 def gm_oracle(
-    model: GaussianMixture | TwoModeReduction,
+    model: TwoModeReduction | Any,
     interp: Interpolant,
     schedule: AbstractSchedule,
     steps: int | Int[Array, ""],

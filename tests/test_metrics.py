@@ -66,7 +66,7 @@ def test_bad_sample_shapes(unchecked_types):
         metrics.mode_weight(model, jnp.zeros((4, 9)))
     with pytest.raises(ValueError, match="at least one sample"):
         metrics.within_mode_variance(model, jnp.zeros((0, 10)))
-    with pytest.raises(ValueError, match="model must be a GaussianMixture or CurieWeiss"):
+    with pytest.raises(ValueError, match="model must be a data law"):
         metrics.summary(object(), np.zeros((2, 2)))
 
 

@@ -1,241 +1,685 @@
-"""The experiment schema: one frozen dataclass with defaults, read from TOML, validated up front.
+"""The experiment schema: TOML sections that map onto the library's constructors.
 
-Every key of a config file, of ``--set key=value`` and of ``RunConfig(...)`` goes through
-``validate`` before any array is made: unknown keys suggest the nearest valid one, and each
-error names the key, the allowed range and the value received.
+A run config has a ``name`` and six sections:
+
+* ``[model]``: ``name`` (a ``noisesched.models.REGISTRY`` entry, or ``"package.module:Name"``
+  for a user's model) and the constructor's arguments (``d``, ...);
+* ``[interpolant]``: ``kind``, ``shape`` of ``noisesched.Interpolant`` (d is the model's);
+* ``[schedule]``: ``name`` (a ``noisesched.schedules.REGISTRY`` entry, a learnable family of
+  ``noisesched.learning.FAMILIES``, or ``"@file.json"`` for a saved schedule) and its options
+  (``k``, ...);
+* ``[solver]``: ``name``, ``steps``, ``method``, ``adaptive``, ``rtol``, ``atol``,
+  ``max_steps`` (the options of ``noisesched.solve``);
+* ``[sample]``: ``n``, ``seed``, ``dtype``, ``chunk_size``, ``devices``
+  (``noisesched.sample_summary``);
+* ``[output]``: ``figures``, ``trajectories``.
+
+One loader reads every section: values are coerced from the annotated types of the constructor
+(or of the section's dataclass), and validated once, by the library's constructors, before any
+sample is drawn; each error names ``section.key``. An unknown key suggests the nearest valid one;
+a key that belongs to another choice of the section (``k`` with the constant schedule) is
+dropped with a warning that says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
+import importlib
+import inspect
+import json
+import sys
 import tomllib
-from collections.abc import Sequence
+import types
+import typing
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 
+from .. import models as models_mod
 from .. import schedules as schedules_mod
-from .._validation import check_choice, check_int, check_positive, check_real
-from ..sampling import ADAPTIVE_SOLVERS, SOLVERS
+from .._typing import RealLike
+from .._validation import check_choice, check_int, check_positive
+from ..interpolants import Interpolant
+from ..learning.families import FAMILIES
+from ..sampling import ADAPTIVE_SOLVERS, SCAN_SOLVERS, SOLVERS
 
-MODELS = ("gm", "cw")
-CW_FORMS = ("two_phase", "exact")
 DTYPES = ("float32", "float64")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """One experiment. Defaults: the paper's GM, VP-dilated, d = 10^4, N = 100 Euler steps."""
-
-    name: str = "experiment"
-    model: str = "gm"  # gm | cw
-    d: int = 10_000
-    n: int = 4096
-    steps: int = 100
-    kind: str = "vp"  # vp | ve
-    shape: str = "linear"  # linear | trig
-    schedule: str = "vp_dilated"
-    k: float = 3.0
-    # Gaussian mixture: K = 2 is the paper's ±m·(1, …, 1) with weights (p, 1 − p); K > 2 draws
-    # K means m·g_k, g_k ~ N(0, I_d) from `means_seed`, with `weights`.
-    p: float = 0.8
-    m: float = 1.0
-    sigma: float = 0.5
-    K: int = 2
-    weights: tuple[float, ...] = ()
-    means_seed: int = 0
-    # Curie–Weiss
-    beta_cw: float = 2.0
-    h: float = 0.5 * math.log(4.0)
-    cw_form: str = "two_phase"  # two_phase | exact (finite-d Hubbard–Stratonovich)
-    # schedule options (cosine, karras)
-    offset: float = 0.0
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    rho: float = 7.0
-    # solver
-    solver: str = "euler"
-    method: str = "diffrax"
-    adaptive: bool = False
-    rtol: float = 1e-4
-    atol: float = 1e-4
-    max_steps: int = 16_384
-    seed: int = 0
-    dtype: str = "float32"
-    # scale: rows per chunk (0: as many as fit a quarter of the free memory) and devices to
-    # shard each chunk's rows over (0: all visible)
-    chunk_size: int = 0
-    devices: int = 0
-    # outputs
-    figures: bool = True
-    trajectories: int = 200  # samples whose overlap / coordinates are plotted against t
-
-    def __post_init__(self):
-        validate(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["weights"] = list(self.weights)
-        return out
-
-
-FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-_INT_KEYS = {"d", "n", "steps", "K", "means_seed", "max_steps", "seed", "trajectories",
-             "chunk_size", "devices"}
-_BOOL_KEYS = {"adaptive", "figures"}
-_STR_KEYS = {"name", "model", "kind", "shape", "schedule", "cw_form", "solver", "method", "dtype"}
+METHODS = ("diffrax", "scan")
 
 
 class ConfigError(ValueError):
     """A config that cannot run: bad key, type, value, or file."""
 
 
-def unknown_key(key: str, fields=FIELDS, what: str = "config") -> ConfigError:
-    """The error for a key outside the schema, with the nearest valid key as a hint."""
-    close = difflib.get_close_matches(key, list(fields), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown {what} key {key!r}{hint}")
+class ConfigWarning(UserWarning):
+    """A config key that does not apply to the chosen model or schedule, and is ignored."""
 
 
-def _coerce(key: str, value: Any) -> Any:
-    if key not in FIELDS:
-        raise unknown_key(key)
-    if key in _BOOL_KEYS:
+# ----------------------------------------------------------------------------- coercion
+def _hints(target: Callable) -> dict[str, Any]:
+    """The resolved annotations of ``target``'s parameters (a function, or a class: its fields
+    and its ``__init__``); a name that does not resolve leaves its parameter unannotated."""
+    out: dict[str, Any] = {}
+    sources = [target, getattr(target, "__init__", None)] if inspect.isclass(target) else [target]
+    local = {"Interpolant": Interpolant}  # named only for type checkers in some modules
+    for source in sources:
+        raw = getattr(source, "__annotations__", None)
+        if not isinstance(raw, dict):
+            continue
+        scope = getattr(inspect.unwrap(source) if callable(source) else source, "__globals__",
+                        None)
+        if scope is None:
+            scope = vars(sys.modules.get(getattr(source, "__module__", ""), types.ModuleType("_")))
+        for key, annotation in raw.items():
+            if isinstance(annotation, str):
+                try:
+                    annotation = eval(annotation, dict(scope), local)  # noqa: S307 - own modules
+                except Exception:
+                    continue
+            out[key] = annotation
+    return out
+
+
+def parameters(target: Callable) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of a constructor or maker (not ``self``, ``*args``, ``**kw``)."""
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return {}
+    return {name: p for name, p in sig.parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def coerce(where: str, value: Any, annotation: Any) -> Any:
+    """``value`` (from TOML or ``--set``) as the type ``annotation`` asks for, or a
+    ``ConfigError`` naming ``where``. Annotations without a rule pass the value through; the
+    constructor then checks it."""
+    if annotation is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false; got {value!r}")
+            raise ConfigError(f"{where} must be true or false; got {value!r}")
         return value
-    if key in _INT_KEYS:
-        if isinstance(value, float) and value.is_integer():
+    if annotation is int:
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
             value = int(value)  # 1e6 is a fine way to write a dimension
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer; got {value!r}")
+            raise ConfigError(f"{where} must be an integer; got {value!r}")
         return value
-    if key in _STR_KEYS:
+    if annotation is float or annotation is RealLike:
+        if not _is_number(value):
+            raise ConfigError(f"{where} must be a number; got {value!r}")
+        return float(value)
+    if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string; got {value!r}")
+            raise ConfigError(f"{where} must be a string; got {value!r}")
         return value
-    if key == "weights":
-        if not isinstance(value, list | tuple) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value
-        ):
-            raise ConfigError(f"weights must be a list of numbers; got {value!r}")
-        return tuple(float(v) for v in value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{key} must be a number; got {value!r}")
-    return float(value)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        for member in members:
+            try:
+                return coerce(where, value, member)
+            except ConfigError:
+                continue
+        if len(members) == 1:
+            return coerce(where, value, members[0])
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list; got {value!r}")
+        args = typing.get_args(annotation)
+        item = args[0] if args else Any
+        return tuple(coerce(f"{where} entry", v, item) for v in value)
+    if isinstance(value, list):  # arrays: lists of numbers
+        if not all(_is_number(v) or isinstance(v, list) for v in value):
+            raise ConfigError(f"{where} must be a list of numbers; got {value!r}")
+    return value
 
 
-def from_mapping(data: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
-    """A validated config from ``data`` (keys of ``RunConfig``) on top of ``base``."""
-    values = (base or RunConfig()).to_dict()
+def _construct(section: str, target: Callable, kwargs: dict[str, Any], name: str = ""):
+    """``target(**kwargs)``; a missing argument or a ``ValueError`` becomes a ``ConfigError``
+    naming the section."""
+    for key, p in parameters(target).items():
+        if p.default is p.empty and key not in kwargs:
+            raise ConfigError(f"{section}.{key} is required"
+                              + (f" for {section} {name!r}" if name else ""))
+    try:
+        return target(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        text = str(err)
+        first = text.split(" ", 1)[0]
+        if first in kwargs:
+            raise ConfigError(f"{section}.{text}") from None
+        raise ConfigError(f"[{section}] {text}") from None
+
+
+def suggest(key: str, known: Sequence[str]) -> str:
+    """" (did you mean '…'?)" for the nearest of ``known``, or ""."""
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ----------------------------------------------------------------------------- choices
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A section that names one entry of a registry (or an importable constructor) and the
+    options given for it."""
+
+    name: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **{k: _plain(v) for k, v in self.options.items()}}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+#: What the model section's constructor receives from nothing else; the schedule's maker also
+#: receives the interpolant (``interpolant``) where it takes one.
+_SCHEDULE_CONTEXT = ("interpolant",)
+
+
+def model_constructor(name: str) -> Callable:
+    """The constructor of ``[model] name``: a registry entry, or ``"package.module:Name"``
+    imported and checked against the protocol."""
+    if ":" in name:
+        return _import_model(name)
+    if name not in models_mod.REGISTRY:
+        check_choice_config("model.name", name, list(models_mod.REGISTRY)
+                            + ["package.module:Name"])
+    return models_mod.REGISTRY[name]
+
+
+def _import_model(spec: str) -> Callable:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"model.name must be a registry name or 'package.module:Name'; got "
+                          f"{spec!r}")
+    if "" not in sys.path and "." not in sys.path:  # as `python -m`: the current folder
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"model.name = {spec!r}: cannot import module {module_name!r} "
+                          f"({err}); it must be installed, on PYTHONPATH, or in the current "
+                          "folder") from None
+    target = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ConfigError(f"model.name = {spec!r}: module {module_name!r} has no "
+                              f"attribute {attr!r}")
+        target = getattr(target, part)
+    if inspect.isclass(target):
+        _check_protocol(spec, target)
+    elif not callable(target):
+        raise ConfigError(f"model.name = {spec!r} is not a class or a function")
+    return target
+
+
+def _check_protocol(spec: str, cls: type) -> None:
+    """A user's model class must be a denoiser and a data law with nothing left abstract."""
+    missing = [base.__name__ for base in (models_mod.AbstractDenoiser, models_mod.AbstractDataLaw)
+               if not issubclass(cls, base)]
+    if missing:
+        raise ConfigError(f"model.name = {spec!r}: {cls.__name__} must subclass "
+                          + " and ".join(f"noisesched.{m}" for m in missing)
+                          + " (or noisesched.AbstractModel, which is both)")
+    abstract = sorted(getattr(cls, "__abstractmethods__", ()))
+    if abstract:
+        raise ConfigError(f"model.name = {spec!r}: {cls.__name__} does not implement "
+                          f"{', '.join(abstract)} of the model protocol")
+
+
+def check_choice_config(where: str, value: str, choices: Sequence[str]) -> None:
+    try:
+        check_choice(where, value, choices)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _schedule_registry() -> dict[str, Callable[..., Any]]:
+    """Built-in schedules (``noisesched.schedules.REGISTRY``) and learnable families
+    (``noisesched.learning.FAMILIES``), by name."""
+    return {**schedules_mod.REGISTRY, **FAMILIES}
+
+
+def schedule_maker(name: str) -> Callable[..., Any]:
+    """The maker of ``[schedule] name``: a built-in schedule or a learnable family."""
+    known = _schedule_registry()
+    check_choice_config("schedule.name", name, list(known))
+    return known[name]
+
+
+def _all_options(registry: Mapping[str, Callable], context: Sequence[str] = ()) -> set[str]:
+    return {key for target in registry.values() for key in parameters(target)
+            if key not in context}
+
+
+def _resolve_choice(section: str, data: Mapping[str, Any], target: Callable,
+                    others: set[str], context: Sequence[str] = (), explicit: set[str] | None = None
+                    ) -> dict[str, Any]:
+    """The options of a choice section coerced from ``target``'s annotations; keys of other
+    choices are dropped (with a warning when the user gave them with this choice)."""
+    params = {k: p for k, p in parameters(target).items() if k not in context}
+    hints = _hints(target)
+    out = {}
     for key, value in data.items():
-        values[key] = _coerce(key, value)
-    values["weights"] = tuple(values["weights"])
+        if key == "name":
+            continue
+        if key not in params:
+            accepts_any = any(p.kind == p.VAR_KEYWORD
+                              for p in inspect.signature(target).parameters.values())
+            if accepts_any:
+                out[key] = value
+                continue
+            if key in others:
+                if explicit is None or key in explicit:
+                    allowed = ", ".join(params) or "none"
+                    warnings.warn(f"{section}.{key} = {value!r} does not apply to {section} "
+                                  f"{data['name']!r} (its options: {allowed}); ignored",
+                                  ConfigWarning, stacklevel=2)
+                continue
+            raise ConfigError(f"unknown {section} key {key!r} for {section} {data['name']!r}"
+                              + suggest(key, list(params) + sorted(others)))
+        out[key] = coerce(f"{section}.{key}", value, hints.get(key, Any))
+    return out
+
+
+def resolved_options(target: Callable, options: Mapping[str, Any], context: Sequence[str] = ()
+                     ) -> dict[str, Any]:
+    """``options`` with the defaults of every other parameter that is a plain value (what
+    ``results.json`` records)."""
+    out = {}
+    for key, p in parameters(target).items():
+        if key in context:
+            continue
+        if key in options:
+            out[key] = _plain(options[key])
+        elif p.default is not p.empty and isinstance(p.default, bool | int | float | str):
+            out[key] = p.default
+    return out
+
+
+# ----------------------------------------------------------------------------- plain sections
+@dataclasses.dataclass(frozen=True)
+class InterpolantSettings:
+    """``[interpolant]``: ``noisesched.Interpolant(kind, shape, d)`` with the model's d."""
+
+    kind: str = "vp"  # vp | ve
+    shape: str = "linear"  # linear | trig
+
+    def __post_init__(self):
+        _construct("interpolant", Interpolant, dict(kind=self.kind, shape=self.shape, d=1))
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverSettings:
+    """``[solver]``: the options of ``noisesched.solve``; ``name`` is the solver."""
+
+    name: str = "euler"
+    steps: int = 100
+    method: str = "diffrax"  # diffrax | scan
+    adaptive: bool = False
+    rtol: float = 1e-4
+    atol: float = 1e-4
+    max_steps: int = 16_384
+
+    def __post_init__(self):
+        try:
+            check_choice("solver.name", self.name, SOLVERS)
+            check_int("solver.steps", self.steps, lo=1)
+            check_choice("solver.method", self.method, METHODS)
+            if self.method == "scan":
+                check_choice("solver.name (method = 'scan')", self.name, SCAN_SOLVERS)
+            if self.adaptive:
+                check_choice("solver.name (adaptive)", self.name, ADAPTIVE_SOLVERS)
+                if self.method != "diffrax":
+                    raise ConfigError("solver.adaptive = true needs solver.method = 'diffrax'")
+            check_positive("solver.rtol", self.rtol)
+            check_positive("solver.atol", self.atol)
+            check_int("solver.max_steps", self.max_steps, lo=1)
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of ``noisesched.solve``."""
+        return {"steps": self.steps, "solver": self.name, "method": self.method,
+                "adaptive": self.adaptive, "rtol": self.rtol, "atol": self.atol,
+                "max_steps": self.max_steps}
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleSettings:
+    """``[sample]``: the batch: ``n`` samples from ``seed`` in ``dtype``, in chunks of
+    ``chunk_size`` rows (0: as many as fit a quarter of the free memory) sharded over
+    ``devices`` (0: all visible)."""
+
+    n: int = 4096
+    seed: int = 0
+    dtype: str = "float32"  # float32 | float64
+    chunk_size: int = 0
+    devices: int = 0
+
+    def __post_init__(self):
+        try:
+            check_int("sample.n", self.n, lo=1)
+            check_int("sample.seed", self.seed, lo=0, hi=2**63 - 1)
+            check_choice("sample.dtype", self.dtype, DTYPES)
+            check_int("sample.chunk_size", self.chunk_size, lo=0)
+            check_int("sample.devices", self.devices, lo=0, hi=jax.device_count())
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSettings:
+    """``[output]``: figures, and how many samples' paths the trajectory figure shows."""
+
+    figures: bool = True
+    trajectories: int = 200
+
+    def __post_init__(self):
+        try:
+            check_int("output.trajectories", self.trajectories, lo=0)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+
+PLAIN_SECTIONS: dict[str, type] = {"interpolant": InterpolantSettings, "solver": SolverSettings,
+                                   "sample": SampleSettings, "output": OutputSettings}
+CHOICE_SECTIONS = ("model", "schedule")
+SECTIONS = ("model", "interpolant", "schedule", "solver", "sample", "output")
+
+
+# ----------------------------------------------------------------------------- the run config
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One experiment. Defaults: the paper's GM (d = 10^4, p = 0.8, m = 1, σ = 0.5), VP,
+    VP-dilated (k = 3), N = 100 Euler steps, n = 4096."""
+
+    name: str = "experiment"
+    model: Choice = Choice("gm", {"d": 10_000})
+    interpolant: InterpolantSettings = InterpolantSettings()
+    schedule: Choice = Choice("vp_dilated", {"k": 3.0})
+    solver: SolverSettings = SolverSettings()
+    sample: SampleSettings = SampleSettings()
+    output: OutputSettings = OutputSettings()
+
+    def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string; got {self.name!r}")
+        self.build()  # every constructor validates its arguments, before any sample is drawn
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", schedules_mod.ScheduleKindWarning)
+            schedules_mod.warn_if_mismatched(self.schedule.name, self.interpolant.kind,
+                                             stacklevel=4)
+
+    def build(self) -> tuple[Any, Interpolant, Any]:
+        """(model, interpolant, schedule), each made by the library's constructor."""
+        model = _construct("model", model_constructor(self.model.name), dict(self.model.options),
+                           self.model.name)
+        if not isinstance(model, models_mod.AbstractDenoiser):
+            raise ConfigError(f"model.name = {self.model.name!r} made a "
+                              f"{type(model).__name__}, not a noisesched.AbstractDenoiser")
+        interp = _construct("interpolant", Interpolant,
+                            dict(kind=self.interpolant.kind, shape=self.interpolant.shape,
+                                 d=model.d))
+        maker = schedule_maker(self.schedule.name)
+        options = dict(self.schedule.options)
+        if "interpolant" in parameters(maker):
+            options["interpolant"] = interp
+        with warnings.catch_warnings():  # said once, when the config was made
+            warnings.simplefilter("ignore", schedules_mod.ScheduleKindWarning)
+            schedule = _construct("schedule", maker, options, self.schedule.name)
+        return model, interp, schedule
+
+    @property
+    def d(self) -> int:
+        """The data dimension (the model's)."""
+        d = resolved_options(model_constructor(self.model.name), self.model.options).get("d")
+        return int(d) if isinstance(d, int) else self.build()[0].d
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole config with every default resolved (what ``results.json`` records)."""
+        model = model_constructor(self.model.name)
+        schedule = schedule_maker(self.schedule.name)
+        return {
+            "name": self.name,
+            "model": {"name": self.model.name,
+                      **resolved_options(model, self.model.options)},
+            "interpolant": dataclasses.asdict(self.interpolant),
+            "schedule": {"name": self.schedule.name,
+                         **resolved_options(schedule, self.schedule.options, _SCHEDULE_CONTEXT)},
+            "solver": dataclasses.asdict(self.solver),
+            "sample": dataclasses.asdict(self.sample),
+            "output": dataclasses.asdict(self.output),
+        }
+
+
+#: Where each key of a flat config (earlier versions) now lives.
+FLAT_KEYS = {
+    "model": "model.name", "d": "model.d", "p": "model.p", "m": "model.m",
+    "sigma": "model.sigma", "K": "model (name = 'gm_random', weights = [...])",
+    "weights": "model.weights", "means_seed": "model.seed", "beta_cw": "model.beta",
+    "h": "model.h", "cw_form": "model.name ('cw' or 'cw_exact')", "kind": "interpolant.kind",
+    "shape": "interpolant.shape", "schedule": "schedule.name", "k": "schedule.k",
+    "offset": "schedule.offset", "sigma_min": "schedule.sigma_min",
+    "sigma_max": "schedule.sigma_max", "rho": "schedule.rho", "solver": "solver.name",
+    "steps": "solver.steps", "method": "solver.method", "adaptive": "solver.adaptive",
+    "rtol": "solver.rtol", "atol": "solver.atol", "max_steps": "solver.max_steps",
+    "n": "sample.n", "seed": "sample.seed", "dtype": "sample.dtype",
+    "chunk_size": "sample.chunk_size", "devices": "sample.devices",
+    "figures": "output.figures", "trajectories": "output.trajectories",
+}
+
+
+def _flat_config_error(keys: Sequence[str], where: str) -> ConfigError:
+    moves = "; ".join(f"{k} → {FLAT_KEYS[k]}" for k in keys if k in FLAT_KEYS)
+    return ConfigError(f"{where}a flat config of an earlier version: its keys now live in "
+                       f"sections [model], [interpolant], [schedule], [solver], [sample], "
+                       f"[output]; move them: {moves} (see configs/ for examples)")
+
+
+def _section_keys(section: str, choice: str | None = None) -> list[str]:
+    if section in PLAIN_SECTIONS:
+        return [f.name for f in dataclasses.fields(PLAIN_SECTIONS[section])]
+    registry = (models_mod.REGISTRY if section == "model"
+                else _schedule_registry())
+    return ["name", *sorted(_all_options(registry, _SCHEDULE_CONTEXT))]
+
+
+def all_keys() -> list[str]:
+    """Every ``section.key`` a run config can hold (for suggestions)."""
+    return ["name"] + [f"{s}.{k}" for s in SECTIONS for k in _section_keys(s)]
+
+
+def from_mapping(data: Mapping[str, Any], base: RunConfig | None = None, *,
+                 where: str = "") -> RunConfig:
+    """A validated config from nested ``data`` (sections as tables) on top of ``base``.
+
+    A section that names another choice than ``base`` (``schedule.name``) starts from that
+    choice's defaults, keeping the base's options that it also takes."""
+    base = base or RunConfig()
+    data = dict(data)
+    flat = [k for k, v in data.items() if k in FLAT_KEYS and not isinstance(v, Mapping)]
+    if flat:
+        raise _flat_config_error(flat, where)
+    stray = [k for k in data if k != "name" and k not in SECTIONS]
+    if stray:
+        key = stray[0]
+        raise ConfigError(f"{where}unknown config key {key!r}" + suggest(key, all_keys()))
+    values: dict[str, Any] = {"name": data.get("name", base.name)}
+    for section in SECTIONS:
+        given = data.get(section, {})
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"{where}{section} must be a table [{section}]; got {given!r}")
+        if section in PLAIN_SECTIONS:
+            values[section] = _plain_section(section, given, getattr(base, section))
+        else:
+            values[section] = _choice_section(section, given, getattr(base, section))
     return RunConfig(**values)
 
 
-def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a TOML config (or a results.json, whose ``config`` is rerun) and apply ``key=value``
-    overrides."""
+def _plain_section(section: str, given: Mapping[str, Any], base):
+    cls = PLAIN_SECTIONS[section]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    updates = {}
+    for key, value in given.items():
+        if key not in fields:
+            raise ConfigError(f"unknown {section} key {key!r}" + suggest(key, sorted(fields)))
+        updates[key] = coerce(f"{section}.{key}", value, hints[key])
+    return dataclasses.replace(base, **updates)
+
+
+def _choice_section(section: str, given: Mapping[str, Any], base: Choice) -> Choice:
+    name = given.get("name", base.name)
+    if not isinstance(name, str):
+        raise ConfigError(f"{section}.name must be a string; got {name!r}")
+    if section == "schedule" and name.startswith("@"):
+        name, stored = _schedule_file(name[1:])
+        given = {**{k: v for k, v in given.items() if k != "name"}, **stored}
+    if section == "model":
+        target = model_constructor(name)
+        others = _all_options(models_mod.REGISTRY)
+        context: Sequence[str] = ()
+    else:
+        target = schedule_maker(name)
+        others = _all_options(_schedule_registry(), _SCHEDULE_CONTEXT)
+        context = _SCHEDULE_CONTEXT
+    merged = dict(base.options) if name == base.name else {
+        k: v for k, v in base.options.items() if k in parameters(target) and k not in context}
+    explicit = {k for k in given if k != "name"}
+    merged.update({k: v for k, v in given.items() if k != "name"})
+    options = _resolve_choice(section, {"name": name, **merged}, target, others, context,
+                              explicit)
+    return Choice(name, types.MappingProxyType(options))
+
+
+def _schedule_file(path: str) -> tuple[str, dict[str, Any]]:
+    """``schedule.name = "@path"``: the family and fields of a schedule saved by
+    ``noisesched.learning.save_schedule`` (its content goes into the config, so a rerun needs
+    no file)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"schedule file {path!r} (schedule.name = '@{path}') does not exist")
+    try:
+        data = json.loads(file.read_text())
+        family, fields = data["family"], dict(data["fields"])
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise ConfigError(f"{path}: not a schedule file of noisesched.learning.save_schedule "
+                          f"({err})") from None
+    fields.pop("interpolant", None)  # the config's own interpolant
+    return family, fields
+
+
+# ----------------------------------------------------------------------------- files
+def read_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a TOML config, or the ``config`` of a ``results.json``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
     if path.suffix == ".json":
-        import json
-
         try:
             data = json.loads(text)["config"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ConfigError(f"{path}: not a results.json with a 'config' entry ({err})") from None
-    else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: malformed TOML: {err}") from None
-    data = dict(data)
+            raise ConfigError(f"{path}: not a results.json with a 'config' entry ({err})"
+                              ) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: its 'config' must be a table; got {data!r}")
+        return data
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: malformed TOML: {err}") from None
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a TOML config (or a results.json, whose ``config`` is rerun) and apply
+    ``section.key=value`` overrides."""
+    data = read_file(path)
     data.pop("fit", None)  # a fit config runs with its initial schedule (see noisesched fit)
-    for key, value in data.items():
-        if isinstance(value, dict):
-            raise ConfigError(f"{path}: tables are not part of the schema; got [{key}]")
-    data.update(parse_overrides(overrides))
-    return from_mapping(data)
+    return from_mapping(merge(data, parse_overrides(overrides)), where=f"{path}: ")
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["d=1000", "schedule=constant"]`` → ``{"d": 1000, "schedule": "constant"}`` (TOML
-    values; a bare word is a string)."""
-    out = {}
+def _applicable(section: str, name: Any) -> set[str] | None:
+    """The options that choice ``name`` of ``section`` takes (None: not a known choice)."""
+    try:
+        target = model_constructor(name) if section == "model" else schedule_maker(name)
+    except (ConfigError, TypeError):
+        return None
+    return set(parameters(target))
+
+
+def merge(data: Mapping[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with the nested ``updates`` applied, section by section. Where ``updates``
+    names another choice (``schedule.name``), the options ``data`` gave for its own choice are
+    kept only if the new one takes them."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    for section in CHOICE_SECTIONS:
+        new = updates.get(section, {}).get("name") if isinstance(updates.get(section),
+                                                                 Mapping) else None
+        old = out.get(section)
+        if new is not None and isinstance(old, dict) and old.get("name") != new:
+            takes = _applicable(section, new)
+            if takes is not None:
+                out[section] = {k: v for k, v in old.items() if k in takes}
+    for key, value in updates.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key].update(value)
+        else:
+            out[key] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def parse_value(raw: str) -> Any:
+    """A TOML value; a bare word is a string."""
+    try:
+        return tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw.strip()
+
+
+def parse_overrides(items: Sequence[str], sections: Sequence[str] = SECTIONS
+                    ) -> dict[str, Any]:
+    """``["model.d=1000", "schedule.name=constant"]`` → ``{"model": {"d": 1000}, "schedule":
+    {"name": "constant"}}`` (TOML values; a bare word is a string)."""
+    out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set takes key=value; got {item!r}")
-        try:
-            value = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw.strip()
-        if key not in FIELDS:
-            raise unknown_key(key)
-        out[key] = value
+            raise ConfigError(f"--set takes section.key=value; got {item!r}")
+        section, dot, sub = key.partition(".")
+        value = parse_value(raw)
+        if not dot:
+            if key != "name":
+                hint = (f" (now {FLAT_KEYS[key]})" if key in FLAT_KEYS
+                        else suggest(key, all_keys()))
+                raise ConfigError(f"unknown config key {key!r}{hint}")
+            out["name"] = value
+            continue
+        if section not in sections:
+            raise ConfigError(f"unknown config section {section!r} in {item!r}"
+                              + suggest(section, list(sections)))
+        out.setdefault(section, {})[sub] = value
     return out
 
 
-def validate(c: RunConfig) -> None:
-    """Ranges and consistency of every key; raises ``ConfigError`` naming the key."""
-    try:
-        check_choice("model", c.model, MODELS)
-        check_int("d", c.d, lo=2)
-        check_int("n", c.n, lo=1)
-        check_int("steps", c.steps, lo=1)
-        check_choice("kind", c.kind, ("vp", "ve"))
-        check_choice("shape", c.shape, ("linear", "trig"))
-        if c.schedule.startswith("@"):
-            if not Path(c.schedule[1:]).is_file():
-                raise ConfigError(f"schedule file {c.schedule[1:]!r} (schedule = "
-                                  f"{c.schedule!r}) does not exist")
-        else:
-            check_choice("schedule", c.schedule, schedules_mod.NAMES)
-        if c.schedule in ("vp_dilated", "ve_dilated", "ve_dilated_trig"):
-            check_real("k", c.k, 0.0, math.sqrt(c.d))
-        check_real("p", c.p, 0.0, 1.0)
-        check_positive("m", c.m)
-        check_positive("sigma", c.sigma)
-        check_int("K", c.K, lo=2)
-        check_int("means_seed", c.means_seed, lo=0)
-        if c.K > 2 or c.weights:
-            if len(c.weights) != c.K:
-                raise ConfigError(f"weights must list K = {c.K} numbers; got {len(c.weights)}")
-            if any(not w > 0 for w in c.weights) or abs(sum(c.weights) - 1) > 1e-6:
-                raise ConfigError(f"weights must be positive and sum to 1; got {list(c.weights)}")
-        check_positive("beta_cw", c.beta_cw)
-        check_real("h", c.h)
-        check_choice("cw_form", c.cw_form, CW_FORMS)
-        check_real("offset", c.offset, 0.0, 1.0, lo_open=False)
-        check_positive("sigma_min", c.sigma_min)
-        check_real("sigma_max", c.sigma_max, c.sigma_min, math.inf)
-        check_positive("rho", c.rho)
-        check_choice("solver", c.solver, SOLVERS)
-        check_choice("method", c.method, ("diffrax", "scan"))
-        if c.method == "scan":
-            check_choice("solver (method = 'scan')", c.solver, ("euler", "heun"))
-        if c.adaptive:
-            check_choice("solver (adaptive)", c.solver, ADAPTIVE_SOLVERS)
-            if c.method != "diffrax":
-                raise ConfigError("adaptive = true needs method = 'diffrax'")
-        check_positive("rtol", c.rtol)
-        check_positive("atol", c.atol)
-        check_int("max_steps", c.max_steps, lo=1)
-        check_int("seed", c.seed, lo=0)
-        check_choice("dtype", c.dtype, DTYPES)
-        check_int("trajectories", c.trajectories, lo=0)
-        check_int("chunk_size", c.chunk_size, lo=0)
-        check_int("devices", c.devices, lo=0, hi=jax.device_count())
-    except ConfigError:
-        raise
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    schedules_mod.warn_if_mismatched(c.schedule, c.kind)
+def override(config: RunConfig, updates: Mapping[str, Any]) -> RunConfig:
+    """``config`` with nested ``updates`` (as from ``parse_overrides``)."""
+    return from_mapping(updates, base=config)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import time
-import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,6 @@ from ..learning import (
     LR_SCHEDULES,
     OPTIMIZERS,
     ExactLoss,
-    NoiseRatioKnots,
-    PiecewiseLinear,
-    SigmoidSum,
     ThresholdLoss,
     combined_loss,
     fit_schedule,
@@ -42,14 +39,21 @@ from ..learning import (
     mode_asymmetry_loss,
     save_schedule,
 )
-from ..models import GaussianMixture
 from ..schedules import NAMES, make
 from ..streaming import sample_summary
-from .config import ConfigError, RunConfig, from_mapping, parse_overrides, unknown_key
+from .config import (
+    SECTIONS,
+    ConfigError,
+    RunConfig,
+    from_mapping,
+    merge,
+    override,
+    parse_overrides,
+    read_file,
+    suggest,
+)
 from .io import environment, save_figure, write_json
-from .run import build
 
-LOSSES = ("combined", "mode", "low", "exact", "threshold")
 INITS = ("schedule", "uniform")
 
 
@@ -88,9 +92,11 @@ class FitSettings:
             check_choice("fit.family", self.family, tuple(FAMILIES))
             check_int("fit.pieces", self.pieces, lo=2)
             check_choice("fit.init", self.init, INITS)
-            if self.init == "uniform" and self.family != "noise_ratio_knots":
-                raise ConfigError("fit.init = 'uniform' needs fit.family = 'noise_ratio_knots'")
-            check_choice("fit.loss", self.loss, LOSSES)
+            if self.init == "uniform" and not hasattr(FAMILIES[self.family], "uniform"):
+                uniform = [name for name, cls in FAMILIES.items() if hasattr(cls, "uniform")]
+                raise ConfigError(f"fit.init = 'uniform' needs fit.family in {uniform}; got "
+                                  f"{self.family!r}")
+            check_choice("fit.loss", self.loss, tuple(LOSS_BUILDERS))
             for key in ("weight_high", "weight_low"):
                 check_real(f"fit.{key}", getattr(self, key), lo=0.0, lo_open=False)
             check_real("fit.temperature", self.temperature, lo=0.0)
@@ -128,7 +134,7 @@ def _fit_settings(data: dict[str, Any]) -> FitSettings:
     values = {}
     for key, value in data.items():
         if key not in FIT_FIELDS:
-            raise unknown_key(key, FIT_FIELDS, "fit")
+            raise ConfigError(f"unknown fit key {key!r}" + suggest(key, list(FIT_FIELDS)))
         default = FIT_FIELDS[key].default
         if isinstance(default, tuple):
             if not isinstance(value, list | tuple):
@@ -156,80 +162,78 @@ def _fit_settings(data: dict[str, Any]) -> FitSettings:
 def load_fit(path: str | Path, overrides: Sequence[str] = ()
              ) -> tuple[RunConfig, FitSettings]:
     """Read a fit config (TOML with a ``[fit]`` table, or a fit's ``history.json``); overrides
-    are ``key=value`` for run keys and ``fit.key=value`` for the table."""
+    are ``section.key=value`` for the run sections and ``fit.key=value`` for the table."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    if path.suffix == ".json":
+    if path.suffix == ".json" and path.is_file():
         try:
             stored = json.loads(path.read_text())
             data, fit = dict(stored["config"]), dict(stored["fit"])
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"{path}: not a fit history.json ({err})") from None
     else:
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: malformed TOML: {err}") from None
+        data = read_file(path)
         fit = data.pop("fit", {})
         if not isinstance(fit, dict):
             raise ConfigError(f"{path}: fit must be a table [fit]")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            raise ConfigError(f"{path}: tables other than [fit] are not part of the schema; "
-                              f"got [{key}]")
-    run_over = [o for o in overrides if not o.strip().startswith("fit.")]
-    fit_over = [o.strip()[4:] for o in overrides if o.strip().startswith("fit.")]
-    data.update(parse_overrides(run_over))
-    for item in fit_over:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set takes key=value; got 'fit.{item}'")
-        try:
-            fit[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            fit[key.strip()] = raw.strip()
-    return from_mapping(data), _fit_settings(fit)
+    updates = parse_overrides(overrides, (*SECTIONS, "fit"))
+    fit.update(updates.pop("fit", {}))
+    return from_mapping(merge(data, updates), where=f"{path}: "), _fit_settings(fit)
 
 
 def initial_schedule(config: RunConfig, settings: FitSettings, interp: Interpolant):
+    """The learnable family's start: the config's schedule on ``pieces`` knots, or the
+    family's uniform start."""
+    family: Any = FAMILIES[settings.family]
     if settings.init == "uniform":
-        return NoiseRatioKnots.uniform(interp, settings.pieces)
-    _, _, start = build(config)
-    if settings.family == "piecewise_linear":
-        return PiecewiseLinear.from_schedule(start, settings.pieces)
-    if settings.family == "sigmoid_sum":
-        return SigmoidSum.from_schedule(start, settings.pieces)
-    return NoiseRatioKnots.from_schedule(start, interp, settings.pieces)
+        return family.uniform(interp, settings.pieces)
+    start = config.build()[2]
+    if "interpolant" in inspect.signature(family.from_schedule).parameters:
+        return family.from_schedule(start, interpolant=interp, pieces=settings.pieces)
+    return family.from_schedule(start, settings.pieces)
+
+
+def _exact_loss(config: RunConfig, s: FitSettings, model, interp):
+    if not theory.TwoModeReduction.applies(model):
+        raise ConfigError("fit.loss = 'exact' needs a model with the exact two-mode reduction "
+                          "(gm with two modes ±μ)")
+    if config.solver.name not in theory.ORACLE_SOLVERS:
+        raise ConfigError(f"fit.loss = 'exact' needs solver.name in {theory.ORACLE_SOLVERS}; "
+                          f"got {config.solver.name!r}")
+    return ExactLoss.of(model, interp, config.solver.steps, solver=config.solver.name,
+                        weight_high=s.weight_high, weight_low=s.weight_low)
+
+
+def _threshold_loss(config: RunConfig, s: FitSettings, model, interp):
+    if model.mode_split() is None:
+        raise ConfigError("fit.loss = 'threshold' needs a model whose high-level feature is a "
+                          "two-way split (cw, or gm with two modes ±μ)")
+    return ThresholdLoss(model, interp, config.solver.steps, solver=config.solver.name,
+                         method=config.solver.method, weight_high=s.weight_high,
+                         weight_low=s.weight_low, bisections=s.bisections)
+
+
+#: ``fit.loss`` by name: each builds the loss from the config, the settings, the model and the
+#: interpolant.
+LOSS_BUILDERS: dict[str, Callable[..., Any]] = {
+    "combined": lambda config, s, model, interp: (
+        lambda m, x: combined_loss(m, x, s.weight_high, s.weight_low, s.temperature)),
+    "mode": lambda config, s, model, interp: (
+        lambda m, x: mode_asymmetry_loss(m, x, s.temperature)),
+    "low": lambda config, s, model, interp: low_level_loss,
+    "threshold": _threshold_loss,
+    "exact": _exact_loss,
+}
 
 
 def make_loss(config: RunConfig, settings: FitSettings, model, interp):
-    s = settings
-    if s.loss == "exact":
-        if not theory.TwoModeReduction.applies(model):
-            raise ConfigError("fit.loss = 'exact' needs model = 'gm' with K = 2 (means ±μ)")
-        if config.solver not in theory.ORACLE_SOLVERS:
-            raise ConfigError(f"fit.loss = 'exact' needs solver in {theory.ORACLE_SOLVERS}; got "
-                              f"{config.solver!r}")
-        return ExactLoss.of(model, interp, config.steps, solver=config.solver,
-                            weight_high=s.weight_high, weight_low=s.weight_low)
-    if s.loss == "threshold":
-        if isinstance(model, GaussianMixture) and not theory.TwoModeReduction.applies(model):
-            raise ConfigError("fit.loss = 'threshold' needs model = 'cw' or a two-mode mixture")
-        return ThresholdLoss(model, interp, config.steps, solver=config.solver,
-                             method=config.method, weight_high=s.weight_high,
-                             weight_low=s.weight_low, bisections=s.bisections)
-    if s.loss == "mode":
-        return lambda m, x: mode_asymmetry_loss(m, x, s.temperature)
-    if s.loss == "low":
-        return low_level_loss
-    return lambda m, x: combined_loss(m, x, s.weight_high, s.weight_low, s.temperature)
+    """The loss named by ``fit.loss`` (``LOSS_BUILDERS``)."""
+    return LOSS_BUILDERS[settings.loss](config, settings, model, interp)
 
 
 def fingerprint(config: RunConfig, settings: FitSettings) -> str:
     """A hash of everything that changes the numbers of a fit (not the evaluation)."""
-    keep = {k: v for k, v in config.to_dict().items() if k not in ("n", "seed", "name",
-                                                                 "figures", "trajectories")}
+    keep = {k: v for k, v in config.to_dict().items() if k not in ("name", "output")}
+    keep["sample"] = {k: v for k, v in keep["sample"].items() if k not in ("n", "seed")}
     fit = {k: v for k, v in settings.to_dict().items() if k not in ("compare", "transfer_dims")}
     text = json.dumps({"config": keep, "fit": fit}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -237,26 +241,25 @@ def fingerprint(config: RunConfig, settings: FitSettings) -> str:
 
 def evaluate(model, interp, schedule, config: RunConfig, *, chunk: int = 2048
              ) -> dict[str, float]:
-    """Metrics of ``config.n`` samples from ``config.seed`` (the rows ``noisesched run`` draws),
-    streamed in chunks (``noisesched.streaming.sample_summary``); exact values of the same
-    discretisation for a two-mode mixture."""
-    dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
-    summary = sample_summary(model, interp, schedule, jax.random.PRNGKey(config.seed), config.n,
-                             steps=config.steps, solver=config.solver, method=config.method,
+    """Every feature of the data law with its target, for ``sample.n`` samples from
+    ``sample.seed`` (the rows ``noisesched run`` draws), streamed in chunks
+    (``noisesched.streaming.sample_summary``); and the Monte-Carlo-free values of the same
+    discretisation where the law has an oracle."""
+    dtype = jnp.float64 if config.sample.dtype == "float64" else jnp.float32
+    summary = sample_summary(model, interp, schedule, jax.random.PRNGKey(config.sample.seed),
+                             config.sample.n, steps=config.solver.steps,
+                             solver=config.solver.name, method=config.solver.method,
                              dtype=dtype, chunk_size=chunk).metrics
-    out: dict[str, float] = {"mode_weight": summary["mode_weight"],
-                             "mode_weight_target": summary["mode_weight_target"]}
-    if isinstance(model, GaussianMixture):
-        out["within_mode_var_ratio"] = summary["within_mode_var"] / model.sigma**2
-        if theory.TwoModeReduction.applies(model) and config.solver in theory.ORACLE_SOLVERS:
-            with jax.enable_x64(True):
-                red = theory.TwoModeReduction.two_modes(model.d, config.p, config.m,
-                                                        config.sigma)
-                exact = theory.gm_oracle(red, interp, schedule, config.steps, config.solver)
-            out["mode_weight_exact"] = float(exact["mode_weight"])
-            out["within_mode_var_ratio_exact"] = float(exact["within_mode_var"]) / config.sigma**2
-    else:
-        out["mean_sq"] = summary["mean_sq"]
+    out: dict[str, float] = {}
+    for feature in model.features:
+        for key in (feature.key, feature.target):
+            if key is not None:
+                out[key] = summary[key]
+    if not config.solver.adaptive:
+        with jax.enable_x64(True):
+            model64 = config.build()[0]
+            out.update(model64.exact_metrics(interp, schedule, config.solver.steps,
+                                             config.solver.name))
     return {k: float(v) for k, v in out.items()}
 
 
@@ -269,11 +272,11 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a folder")
     start_time = time.perf_counter()
-    x64 = config.dtype == "float64"
+    x64 = config.sample.dtype == "float64"
     baselines = _baselines(config, settings)
     # the exact loss costs the same in float64 and its root finding wants the digits
     with jax.enable_x64(x64 or settings.loss == "exact"):
-        model, interp, _ = build(config)
+        model, interp, _ = config.build()
         schedule = initial_schedule(config, settings, interp)
         loss = make_loss(config, settings, model, interp)
         optimizer = make_optimizer(settings.optimizer, settings.learning_rate,
@@ -286,24 +289,25 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
             log(f"resuming from {checkpoint}")
         key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), 1)  # apart from evaluation
         result = fit_schedule(
-            model, interp, schedule, key, steps=config.steps, batch=settings.batch,
+            model, interp, schedule, key, steps=config.solver.steps, batch=settings.batch,
             iterations=settings.iterations, optimizer=optimizer, loss=loss,
-            common_random_numbers=settings.common_random_numbers, solver=config.solver,
-            method=config.method, checkpoints=settings.checkpoints or None,
+            common_random_numbers=settings.common_random_numbers, solver=config.solver.name,
+            method=config.solver.method, checkpoints=settings.checkpoints or None,
             patience=settings.patience or None, min_delta=settings.min_delta,
             checkpoint=checkpoint, checkpoint_every=settings.checkpoint_every,
             fingerprint=fingerprint(config, settings), progress=progress)
         schedule_file = save_schedule(
-            result.schedule, out / "schedule.json", interpolant=interp, steps=config.steps,
+            result.schedule, out / "schedule.json", interpolant=interp,
+            steps=config.solver.steps,
             metadata={"config": config.to_dict(), "fit": settings.to_dict()})
     fit_seconds = time.perf_counter() - start_time
     with jax.enable_x64(x64):
-        model, interp, _ = build(config)
+        model, interp, _ = config.build()
         learned = load_schedule(schedule_file, interp)  # evaluate exactly what the file holds
         evaluation = _evaluate_all(config, settings, model, interp, learned,
                                    initial_schedule(config, settings, interp), schedule_file,
                                    baselines)
-        save_figure(out / "schedules.png", _figure(config, interp, learned, settings,
+        save_figure(out / "schedules.png", _figure(config, model, interp, learned, settings,
                                                    out / "schedules.npz"))
     history = {
         "config": config.to_dict(),
@@ -319,10 +323,11 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
                   "schedules.npz", "checkpoint.npz"],
         "environment": environment(),
     }
-    text = table(evaluation, config)
+    text = table(evaluation, model)
     atomic_write(out / "evaluation.md",
                  lambda tmp: Path(tmp).write_text(f"# {config.name}: evaluation on fresh keys "
-                                                  f"(n = {config.n}, seed = {config.seed})\n\n"
+                                                  f"(n = {config.sample.n}, seed = "
+                                                  f"{config.sample.seed})\n\n"
                                                   f"{text}\n"))
     write_json(out / "history.json", history)
     log(text)
@@ -331,58 +336,60 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
 
 def _baselines(config: RunConfig, settings: FitSettings) -> list[RunConfig]:
     """The configs the learned schedule is compared with (validated before any work)."""
-    names = settings.compare or ("constant", f"{config.kind}_dilated")
-    out = [dataclasses.replace(config, schedule=name) for name in names]
-    out += [dataclasses.replace(config, d=d, schedule="constant")
+    names = settings.compare or ("constant", f"{config.interpolant.kind}_dilated")
+    out = [override(config, {"schedule": {"name": name}}) for name in names]
+    out += [override(config, {"model": {"d": d}, "schedule": {"name": "constant"}})
             for d in settings.transfer_dims]
     return out
 
 
 def _evaluate_all(config, settings, model, interp, learned, initial, schedule_file, baselines
                   ) -> list[dict]:
-    learned_config = dataclasses.replace(config, schedule=f"@{schedule_file}")
-    rows = [{"schedule": "learned", "d": config.d,
+    learned_config = override(config, {"schedule": {"name": f"@{schedule_file}"}})
+    rows = [{"schedule": "learned", "d": model.d,
              **evaluate(model, interp, learned, learned_config)},
-            {"schedule": f"initial ({settings.init})", "d": config.d,
+            {"schedule": f"initial ({settings.init})", "d": model.d,
              **evaluate(model, interp, initial, config)}]
     for d in settings.transfer_dims:  # noise_ratio_knots: the same ξ-knots at this d
-        c = dataclasses.replace(learned_config, d=d)
-        rows.append({"schedule": "learned", "d": d, **evaluate(*build(c), c)})
+        c = override(learned_config, {"model": {"d": d}})
+        model_d, interp_d, schedule_d = c.build()
+        rows.append({"schedule": "learned", "d": d,
+                     **evaluate(model_d, interp_d, schedule_d, c)})
     for c in baselines:
-        rows.append({"schedule": c.schedule, "d": c.d, **evaluate(*build(c), c)})
+        model_c, interp_c, schedule_c = c.build()
+        rows.append({"schedule": c.schedule.name, "d": model_c.d,
+                     **evaluate(model_c, interp_c, schedule_c, c)})
     return rows
 
 
-def table(rows: list[dict], config: RunConfig) -> str:
-    """The evaluation as a markdown table."""
-    if config.model == "gm":
-        head = ("| schedule | d | mode weight (p = {:.2f}) | exact | var/σ² | exact |"
-                .format(rows[0]["mode_weight_target"]))
-        lines = [head, "|---|---|---|---|---|---|"]
-        for r in rows:
-            lines.append(f"| {r['schedule']} | {r['d']:.0e} | {r['mode_weight']:.4f} | "
-                         f"{r.get('mode_weight_exact', math.nan):.4f} | "
-                         f"{r['within_mode_var_ratio']:.4f} | "
-                         f"{r.get('within_mode_var_ratio_exact', math.nan):.4f} |")
-    else:
-        head = ("| schedule | d | positive fraction (W+ = {:.4f}) | mean x² (target 1) |"
-                .format(rows[0]["mode_weight_target"]))
-        lines = [head, "|---|---|---|---|"]
-        for r in rows:
-            lines.append(f"| {r['schedule']} | {r['d']:.0e} | {r['mode_weight']:.4f} | "
-                         f"{r['mean_sq']:.4f} |")
+def table(rows: list[dict], model) -> str:
+    """The evaluation as a markdown table: each feature of the data law, its target in the
+    heading, and its exact value for the discretisation where there is one."""
+    columns: list[tuple[str, str]] = []
+    for f in model.features:
+        head = f.label
+        if f.target is not None and f.target in rows[0]:
+            head += f" (target {rows[0][f.target]:.4f})"
+        columns.append((head, f.key))
+        if f.exact is not None and any(f.exact in r for r in rows):
+            columns.append(("exact", f.exact))
+    lines = ["| schedule | d | " + " | ".join(head for head, _ in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for r in rows:
+        cells = [f"{r.get(key, math.nan):.4f}" for _, key in columns]
+        lines.append(f"| {r['schedule']} | {r['d']:.0e} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _figure(config, interp, learned, settings, data_path):
-    from .figures import _plt
+def _figure(config, model, interp, learned, settings, data_path):
+    from .._plotting import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     curves = {"learned": learned}
-    for name in ("constant", f"{config.kind}_dilated"):
-        curves[name] = make(name, interp, k=config.k)
+    for name in ("constant", f"{interp.kind}_dilated"):
+        curves[name] = make(name, interp, k=config.schedule.options.get("k", 3.0))
     t = np.linspace(0.0, 1.0, 1001)
-    grid = np.linspace(0.0, 1.0, config.steps + 1)
+    grid = np.linspace(0.0, 1.0, config.solver.steps + 1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     data = {"t": t, "grid": grid}
     with jax.enable_x64(True):
@@ -395,21 +402,17 @@ def _figure(config, interp, learned, settings, data_path):
             axes[0].plot(t, tau, color=f"C{j}", label=name)
             axes[0].plot(grid, on_grid, "o", color=f"C{j}", ms=3)
             axes[1].semilogy(grid[1:-1], ratio, "o-", color=f"C{j}", ms=3, label=name)
-    axes[0].set(xlabel="t", ylabel="τ(t)", title=f"τ(t); dots: the N = {config.steps} grid")
-    gm = config.model == "gm"
-    speciation = (config.m if gm else 1.0) * math.sqrt(config.d)  # CW: |x1|² = d
-    axes[1].axhline(speciation, color="k", ls="--", lw=0.8)
+    axes[0].set(xlabel="t", ylabel="τ(t)", title=f"τ(t); dots: the N = {config.solver.steps} grid")
     text = {"fontsize": 8, "transform": axes[1].get_yaxis_transform()}
-    axes[1].text(0.02, speciation * 1.15,
-                 "speciation: α/β = m√d" if gm else "speciation: α/β = √d", **text)
-    if gm:
-        axes[1].axhline(config.sigma, color="k", ls=":", lw=0.8)
-        axes[1].text(0.02, config.sigma * 1.15, "within-mode spread: α/β = σ", **text)
+    for j, (label, level) in enumerate(model.noise_levels().items()):
+        axes[1].axhline(level, color="k", ls=("--", ":", "-.")[j % 3], lw=0.8)
+        axes[1].text(0.02, level * 1.15, label, **text)
     axes[1].set(xlabel="t", ylabel="noise-to-signal ratio α/β",
                 title="noise level at the interior grid points")
     axes[0].legend()
-    fig.suptitle(f"{config.name}: {config.model}, d={config.d}, {config.kind} {config.shape}, "
-                 f"N={config.steps} {config.solver}, family {settings.family}")
+    fig.suptitle(f"{config.name}: {config.model.name}, d={model.d}, {interp.kind} "
+                 f"{interp.shape}, N={config.solver.steps} {config.solver.name}, "
+                 f"family {settings.family}")
     fig.tight_layout()
 
     def write(tmp):

@@ -29,7 +29,7 @@ from ..interpolants import Interpolant
 from ..models import GaussianMixture
 from ..sampling import sample
 from ..schedules import make
-from .config import ConfigError, unknown_key
+from .config import ConfigError, suggest
 from .io import environment, resume_folder, save_figure, write_json
 
 CASES = ("vp:constant", "ve:constant", "vp:vp_dilated", "ve:ve_dilated")
@@ -98,7 +98,7 @@ def load_scaling(path: str | Path) -> ScalingConfig:
     values = {}
     for key, value in data.items():
         if key not in fields:
-            raise unknown_key(key, fields, "scaling")
+            raise ConfigError(f"unknown scaling key {key!r}" + suggest(key, sorted(fields)))
         if key == "dims":
             if not isinstance(value, list):
                 raise ConfigError(f"dims must be a list of integers; got {value!r}")

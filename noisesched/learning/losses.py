@@ -18,8 +18,7 @@ from jaxtyping import Array, Float
 
 from .._validation import check_choice, check_int, check_real
 from ..interpolants import Interpolant
-from ..metrics import within_mode_variance
-from ..models import CurieWeiss, GaussianMixture
+from ..models.base import AbstractDataLaw, AbstractDenoiser, ModeSplit
 from ..sampling import solve
 from ..schedules import AbstractSchedule
 from ..theory import ORACLE_SOLVERS, TwoModeReduction, gm_oracle
@@ -27,38 +26,41 @@ from ..theory import ORACLE_SOLVERS, TwoModeReduction, gm_oracle
 Samples = Float[Array, "n d"]
 
 
-def _unsupported(model) -> ValueError:
-    return ValueError(f"model must be a GaussianMixture or CurieWeiss; got {type(model).__name__}")
+def _law(model) -> AbstractDataLaw:
+    if not isinstance(model, AbstractDataLaw):
+        raise ValueError(f"model must be a data law (noisesched.AbstractDataLaw); got "
+                         f"{type(model).__name__}")
+    return model
+
+
+def _mode_split(model) -> ModeSplit:
+    split = _law(model).mode_split()
+    if split is None:
+        raise ValueError(f"the mode loss needs a data law whose high-level feature is a two-way "
+                         f"split (mode_split(): a two-mode mixture with means ±μ, Curie–Weiss); "
+                         f"{type(model).__name__} has none")
+    return split
 
 
 def soft_mode_fraction(model, x: Samples, temperature: float = 0.05) -> Float[Array, ""]:
-    """A smooth p̂: mean sigmoid(μ_0·x / (|μ_0| T)) for a mixture, sigmoid(mean_i x_i · √d / T)
-    for Curie–Weiss (the positive phase)."""
-    if isinstance(model, GaussianMixture):
-        mu = model.means[0].astype(x.dtype)
-        score = x @ mu / jnp.linalg.norm(mu)
-    elif isinstance(model, CurieWeiss):
-        score = jnp.mean(x, axis=-1) * jnp.sqrt(model.d)
-    else:
-        raise _unsupported(model)
-    return jnp.mean(jax.nn.sigmoid(score / temperature))
+    """A smooth p̂: mean sigmoid(e·x / T) along the law's mode direction e (``mode_split``:
+    μ/|μ| for a two-mode mixture, (1, …, 1)/√d for Curie–Weiss)."""
+    split = _mode_split(model)
+    return jnp.mean(jax.nn.sigmoid((x @ split.direction.astype(x.dtype)) / temperature))
 
 
 def mode_asymmetry_loss(model, x: Samples, temperature: float = 0.05) -> Float[Array, ""]:
-    """(p̂_soft − target)², target p (GM, weight of component 0) or W+ (CW)."""
-    target = (model.weights[0] if isinstance(model, GaussianMixture)
-              else model.positive_phase_weight)
+    """(p̂_soft − target)², target the exact weight of the + side (``mode_split``): p for a
+    two-mode mixture, W+ for Curie–Weiss."""
+    target = _mode_split(model).weight
     return (soft_mode_fraction(model, x, temperature) - target) ** 2
 
 
 def low_level_loss(model, x: Samples) -> Float[Array, ""]:
-    """(within-mode variance/σ² − 1)² for a mixture (the variance off the span of the means, see
-    ``noisesched.metrics.within_mode_variance``); (mean x_i² − 1)² for Curie–Weiss."""
-    if isinstance(model, GaussianMixture):
-        return (within_mode_variance(model, x) / model.sigma**2 - 1.0) ** 2
-    if isinstance(model, CurieWeiss):
-        return (jnp.mean(x * x) - 1.0) ** 2
-    raise _unsupported(model)
+    """The law's own loss of the low-level feature (``AbstractDataLaw.low_level_loss``): for a
+    mixture (within-mode variance/σ² − 1)² (the variance off the span of the means, see
+    ``noisesched.metrics.within_mode_variance``); for Curie–Weiss (mean x_i² − 1)²."""
+    return _law(model).low_level_loss(x)
 
 
 def combined_loss(model, x: Samples, weight_high: float = 1.0, weight_low: float = 0.1,
@@ -108,7 +110,7 @@ class ExactLoss(AbstractScheduleLoss):
         check_real("weight_low", self.weight_low, lo=0.0, lo_open=False)
 
     @classmethod
-    def of(cls, model: GaussianMixture | TwoModeReduction, interpolant: Interpolant, steps: int,
+    def of(cls, model: AbstractDataLaw | TwoModeReduction, interpolant: Interpolant, steps: int,
            **options) -> ExactLoss:
         reduction = model if isinstance(model, TwoModeReduction) else TwoModeReduction.of(model)
         return cls(reduction, interpolant, steps, **options)
@@ -138,8 +140,9 @@ class AbstractPriorLoss(eqx.Module):
 
 
 class ThresholdLoss(AbstractPriorLoss):
-    """A mode loss through the full sampler whose gradient does not vanish, for a two-mode
-    mixture (means ±μ) or Curie–Weiss.
+    """A mode loss through the full sampler whose gradient does not vanish, for any model whose
+    high-level feature is a two-way split (``mode_split``: a two-mode mixture with means ±μ,
+    Curie–Weiss).
 
     Write each prior row as x0 = α0 u e + x0⊥ along the mode direction e (μ/|μ|, or (1, …, 1)/√d
     for Curie–Weiss). With x0⊥ fixed, the final mode sign(e·X_1) flips at one threshold u*
@@ -151,7 +154,7 @@ class ThresholdLoss(AbstractPriorLoss):
     final samples of ``x0``. Assumes the final mode is monotone in u (exact for the mixture).
     """
 
-    model: GaussianMixture | CurieWeiss
+    model: AbstractDenoiser  # and a data law with a mode split
     interpolant: Interpolant
     steps: int = eqx.field(static=True)
     solver: str = eqx.field(static=True, default="euler")
@@ -162,12 +165,13 @@ class ThresholdLoss(AbstractPriorLoss):
     span: float = eqx.field(static=True, default=8.0)
 
     def __check_init__(self):
-        if isinstance(self.model, GaussianMixture):
-            if not TwoModeReduction.applies(self.model):
-                raise ValueError("ThresholdLoss needs a two-mode mixture with means ±μ or a "
-                                 "CurieWeiss model")
-        elif not isinstance(self.model, CurieWeiss):
-            raise _unsupported(self.model)
+        if not isinstance(self.model, AbstractDenoiser):
+            raise ValueError(f"model must be a denoiser and a data law; got "
+                             f"{type(self.model).__name__}")
+        if _law(self.model).mode_split() is None:
+            raise ValueError("ThresholdLoss needs a model whose high-level feature is a two-way "
+                             "split (mode_split(): a two-mode mixture with means ±μ, "
+                             f"Curie–Weiss); {type(self.model).__name__} has none")
         check_int("steps", self.steps, lo=1)
         check_int("bisections", self.bisections, lo=1)
         check_real("span", self.span, lo=0.0)
@@ -175,14 +179,10 @@ class ThresholdLoss(AbstractPriorLoss):
         check_real("weight_low", self.weight_low, lo=0.0, lo_open=False)
 
     def _direction(self, dtype) -> Float[Array, " d"]:
-        if isinstance(self.model, GaussianMixture):
-            mu = self.model.means[0].astype(dtype)
-            return mu / jnp.linalg.norm(mu)
-        return jnp.full((self.model.d,), 1.0 / jnp.sqrt(self.model.d), dtype)
+        return _mode_split(self.model).direction.astype(dtype)
 
     def _target(self) -> Float[Array, ""]:
-        return (self.model.weights[0] if isinstance(self.model, GaussianMixture)
-                else self.model.positive_phase_weight)
+        return _mode_split(self.model).weight
 
     def _final(self, schedule, x0):
         return solve(self.model, self.interpolant, schedule, x0, steps=self.steps,

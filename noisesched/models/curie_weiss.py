@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -13,7 +12,8 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._validation import check_int, check_positive, check_real
 from ..interpolants import Coefficients
-from .base import AbstractModel, Batch, velocity_from_denoiser
+from .base import Batch, velocity_from_denoiser
+from .spins import AbstractSpinLaw, log_binomial
 
 
 def mean_field_magnetization(beta: ArrayLike, iterations: int = 60) -> Float[Array, ""]:
@@ -34,15 +34,7 @@ def mean_field_magnetization(beta: ArrayLike, iterations: int = 60) -> Float[Arr
     return jnp.where(beta > 1.0, m, 0.0)
 
 
-def log_binomial(d: int) -> np.ndarray:
-    """log C(d, u) for u = 0 … d in float64 (NumPy): terms of order d log 2 cancel in the laws
-    built on it, which float32 could not resolve at large d."""
-    lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
-    u = np.arange(d + 1, dtype=np.float64)
-    return lgamma(d + 1.0) - lgamma(u + 1.0) - lgamma(d - u + 1.0)
-
-
-class CurieWeiss(AbstractModel):
+class CurieWeiss(AbstractSpinLaw):
     """Two-phase Curie–Weiss law on {−1, +1}^d.
 
     ρ1(s) = W+ Π_i (1 + m s_i)/2 + W− Π_i (1 − m s_i)/2 with m = tanh(β_cw m) and phase weights
@@ -53,8 +45,6 @@ class CurieWeiss(AbstractModel):
         beta: inverse temperature β_cw > 0 (two phases for β_cw > 1).
         h: the paper's field (per-spin field h/d).
     """
-
-    singular_at_data: ClassVar[bool] = True
 
     d: int = eqx.field(static=True)
     beta: float
@@ -119,8 +109,3 @@ class CurieWeiss(AbstractModel):
                             math.log1p(-w) + log_binom(0.5 * (1 - m)))
         dtype = jnp.result_type(float)
         return jnp.asarray((2.0 * u - d) / d, dtype), jnp.asarray(np.exp(logp), dtype)
-
-    def overlap(self, x: Batch) -> Float[Array, "*batch 1"]:
-        """Magnetisation per spin, mean_i x_i, as a trailing axis of size 1."""
-        return jnp.mean(x, axis=-1, keepdims=True)
-

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._validation import check_int
+from .._validation import check_int, check_positive, check_real
 from ..interpolants import Coefficients
 from .base import Batch
-from .curie_weiss import CurieWeiss, log_binomial
+from .curie_weiss import mean_field_magnetization
+from .spins import AbstractSpinLaw, log_binomial
 
 
 def _log_cosh(z):
@@ -35,21 +37,38 @@ def _log_cosh(z):
     return a + jnp.log1p(jnp.exp(-2.0 * a)) - math.log(2.0)
 
 
-class CurieWeissExact(CurieWeiss):
+class CurieWeissExact(AbstractSpinLaw):
     """Finite-d Curie–Weiss law P(s) ∝ exp(β M²/(2d) + (h/d) M), exact sampler and denoiser.
+
+    Args:
+        d: number of spins.
+        beta: inverse temperature β_cw > 0.
+        h: the paper's field (per-spin field h/d).
+        nodes: quadrature nodes per peak of the posterior over y (beyond ``max_grid``).
+        max_grid: the most points of the uniform grid over y before peaks are used.
 
     ``m`` is kept as the mean-field magnetisation, for reference; the phase weight is the exact
     P(M > 0) + ½ P(M = 0).
     """
 
-    nodes: int = 96
-    max_grid: int = 2048
+    d: int = eqx.field(static=True)
+    beta: float
+    h: float
+    m: Float[Array, ""]
+    nodes: int = eqx.field(static=True)
+    max_grid: int = eqx.field(static=True)
 
     def __init__(self, d: int, beta: float, h: float = 0.0, nodes: int = 96,
                  max_grid: int = 2048):
-        super().__init__(d=d, beta=beta, h=h)
+        check_int("d", d, lo=1)
+        check_positive("beta", beta)
+        check_real("h", h)
         check_int("nodes", nodes, lo=2)
         check_int("max_grid", max_grid, lo=0)
+        self.d = int(d)
+        self.beta = beta
+        self.h = h
+        self.m = mean_field_magnetization(beta)
         self.nodes = nodes
         self.max_grid = max_grid
 
@@ -148,9 +167,3 @@ class CurieWeissExact(CurieWeiss):
         a = self.h / self.d + (c.beta / c.alpha_sq) * x
         flat = a.reshape(-1, self.d)
         return jax.vmap(self._row_denoise)(flat).reshape(x.shape)
-
-    def statistics(self, c, x):  # the posterior over y needs more than a few sums
-        return None
-
-    def phase_logit(self, c, x):  # the two-phase decomposition does not apply
-        raise NotImplementedError("the finite-d law has no two-phase posterior; use denoise")

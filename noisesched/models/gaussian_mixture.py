@@ -1,4 +1,6 @@
-"""Gaussian mixture ρ1 = Σ_k π_k N(μ_k, σ² I_d) with a shared σ (spec §2)."""
+"""Gaussian mixture ρ1 = Σ_k π_k N(μ_k, σ² I_d) with a shared σ (spec §2), with its features:
+the mode weights (high level) and the spread within a mode (low level), each beside its exact
+target, and the exact two-mode reduction of the sampler (``noisesched.theory``)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,14 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .._typing import ArrayOrSequence
 from .._validation import check_int, check_positive, check_real
-from ..interpolants import Coefficients
-from .base import AbstractModel, Batch
+from ..interpolants import Coefficients, Interpolant
+from ..schedules import AbstractSchedule
+from ..theory import ORACLE_SOLVERS, TwoModeReduction, gm_oracle
+from .base import AbstractModel, Batch, Feature, ModeSplit, Samples, check_samples, ks_normal
 
 
 class GaussianMixture(AbstractModel):
@@ -63,6 +67,18 @@ class GaussianMixture(AbstractModel):
         mean = jnp.full((d,), float(m))
         return cls(weights=[p, 1.0 - p], means=jnp.stack([mean, -mean]), sigma=sigma)
 
+    @classmethod
+    def random_means(cls, d: int, weights: ArrayOrSequence, m: float = 1.0, sigma: float = 0.5,
+                     seed: int = 0) -> GaussianMixture:
+        """K = len(weights) components with means m·g_k, g_k ~ N(0, I_d) drawn from ``seed``
+        (so |μ_k| ≈ m√d and the means are nearly orthogonal)."""
+        check_int("d", d, lo=1)
+        check_positive("m", m)
+        check_int("seed", seed, lo=0)
+        k = np.asarray(weights, dtype=float).size
+        directions = jax.random.normal(jax.random.PRNGKey(seed), (k, d))
+        return cls(weights=weights, means=m * directions, sigma=sigma)
+
     @property  # type: ignore[misc]
     def d(self) -> int:  # type: ignore[override]  # implements the AbstractVar of AbstractModel
         return self.means.shape[1]
@@ -106,18 +122,130 @@ class GaussianMixture(AbstractModel):
         b = (c.dbeta * c.alpha_sq - c.alpha_dalpha * c.beta) / var
         return a * x + b * mean
 
-    def overlap(self, x: Batch) -> Float[Array, "*batch K"]:
-        """M_k = μ_k·x / |μ_k|² for each component (zero means give 0)."""
-        means = self.means.astype(x.dtype)
-        norms = jnp.sum(means * means, axis=-1)
-        return project(x, means) / jnp.where(norms > 0, norms, 1.0)
-
     def log_density(self, c: Coefficients, x: Float[Array, " d"]) -> Float[Array, ""]:
         """log ρ_t(x) in closed form (for one point x of shape (d,))."""
         var = c.alpha_sq + self.sigma**2 * c.beta**2
         sq = jnp.sum((x - c.beta * self.means) ** 2, axis=-1)
         log_comp = -0.5 * sq / var - 0.5 * self.d * jnp.log(2 * math.pi * var)
         return jax.nn.logsumexp(jnp.log(self.weights) + log_comp)
+
+    # ------------------------------------------------------------------ the data law
+    overlap_label = "overlap $M_t$"
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        out = [Feature("mode_weight", "mode weight", "high", "mode_weight_target",
+                       "mode_weight_exact")]
+        if self.K > 2:
+            out.append(Feature("mode_weights_tv", "TV of the mode weights", "high"))
+        out += [Feature("within_mode_var", "within-mode variance", "low", "within_mode_var_target",
+                        "within_mode_var_exact"),
+                Feature("coordinate_ks", "KS of the within-mode coordinates", "low")]
+        return tuple(out)
+
+    def row_statistics(self, x: Float[Array, "n d"], valid: Bool[Array, " n"],
+                       rows: Int[Array, " P"], cols: Int[Array, " P"]) -> dict[str, Array]:
+        """``mode`` (the assigned component), ``within_sq`` (|P⊥ x|²), ``overlap_z``
+        ((μ_k·x/|μ_k| − |μ_k|)/σ along the assigned mean) and ``values`` (residuals x − μ_k(x)
+        at the pooled positions)."""
+        basis, _ = _orthonormal_basis_of_means(self, x.dtype)  # on the host, float64
+        k, within, z, resid = _gm_rows(self, basis, x, rows, cols)
+        return {"mode": k, "within_sq": within, "overlap_z": z, "values": resid}
+
+    def summary_from_rows(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
+        n = rows["mode"].shape[0]
+        weights = np.bincount(rows["mode"], minlength=self.K) / n
+        target = np.asarray(self.weights, dtype=np.float64)
+        _, rank = _orthonormal_basis_of_means(self, jnp.float32)
+        out = {
+            "mode_weight": weights[0],
+            "mode_weight_target": target[0],
+            "mode_weights_tv": 0.5 * np.sum(np.abs(weights - target)),
+            "within_mode_var": np.sum(rows["within_sq"], dtype=np.float64) / (n * (self.d - rank)),
+            "within_mode_var_target": within_mode_variance_target(self),
+            "coordinate_ks": ks_normal(rows["values"] / self.sigma),
+        }
+        return {key: float(value) for key, value in out.items()}
+
+    def overlap(self, x: Batch) -> Float[Array, "*batch K"]:
+        """M_k = μ_k·x / |μ_k|² for each component (zero means give 0)."""
+        means = self.means.astype(x.dtype)
+        norms = jnp.sum(means * means, axis=-1)
+        return project(x, means) / jnp.where(norms > 0, norms, 1.0)
+
+    def two_mode_reduction(self) -> TwoModeReduction | None:
+        """The 2-D system equivalent to the sampler for two components with means ±μ; None for
+        any other mixture."""
+        if self.K != 2:
+            return None
+        if not isinstance(self.means, jax.core.Tracer):
+            means = np.asarray(self.means)
+            if not np.allclose(means[1], -means[0], rtol=0, atol=1e-6 * np.abs(means).max()):
+                return None
+        mu = self.means[0]
+        h = 0.5 * (jnp.log(self.weights[0]) - jnp.log(self.weights[1]))
+        return TwoModeReduction(mu_sq=jnp.sum(mu * mu), h=h, sigma=self.sigma)
+
+    def mode_split(self) -> ModeSplit | None:
+        """For means ±μ: e = μ/|μ|, weight π_0 (None for any other mixture)."""
+        if self.two_mode_reduction() is None:
+            return None
+        mu = self.means[0]
+        return ModeSplit(mu / jnp.linalg.norm(mu), self.weights[0])
+
+    def low_level_loss(self, x: Float[Array, "n d"]) -> Float[Array, ""]:
+        """(within-mode variance/σ² − 1)², the variance off the span of the means."""
+        return (within_mode_variance(self, x) / self.sigma**2 - 1.0) ** 2
+
+    def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: int,
+                      solver: str = "euler") -> dict[str, float]:
+        """The exact mode weight and within-mode variance of the N-step solve
+        (``noisesched.theory.gm_oracle``) for means ±μ and Euler or Heun."""
+        reduction = self.two_mode_reduction()
+        if reduction is None or solver not in ORACLE_SOLVERS:
+            return {}
+        exact = gm_oracle(reduction, interp, schedule, steps, solver)
+        return {"mode_weight_exact": float(exact["mode_weight"]),
+                "within_mode_var_exact": float(exact["within_mode_var"])}
+
+    def noise_levels(self) -> dict[str, float]:
+        size = float(np.mean(np.linalg.norm(np.asarray(self.means, np.float64), axis=-1)))
+        return {"speciation: α/β = |μ|": size, "within-mode spread: α/β = σ": self.sigma}
+
+    def feature_figure(self, rows: dict[str, np.ndarray], title: str, bins: int = 80):
+        """The standardised overlap along the assigned mean against N(0, 1), with the mode
+        weights, and the within-mode coordinates against N(0, σ²)."""
+        from .._plotting import pyplot
+
+        plt = pyplot()
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        resid = rows["values"]
+        # standardised overlap along the assigned mean: (μ_k·x/|μ_k| − |μ_k|)/σ ~ N(0, 1)
+        z = rows["overlap_z"]
+        counts, edges = np.histogram(z, bins=bins, density=True)
+        grid = np.linspace(min(edges[0], -4), max(edges[-1], 4), 400)
+        dens = np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi)
+        weights = np.bincount(rows["mode"], minlength=self.K) / rows["mode"].size
+        target = np.asarray(self.weights)
+        text = ", ".join(f"{w:.3f}" for w in weights) + " (target " + ", ".join(
+            f"{w:.3f}" for w in target) + ")"
+        axes[0].stairs(counts, edges, fill=True, alpha=0.5, label=f"samples; mode weights {text}")
+        axes[0].plot(grid, dens, "k", lw=1, label="exact N(0, 1)")
+        axes[0].set(xlabel="$(μ_k·x/|μ_k| - |μ_k|)/σ$", title="overlap along the assigned mean")
+        rc, re = np.histogram(resid, bins=bins, density=True)
+        rg = np.linspace(re[0], re[-1], 400)
+        rd = np.exp(-0.5 * (rg / self.sigma) ** 2) / (self.sigma * math.sqrt(2 * math.pi))
+        axes[1].stairs(rc, re, fill=True, alpha=0.5, label="samples")
+        axes[1].plot(rg, rd, "k", lw=1, label=f"N(0, σ² = {self.sigma**2:g})")
+        axes[1].set(xlabel="$x_i - μ_{k,i}$", title="within-mode coordinates")
+        for ax in axes:
+            ax.legend(fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return fig, {"overlap_counts": counts, "overlap_edges": edges, "overlap_grid": grid,
+                     "overlap_density": dens, "mode_weights": weights,
+                     "mode_weight_targets": target, "resid_counts": rc, "resid_edges": re,
+                     "resid_grid": rg, "resid_density": rd}
 
 
 
@@ -150,3 +278,101 @@ def combine(w: Float[Array, "*batch K"], means: Float[Array, "K d"]) -> Batch:
             out = out + w[..., k, None] * means[k]
         return out
     return w @ means
+
+
+# ----------------------------------------------------------------------------- features
+def assign_modes(model: GaussianMixture, x: Samples) -> Array:
+    """Index of the nearest mean for each sample, shape (n,). For ±μ this is sign(μ·x)."""
+    x = check_samples(model, x)
+    means = model.means.astype(x.dtype)
+    score = project(x, means) - 0.5 * jnp.sum(means * means, axis=-1)
+    return jnp.argmax(score, axis=-1)
+
+
+def mode_weights(model: GaussianMixture, x: Samples) -> Float[Array, " K"]:
+    """Fraction of samples assigned to each component (target: ``model.weights``)."""
+    k = assign_modes(model, x)
+    return jnp.mean(jax.nn.one_hot(k, model.K, dtype=jnp.asarray(x).dtype), axis=0)
+
+
+def mode_weight(model: GaussianMixture, x: Samples) -> Float[Array, ""]:
+    """p̂: the fraction of samples in component 0 (for ``two_modes``, the mode +μ of weight p)."""
+    return mode_weights(model, x)[0]
+
+
+def mode_weight_target(model: GaussianMixture) -> Float[Array, ""]:
+    """The exact weight of component 0."""
+    return model.weights[0]
+
+
+def _orthonormal_basis_of_means(model: GaussianMixture, dtype) -> tuple[Array, int | Array]:
+    """An orthonormal basis (d, K) of the span of the means (columns beyond the rank r are
+    zero) and r; r is a Python int when the means are concrete."""
+    if isinstance(model.means, jax.core.Tracer):
+        q, r = jnp.linalg.qr(model.means.astype(dtype).T)
+        # the rank tolerance of numpy.linalg.matrix_rank: rounding leaves |r_kk| ~ eps·d·max
+        tol = max(1e-6, jnp.finfo(dtype).eps * max(model.means.shape))
+        keep = jnp.abs(jnp.diagonal(r)) > tol * jnp.max(jnp.abs(r))
+        return q * keep, jnp.sum(keep)
+    means = np.asarray(model.means, dtype=np.float64)
+    q64, r64 = np.linalg.qr(means.T)  # float64 on the host: the rank decides nothing traced
+    kept = np.abs(np.diagonal(r64)) > 1e-6 * np.max(np.abs(r64))
+    return jnp.asarray(q64 * kept, dtype=dtype), int(kept.sum())
+
+
+def within_mode_sum_of_squares(model: GaussianMixture, x: Samples
+                               ) -> tuple[Float[Array, ""], int | Array]:
+    """(Σ over samples of |P⊥ x|², d − r): the additive part of ``within_mode_variance``,
+    for metrics accumulated over chunks of samples."""
+    x = check_samples(model, x)
+    basis, rank = _orthonormal_basis_of_means(model, x.dtype)
+    if isinstance(rank, int) and model.d <= rank:
+        raise ValueError(f"within_mode_variance needs d > rank of the means = {rank}")
+    resid = x - (x @ basis) @ basis.T  # explicit residual: no cancellation when it is small
+    return jnp.sum(resid * resid), model.d - rank
+
+
+def within_mode_variance(model: GaussianMixture, x: Samples) -> Float[Array, ""]:
+    """mean over samples of |P⊥ x|² / (d − r), P⊥ the projection off the span of the r ≤ K means.
+
+    Under the data law P⊥ x = σ P⊥ ξ for every component, so the exact target is σ² whatever the
+    mode assignment.
+    """
+    total, dof = within_mode_sum_of_squares(model, x)
+    return total / (jnp.asarray(x).shape[0] * dof)
+
+
+def within_mode_variance_target(model: GaussianMixture) -> float:
+    return model.sigma**2
+
+
+def coordinate_ks(model: GaussianMixture, x: Samples, max_values: int = 200_000
+                  ) -> Float[Array, ""]:
+    """Kolmogorov–Smirnov distance between the residual coordinates x − μ_k(x) and N(0, σ²).
+
+    The residuals of the nearest mean are pooled over samples and coordinates; at most
+    ``max_values`` of them (every ⌈n·d / max_values⌉-th) are sorted.
+    """
+    x = check_samples(model, x)
+    k = assign_modes(model, x)
+    resid = (x - model.means.astype(x.dtype)[k]).reshape(-1)
+    stride = max(1, -(-(x.shape[0] * model.d) // max_values))
+    vals = jnp.sort(resid[::stride]) / model.sigma
+    n = vals.shape[0]
+    cdf = jax.scipy.stats.norm.cdf(vals)
+    upper = jnp.arange(1, n + 1, dtype=vals.dtype) / n
+    lower = jnp.arange(0, n, dtype=vals.dtype) / n
+    return jnp.maximum(jnp.max(upper - cdf), jnp.max(cdf - lower))
+
+
+@jax.jit
+def _gm_rows(model: GaussianMixture, basis, x, rows, cols):
+    k = assign_modes(model, x)
+    # sums of products, not matrix products: each row's sums then do not depend on the block
+    resid = x - combine(project(x, basis.T), basis.T)
+    total = jnp.sum(resid * resid, axis=-1)
+    means = model.means.astype(x.dtype)
+    norm = jnp.sqrt(jnp.sum(means**2, axis=-1))[k]
+    z = (jnp.sum(x * means[k], axis=-1) / norm - norm) / model.sigma
+    resid = x[rows, cols] - means[k[rows], cols]
+    return k, total, z, resid
