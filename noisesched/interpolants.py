@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ._validation import check_choice, check_int
-from .schedules import AbstractSchedule
+from .schedules import AbstractSchedule, tau_of_noise_ratio
 
 __all__ = ["Interpolant", "Coefficients", "KINDS", "SHAPES"]
 
@@ -90,10 +90,7 @@ class Interpolant(eqx.Module):
 
     def tau_of_noise_ratio(self, sigma: ArrayLike) -> Array:
         """The τ at which α/β = σ (σ ≥ 0, decreasing in σ)."""
-        sigma = jnp.asarray(sigma)
-        if self.shape == "linear":
-            return self.alpha0 / (self.alpha0 + sigma)
-        return self.alpha0 / jnp.sqrt(self.alpha0**2 + sigma**2)
+        return tau_of_noise_ratio(sigma, self.alpha0, self.shape)[0]
 
     def coefficients(self, schedule: AbstractSchedule, t: ArrayLike) -> Coefficients:
         """α, β, β̇, α², α α̇ (and α̇ as a property) at scalar ``t``; derivatives by ``jax.jvp``."""

@@ -26,7 +26,7 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import equinox as eqx
 import jax
@@ -36,8 +36,24 @@ from jaxtyping import Array, ArrayLike, Float
 from ._typing import RealLike
 from ._validation import check_choice, check_int, check_positive, check_real
 
-if TYPE_CHECKING:
-    from .interpolants import Interpolant
+
+@runtime_checkable
+class InterpolantLike(Protocol):
+    """What a schedule maker needs of an interpolant (``noisesched.Interpolant`` has it): the
+    dimension, the kind, the shape and the base scale α0. Schedules defined through the
+    noise-to-signal ratio σ = α/β need α0 and the shape; the dilated ones need d."""
+
+    @property
+    def d(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def shape(self) -> str: ...
+
+    @property
+    def alpha0(self) -> float: ...
 
 Scalar = Float[Array, ""]
 
@@ -57,6 +73,7 @@ __all__ = [
     "karras",
     "make",
     "value_and_derivative",
+    "tau_of_noise_ratio",
     "ScheduleKindWarning",
     "NAMES",
     "REGISTRY",
@@ -84,6 +101,17 @@ class AbstractSchedule(eqx.Module):
         """Times in (0, 1) where dτ/dt jumps. Solvers evaluate the drift one-sidedly there, so
         that a step never mixes the two pieces (see ``noisesched.sampling``)."""
         return ()
+
+
+def tau_of_noise_ratio(sigma: ArrayLike, alpha0: ArrayLike, shape: str
+                       ) -> tuple[Array, Array]:
+    """(τ, 1 − τ) at which α/β = σ (σ ≥ 0) for an interpolant of base scale α0 and ``shape``,
+    the complement free of cancellation: linear α/β = α0 (1 − τ)/τ, trig α/β = α0 √(1 − τ²)/τ."""
+    sigma, a0 = jnp.asarray(sigma), jnp.asarray(alpha0)
+    if shape == "linear":
+        return a0 / (a0 + sigma), sigma / (a0 + sigma)
+    root = jnp.sqrt(a0**2 + sigma**2)
+    return a0 / root, sigma**2 / (root * (root + a0))
 
 
 def value_and_derivative(schedule: AbstractSchedule, t: ArrayLike) -> tuple[Scalar, Scalar]:
@@ -268,11 +296,6 @@ class Karras(AbstractSchedule):
         check_positive("rho", self.rho)
         check_real("sigma_max", self.sigma_max, float(self.sigma_min), math.inf)
 
-    def _tau_of_sigma(self, sigma):
-        if self.shape == "linear":
-            return self.alpha0 / (self.alpha0 + sigma)
-        return self.alpha0 / jnp.sqrt(self.alpha0**2 + sigma**2)
-
     def _tau_gap(self, sigma, sigma1):
         """τ(σ1) − τ(σ) for σ ≥ σ1, without cancellation."""
         a0 = self.alpha0
@@ -317,13 +340,13 @@ def ve_dilated_trig(d: int, k: RealLike = 3.0) -> VEDilatedTrig:
     return VEDilatedTrig(d=d, k=k)
 
 
-def cosine(interpolant: Interpolant, offset: float = 0.0) -> Cosine:
+def cosine(interpolant: InterpolantLike, offset: float = 0.0) -> Cosine:
     """Cosine schedule expressed for ``interpolant`` (its α0 and shape)."""
     return Cosine(alpha0=interpolant.alpha0, shape=interpolant.shape, offset=offset)
 
 
 def karras(
-    interpolant: Interpolant,
+    interpolant: InterpolantLike,
     sigma_min: float = 0.002,
     sigma_max: float = 80.0,
     rho: float = 7.0,
@@ -355,19 +378,19 @@ def warn_if_mismatched(name: str, kind: str, stacklevel: int = 2) -> None:
                       ScheduleKindWarning, stacklevel=stacklevel + 1)
 
 
-def _constant(interpolant: Interpolant) -> Constant:
+def _constant(interpolant: InterpolantLike) -> Constant:
     return constant()
 
 
-def _vp_dilated(interpolant: Interpolant, k: RealLike = 3.0) -> VPDilated:
+def _vp_dilated(interpolant: InterpolantLike, k: RealLike = 3.0) -> VPDilated:
     return vp_dilated(interpolant.d, k)
 
 
-def _ve_dilated(interpolant: Interpolant, k: RealLike = 3.0) -> VEDilated:
+def _ve_dilated(interpolant: InterpolantLike, k: RealLike = 3.0) -> VEDilated:
     return ve_dilated(interpolant.d, k)
 
 
-def _ve_dilated_trig(interpolant: Interpolant, k: RealLike = 3.0) -> VEDilatedTrig:
+def _ve_dilated_trig(interpolant: InterpolantLike, k: RealLike = 3.0) -> VEDilatedTrig:
     return ve_dilated_trig(interpolant.d, k)
 
 
@@ -384,7 +407,7 @@ REGISTRY: dict[str, Callable[..., AbstractSchedule]] = {
 NAMES = tuple(REGISTRY)
 
 
-def make(name: str, interpolant: Interpolant, *, k: RealLike = 3.0,
+def make(name: str, interpolant: InterpolantLike, *, k: RealLike = 3.0,
          **options: float) -> AbstractSchedule:
     """Build a built-in schedule by name for ``interpolant`` (which supplies d, α0 and shape).
 

@@ -24,7 +24,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .._typing import ArrayOrSequence
 from .._validation import check_int, check_real
 from ..interpolants import Interpolant
-from ..schedules import AbstractSchedule
+from ..schedules import AbstractSchedule, tau_of_noise_ratio
 
 __all__ = ["PiecewiseLinear", "SigmoidSum", "NoiseRatioKnots", "FAMILIES"]
 
@@ -304,11 +304,7 @@ class NoiseRatioKnots(AbstractSchedule):
     def _knot_values(self, dtype):
         ratio = jnp.exp(self.log_noise_ratio(self.knot_coordinates())).astype(dtype)
         a0 = jnp.asarray(self.interpolant.alpha0, dtype)
-        if self.interpolant.shape == "linear":  # α/β = α0 (1 − τ)/τ
-            tau, comp = a0 / (a0 + ratio), ratio / (a0 + ratio)
-        else:  # α/β = α0 √(1 − τ²)/τ
-            root = jnp.sqrt(a0**2 + ratio**2)
-            tau, comp = a0 / root, ratio**2 / (root * (root + a0))
+        tau, comp = tau_of_noise_ratio(ratio, a0, self.interpolant.shape)
         zero, one = jnp.zeros((1,), dtype), jnp.ones((1,), dtype)
         return jnp.concatenate([zero, tau, one]), jnp.concatenate([one, comp, zero])
 

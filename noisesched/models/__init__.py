@@ -17,6 +17,7 @@ from .base import (
 )
 from .curie_weiss import CurieWeiss, mean_field_magnetization
 from .curie_weiss_exact import CurieWeissExact
+from .gaussian import Gaussian
 from .gaussian_mixture import GaussianMixture
 from .spins import AbstractSpinLaw
 
@@ -27,6 +28,7 @@ REGISTRY: dict[str, Callable[..., Any]] = {
     "gm_random": GaussianMixture.random_means,
     "cw": CurieWeiss,
     "cw_exact": CurieWeissExact,
+    "gaussian": Gaussian.power_law,
 }
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "CurieWeiss",
     "CurieWeissExact",
     "Feature",
+    "Gaussian",
     "GaussianMixture",
     "ModeSplit",
     "REGISTRY",
