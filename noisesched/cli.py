@@ -152,11 +152,14 @@ def _fit(args) -> None:
 
     config, settings = load_fit(_config_path(args), _overrides(args))
     out = Path(args.out or f"noisesched-out/{config.name}")
-    if args.restart:
-        (out / "checkpoint.npz").unlink(missing_ok=True)
+    if args.restart:  # the checkpoint run_fit resumes from: its arrays and its loss history
+        from .learning import checkpoint_files
+
+        for path in checkpoint_files(out / "checkpoint.eqx"):
+            path.unlink(missing_ok=True)
     run_fit(config, settings, out, progress=not args.no_progress)
     print(f"wrote {out}/schedule.json, history.json and schedules.png; use it with "
-          f"noisesched run CONFIG --set schedule=@{out}/schedule.json")
+          f"noisesched run CONFIG --set schedule.name=@{out}/schedule.json")
 
 
 def _scaling(args) -> None:
@@ -203,8 +206,8 @@ def _failure(err: BaseException) -> tuple[int, str] | None:
     if isinstance(err, FloatingPointError | MaxStepsReached):
         return 1, f"error: {err}"
     if isinstance(err, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(err):
-        return 1, ("error: out of device memory; set a smaller chunk_size (--set chunk_size=…) "
-                   "and rerun: finished chunks are kept")
+        return 1, ("error: out of device memory; set a smaller sample.chunk_size "
+                   "(--set sample.chunk_size=…) and rerun: finished chunks are kept")
     if isinstance(err, OSError) and err.filename is not None:
         return 1, f"error: cannot write or read {err.filename!r}: {err.strerror or err}"
     return None

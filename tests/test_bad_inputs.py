@@ -123,19 +123,28 @@ CLI_CASES = [
     (["demo", "--d", "abc"], 2, "error: argument --d: invalid int value: 'abc'"),
     (["frobnicate"], 2, "error: argument command: invalid choice: 'frobnicate'"),
     (["run"], 2, "error: run takes one config path (CONFIG or --config CONFIG); got none"),
+    (["run", "CONFIG", "--set", "solver.stpes=3"], 2,
+     "error: unknown solver key 'stpes' (did you mean 'steps'?)"),
     (["run", "CONFIG", "--set", "stpes=3"], 2,
-     "error: unknown config key 'stpes' (did you mean 'steps'?)"),
-    (["run", "CONFIG", "--set", "d=100", "--set", "k=20"], 2,
-     "error: k must be in (0, 10); got 20"),
-    (["run", "CONFIG", "--set", "n=0"], 2, "error: n must be an integer >= 1; got 0"),
-    (["run", "CONFIG", "--set", "dtype=float16"], 2,
-     "error: dtype must be one of 'float32', 'float64'; got 'float16'"),
-    (["run", "CONFIG", "--set", "schedule=@nowhere.json"], 2,
-     "error: schedule file 'nowhere.json' (schedule = '@nowhere.json') does not exist"),
-    (["run", "CONFIG", "--set", "adaptive=true", "--set", "solver=tsit5", "--set",
-      "max_steps=2"], 1, "error: the adaptive solve took max_steps = 2 steps without reaching "
-     "t = 1; raise max_steps, loosen rtol = 0.0001 / atol = 0.0001, or use the fixed grid"),
-    (["run", "CONFIG", "--set", "m=1e20"], 1,
+     "error: unknown config key 'stpes' (did you mean 'solver.steps'?)"),
+    (["run", "CONFIG", "--set", "steps=3"], 2,
+     "error: unknown config key 'steps' (now solver.steps)"),
+    (["run", "CONFIG", "--set", "model.d=100", "schedule.k=20"], 2,
+     "error: schedule.k must be in (0, 10); got 20.0"),
+    (["run", "CONFIG", "--set", "sample.n=0"], 2, "error: sample.n must be an integer >= 1; got 0"),
+    (["run", "CONFIG", "--set", "sample.dtype=float16"], 2,
+     "error: sample.dtype must be one of 'float32', 'float64'; got 'float16'"),
+    (["run", "CONFIG", "--set", "schedule.name=@nowhere.json"], 2,
+     "error: schedule file 'nowhere.json' (schedule.name = '@nowhere.json') does not exist"),
+    (["run", "CONFIG", "--set", "model.name=gm_random"], 2,
+     "error: model.weights is required for model 'gm_random'"),
+    (["run", "CONFIG", "--set", "model.name=.relative:Model"], 2,
+     "error: model.name must be a registry name or 'package.module:Name'; got '.relative:Model'"),
+    (["run", "CONFIG", "--set", "solver.adaptive=true", "solver.name=tsit5",
+      "--set", "solver.max_steps=2"], 1,
+     "error: the adaptive solve took max_steps = 2 steps without reaching t = 1; raise max_steps, "
+     "loosen rtol = 0.0001 / atol = 0.0001, or use the fixed grid"),
+    (["run", "CONFIG", "--set", "model.m=1e20"], 1,
      "error: the solve produced nan or inf: first in sample 0, at step 1 of 4 (t = 0.25)"),
     (["scaling", "SCALING"], 2, "error: dims must list at least two different dimensions"),
     (["fit", "CONFIG", "--set", "fit.iterations=0"], 2,
@@ -149,7 +158,8 @@ CLI_CASES = [
                          ids=[" ".join(c[0][:1] + c[0][2:]) for c in CLI_CASES])
 def test_cli_errors_are_one_line(tmp_path, capsys, args, status, message):
     config = tmp_path / "c.toml"
-    config.write_text("name = 'c'\nd = 64\nn = 8\nsteps = 4\nfigures = false\n")
+    config.write_text("name = 'c'\n[model]\nd = 64\n[sample]\nn = 8\n[solver]\nsteps = 4\n"
+                      "[output]\nfigures = false\n")
     scaling = tmp_path / "s.toml"
     scaling.write_text("dims = [100, 100]\n")
     args = [{"CONFIG": str(config), "SCALING": str(scaling)}.get(a, a) for a in args]

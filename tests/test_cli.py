@@ -64,7 +64,8 @@ def test_compile_cache_is_kept_between_runs_and_can_be_switched_off(tmp_path):
     """`noisesched run` fills the persistent compilation cache; a second run reads it (same
     results); --no-compile-cache leaves the folder untouched."""
     config = tmp_path / "c.toml"
-    config.write_text("d = 100\nn = 32\nsteps = 8\nfigures = false\n")
+    config.write_text("[model]\nd = 100\n[sample]\nn = 32\n[solver]\nsteps = 8\n"
+                      "[output]\nfigures = false\n")
     env = {k: v for k, v in os.environ.items() if k != "NOISESCHED_NO_COMPILE_CACHE"}
 
     def run(out, cache, *extra):
@@ -82,3 +83,44 @@ def test_compile_cache_is_kept_between_runs_and_can_be_switched_off(tmp_path):
     assert warm == cold
     off = run(tmp_path / "c", tmp_path / "off", "--no-compile-cache")
     assert off == cold and not (tmp_path / "off").exists()
+
+
+def test_several_key_values_after_one_set(tmp_path, capsys):
+    """``--set a=1 b=2`` is ``--set a=1 --set b=2``; both forms mix, in order."""
+    from noisesched.cli import _build_parser, _overrides
+
+    args = _build_parser().parse_args(["run", "c.toml", "--set", "model.d=200", "sample.n=64",
+                                       "--set", "solver.steps=10", "--out", "o"])
+    assert args.config == "c.toml" and args.out == "o"
+    assert _overrides(args) == ["model.d=200", "sample.n=64", "solver.steps=10"]
+    args = _build_parser().parse_args(["fit", "c.toml", "--set", "fit.iterations=3",
+                                       "model.d=50", "--no-progress"])
+    assert _overrides(args) == ["fit.iterations=3", "model.d=50"] and args.no_progress
+
+    config = tmp_path / "c.toml"
+    config.write_text("name = 'c'\n")
+    one, each = tmp_path / "one", tmp_path / "each"
+    assert main(["run", str(config), "--set", "model.d=100", "sample.n=16", "solver.steps=4",
+                 "output.figures=false", "--out", str(one)]) == 0
+    assert main(["run", str(config), "--set", "model.d=100", "--set", "sample.n=16", "--set",
+                 "solver.steps=4", "--set", "output.figures=false", "--out", str(each)]) == 0
+    a = json.loads((one / "results.json").read_text())
+    b = json.loads((each / "results.json").read_text())
+    assert a["config"] == b["config"] and a["metrics"] == b["metrics"]
+    c = a["config"]
+    assert (c["model"]["d"], c["sample"]["n"], c["solver"]["steps"], c["output"]["figures"]) == (
+        100, 16, 4, False)
+    assert sorted(p.name for p in one.iterdir()) == ["results.json"]
+    # a later item wins, within one --set and across them
+    assert main(["run", str(config), "--set", "model.d=100", "sample.n=16", "sample.n=8",
+                 "solver.steps=4", "--set", "output.figures=false", "model.d=64", "--out",
+                 str(tmp_path / "last")]) == 0
+    last = json.loads((tmp_path / "last" / "results.json").read_text())["config"]
+    assert last["model"]["d"] == 64 and last["sample"]["n"] == 8
+    # `--set` with nothing after it is argparse's one-line error
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(config), "--set"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "noisesched: error: argument --set: expected at least one argument")

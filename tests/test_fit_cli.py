@@ -1,6 +1,7 @@
 """``noisesched fit``: outputs, resume, the learned schedule in ``noisesched run``, bad input."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,14 +10,24 @@ from noisesched.cli import main
 
 SMALL = """
 name = "fit_small"
-model = "{model}"
+
+[model]
+name = "{model}"
 d = 100
+{model_options}
+[interpolant]
 kind = "vp"
+
+[schedule]
+name = "constant"
+
+[solver]
 steps = 5
 method = "scan"
+
+[sample]
 n = 200
 seed = 1
-schedule = "constant"
 
 [fit]
 family = "{family}"
@@ -28,35 +39,59 @@ compare = ["constant"]
 {extra}
 """
 
+#: what each model needs besides d
+MODEL_OPTIONS = {"gm": "", "cw": "beta = 2.0\n"}
+
 
 def _config(tmp_path, model="gm", family="noise_ratio_knots", extra=""):
     path = tmp_path / "fit.toml"
-    path.write_text(SMALL.format(model=model, family=family, extra=extra))
+    path.write_text(SMALL.format(model=model, model_options=MODEL_OPTIONS[model], family=family,
+                                 extra=extra))
     return path
 
 
 @pytest.mark.parametrize("family", ["noise_ratio_knots", "piecewise_linear", "sigmoid_sum"])
-def test_fit_writes_schedule_history_figure_and_the_schedule_runs(tmp_path, capsys, family):
-    config, out = _config(tmp_path, family=family), tmp_path / "out"
-    assert main(["fit", str(config), "--out", str(out), "--no-progress"]) == 0
+def test_fit_writes_schedule_history_figure_and_the_schedule_runs(tmp_path, capsys, monkeypatch,
+                                                                  family):
+    monkeypatch.chdir(tmp_path)  # relative paths: --out out, @out/schedule.json
+    config, out = _config(tmp_path, family=family), "out"
+    assert main(["fit", str(config), "--out", out, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| learned |" in printed and "| constant |" in printed
-    assert {p.name for p in out.iterdir()} == {"schedule.json", "history.json", "evaluation.md",
-                                               "schedules.png", "schedules.npz",
-                                               "checkpoint.npz"}
-    history = json.loads((out / "history.json").read_text())
+    history = json.loads((tmp_path / out / "history.json").read_text())
+    # exactly the files the history lists: the schedule, its evaluation, figure and checkpoint
+    assert {p.name for p in (tmp_path / out).iterdir()} == set(history["files"]) == {
+        "schedule.json", "history.json", "evaluation.md", "schedules.png", "schedules.npz",
+        "checkpoint.eqx", "checkpoint.json"}
     assert len(history["loss"]) == 6 and history["fit"]["family"] == family
     learned = history["evaluation"][0]
     assert learned["schedule"] == "learned" and learned["d"] == 100
-    # the saved schedule in `noisesched run` gives the evaluation's numbers (same keys)
-    run_out = tmp_path / "run"
-    assert main(["run", str(config), "--set", f"schedule=@{out / 'schedule.json'}",
-                 "--set", "figures=false", "--out", str(run_out)]) == 0
-    metrics = json.loads((run_out / "results.json").read_text())["metrics"]
+    # the evaluation's keys are the data law's features, with targets and exact values
+    assert {"mode_weight", "mode_weight_target", "mode_weight_exact", "within_mode_var",
+            "within_mode_var_target", "within_mode_var_exact"} <= set(learned)
+    assert "within_mode_var_ratio" not in learned
+    # the command it prints runs the saved schedule, and gives the evaluation's numbers
+    hint = re.search(r"noisesched run CONFIG --set (\S+)$", printed, re.MULTILINE)
+    assert hint is not None and hint.group(1) == "schedule.name=@out/schedule.json"
+    assert main(["run", str(config), "--set", hint.group(1), "output.figures=false",
+                 "--out", "run"]) == 0
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    metrics = result["metrics"]
     # the run's weight is a float32 mean of 200 indicators, the evaluation's a count / n
     assert metrics["mode_weight"] == pytest.approx(learned["mode_weight"], abs=1e-6)
-    assert metrics["within_mode_var"] / 0.25 == pytest.approx(learned["within_mode_var_ratio"],
-                                                              rel=1e-5)
+    assert metrics["within_mode_var"] == pytest.approx(learned["within_mode_var"], rel=1e-5)
+    for key in ("mode_weight_target", "within_mode_var_target", "mode_weight_exact",
+                "within_mode_var_exact"):
+        assert metrics[key] == pytest.approx(learned[key], rel=1e-5), key
+    # the schedule's content is in results.json: its rerun needs no file, from anywhere
+    assert result["config"]["schedule"]["name"] == family
+    (tmp_path / out / "schedule.json").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["run", "../run/results.json", "--out", "again"]) == 0
+    rerun = json.loads((elsewhere / "again" / "results.json").read_text())
+    assert rerun["metrics"] == metrics and rerun["config"] == result["config"]
 
 
 def test_fit_resumes_from_its_checkpoint_and_refuses_another_config(tmp_path, capsys):
@@ -71,11 +106,14 @@ def test_fit_resumes_from_its_checkpoint_and_refuses_another_config(tmp_path, ca
     assert "resuming from" in capsys.readouterr().out
     again = json.loads((out / "history.json").read_text())
     assert again["loss"] == first["loss"]
-    with np.load(out / "checkpoint.npz") as data:
-        assert int(data["iteration"]) == 6
+    # the checkpoint (arrays, then loss history) is at iteration 6
+    with open(out / "checkpoint.eqx", "rb") as f:
+        assert int(np.load(f)) == 6  # the first array of the file
+    assert json.loads((out / "checkpoint.json").read_text())["iteration"] == 6
     assert main(["fit", str(config), "--out", str(out), "--no-progress", "--restart",
                  "--set", "fit.iterations=3"]) == 0
     assert len(json.loads((out / "history.json").read_text())["loss"]) == 3
+    assert json.loads((out / "checkpoint.json").read_text())["iteration"] == 3
 
 
 def test_exact_loss_and_curie_weiss_fits_run(tmp_path, capsys):
@@ -94,14 +132,20 @@ def test_exact_loss_and_curie_weiss_fits_run(tmp_path, capsys):
         ("iteratons = 5", [], "unknown fit key 'iteratons' (did you mean 'iterations'?)"),
         ('family = "spline"', [], "fit.family must be one of"),
         ('init = "uniform"\nfamily = "sigmoid_sum"', [], "fit.init = 'uniform' needs"),
-        ('loss = "exact"', ["model=cw"], "fit.loss = 'exact' needs model = 'gm'"),
+        ('loss = "exact"', ["model.name=cw", "model.beta=2.0"],
+         "fit.loss = 'exact' needs a model with the exact two-mode reduction"),
         ("", ["fit.batch=0"], "fit.batch must be an integer >= 1; got 0"),
         ("", ["fit.learning_rate=-1"], "fit.learning_rate must be in (0, inf); got -1"),
         ("", ["fit.optimizer=adamax"], "fit.optimizer must be one of"),
         ("", ["fit.compare=['cosin']"], "did you mean 'cosine'"),
-        ("", ["steps=0"], "steps must be an integer >= 1; got 0"),
+        ("", ["solver.steps=0"], "solver.steps must be an integer >= 1; got 0"),
+        ("", ["steps=0"], "unknown config key 'steps' (now solver.steps)"),
         ("", ["fit.warmup=6"], "fit.warmup must be"),
-        ("", ["k=50"], "k must be in (0, 10); got 50.0"),  # a baseline, before any fitting
+        # the initial schedule, and a baseline (dilated at the default k > √d), before any
+        # fitting
+        ("", ["schedule.name=vp_dilated", "schedule.k=50"],
+         "schedule.k must be in (0, 10); got 50.0"),
+        ("", ["model.d=4", "fit.compare=['vp_dilated']"], "schedule.k must be in (0, 2); got 3.0"),
         ("", ["fit.transfer_dims=[1]"], "fit.transfer_dims entry must be an integer >= 2"),
     ],
 )
@@ -111,8 +155,8 @@ def test_bad_fit_configs_are_one_line_status_2(tmp_path, capsys, extra, override
         text = config.read_text().replace('family = "noise_ratio_knots"\n', "")
         config.write_text(text)
     args = ["fit", str(config), "--out", str(tmp_path / "o"), "--no-progress"]
-    for item in overrides:
-        args += ["--set", item]
+    if overrides:
+        args += ["--set", *overrides]  # several after one --set
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("noisesched: error:") and message in err and "\n" not in err

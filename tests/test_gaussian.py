@@ -8,12 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import TEST_FUNCTIONS, velocity_orthogonality
 from scipy.special import polygamma
 
 import noisesched as ns
 from noisesched.cli import main
-
-from helpers import TEST_FUNCTIONS, velocity_orthogonality
 
 
 def _euler_variances(scales, kind, steps):

@@ -1,4 +1,8 @@
+import io
+import json
 import math
+from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -8,7 +12,15 @@ import numpy as np
 import pytest
 
 import noisesched as ns
-from noisesched.learning import NoiseRatioKnots, PiecewiseLinear, SigmoidSum
+from noisesched.learning import (
+    FitOptions,
+    NoiseRatioKnots,
+    PiecewiseLinear,
+    SampleLoss,
+    SigmoidSum,
+    combined_loss,
+    fit_schedule,
+)
 
 
 def test_piecewise_linear_is_a_valid_schedule_for_any_parameters(x64):
@@ -89,14 +101,12 @@ def test_losses_vanish_on_exact_samples_and_not_on_failures():
 def test_fit_improves_the_ve_low_level_feature():
     """VE, constant start, N = 6 ≪ √d: the fit moves grid time towards the data end and the
     within-mode variance on fresh keys rises from collapse towards σ²."""
-    from noisesched.learning import fit_schedule
-
     d = 400
     model = ns.GaussianMixture.two_modes(d=d)
     interp = ns.Interpolant(kind="ve", shape="linear", d=d)
     init = PiecewiseLinear.from_schedule(ns.schedules.constant(), 6)
-    result = fit_schedule(model, interp, init, jax.random.PRNGKey(0), steps=6, batch=128,
-                          iterations=60)
+    result = fit_schedule(SampleLoss(combined_loss, model, interp, 6), init,
+                          jax.random.PRNGKey(0), FitOptions(batch=128, iterations=60))
     sched, history = result.schedule, result.history
     assert len(history) == 60 and history[-1] < 0.5 * history[0]
     key = jax.random.PRNGKey(99)
@@ -108,16 +118,90 @@ def test_fit_improves_the_ve_low_level_feature():
     assert abs(float(after) / 0.25 - 1) < abs(float(before) / 0.25 - 1)
 
 
-def test_fit_rejects_bad_input():
-    from noisesched.learning import fit_schedule
-
+def test_fit_rejects_bad_input(unchecked_types):
     model = ns.GaussianMixture.two_modes(d=20)
     interp = ns.Interpolant(kind="vp", shape="linear", d=20)
+    loss = SampleLoss(combined_loss, model, interp, 10)
     with pytest.raises(ValueError, match="no trainable array leaves"):
-        fit_schedule(model, interp, ns.schedules.constant(), jax.random.PRNGKey(0))
+        fit_schedule(loss, ns.schedules.constant(), jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="iterations must be an integer >= 1; got 0"):
-        fit_schedule(model, interp, PiecewiseLinear(jnp.zeros(3)), jax.random.PRNGKey(0),
-                     iterations=0)
+        fit_schedule(loss, PiecewiseLinear(jnp.zeros(3)), jax.random.PRNGKey(0),
+                     FitOptions(iterations=0))
+    with pytest.raises(ValueError, match=r"loss must be an AbstractLoss \(SampleLoss\(fn, "):
+        fit_schedule(combined_loss, PiecewiseLinear(jnp.zeros(3)), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="options must be a FitOptions; got dict"):
+        fit_schedule(loss, PiecewiseLinear(jnp.zeros(3)), jax.random.PRNGKey(0),
+                     {"iterations": 3})
+    with pytest.raises(ValueError, match="key must be one PRNG key"):
+        fit_schedule(loss, PiecewiseLinear(jnp.zeros(3)), 0)
+    # the checks of a loss on final samples (the interpolant's d, the step count, the solver)
+    with pytest.raises(ValueError, match="interpolant d = 30 must equal the model's d = 20"):
+        SampleLoss(combined_loss, model, ns.Interpolant("vp", "linear", 30), 10)
+    with pytest.raises(ValueError, match="steps must be an integer >= 1; got 0"):
+        SampleLoss(combined_loss, model, interp, 0)
+    with pytest.raises(ValueError, match="solver must be one of 'euler', 'heun'; got 'tsit5'"):
+        SampleLoss(combined_loss, model, interp, 10, solver="tsit5")
+    with pytest.raises(ValueError, match="checkpoints must be an integer >= 1; got 0"):
+        SampleLoss(combined_loss, model, interp, 10, checkpoints=0)
+    with pytest.raises(ValueError, match="fn must be a function"):
+        SampleLoss("combined", model, interp, 10)
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"batch": 0}, "batch must be an integer >= 1; got 0"),
+        ({"iterations": 2.0}, "iterations must be an integer >= 1; got 2.0"),
+        ({"common_random_numbers": "yes"}, "common_random_numbers must be True or False"),
+        ({"patience": 0}, "patience must be an integer >= 1; got 0"),
+        ({"min_delta": -1.0}, r"min_delta must be in \[0, inf\); got -1.0"),
+        ({"smoothing": 1.0}, r"smoothing must be in \[0, 1\); got 1.0"),
+        ({"smoothing": math.nan}, "smoothing must be a real number; got nan"),
+        ({"checkpoint": "fit.json"}, "checkpoint must not end in .json"),
+        ({"checkpoint": 3}, "checkpoint must be a path or None; got 3"),
+        ({"checkpoint_every": 0}, "checkpoint_every must be an integer >= 1; got 0"),
+        ({"fingerprint": 7}, "fingerprint must be a string; got 7"),
+        ({"progress": 1}, "progress must be True or False; got 1"),
+    ],
+)
+def test_fit_options_reject_bad_values_naming_the_parameter(options, message, unchecked_types):
+    with pytest.raises(ValueError, match=message):
+        FitOptions(**options)
+
+
+class _Mismatch(ns.learning.AbstractLoss):
+    """A user's loss of the schedule alone: the squared distance of τ to t² on a grid."""
+
+    needs_prior: ClassVar[bool] = False
+    interpolant: ns.Interpolant
+    record: Callable  # called with the x0 it was given
+
+    def __call__(self, schedule, x0=None):
+        self.record(x0)
+        t = jnp.linspace(0.0, 1.0, 33)
+        return jnp.mean((jax.vmap(schedule)(t) - t**2) ** 2)
+
+
+def test_a_users_loss_without_prior_batch_is_fitted():
+    seen = []
+    loss = _Mismatch(ns.Interpolant("vp", "linear", 10), seen.append)
+    init = PiecewiseLinear(jnp.zeros(8))
+    result = fit_schedule(loss, init, jax.random.PRNGKey(0), FitOptions(iterations=150))
+    assert seen and all(x0 is None for x0 in seen)  # traced once, with no prior batch
+    assert result.history[-1] < 0.01 * result.history[0]
+
+    class NoInterpolant(ns.learning.AbstractLoss):
+        def __call__(self, schedule, x0=None):
+            return jnp.sum(x0)
+
+    with pytest.raises(ValueError, match="NoInterpolant needs the prior batch: it must have a "
+                                         "field interpolant"):
+        fit_schedule(NoInterpolant(), init, jax.random.PRNGKey(0))
+
+
+def test_a_checkpoint_folder_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="is a folder; give a file such as"):
+        _small_fit(checkpoint=tmp_path)
 
 
 @pytest.mark.parametrize("suffix", [".json", ".npz"])
@@ -323,36 +407,133 @@ def test_memory_of_a_gradient_is_sublinear_in_the_number_of_steps():
 
 
 # ----------------------------------------------------------------------------- fit loop
-def _small_fit(**options):
-    from noisesched.learning import fit_schedule
-
+def _small_problem(pieces=8):
     d = 50
     model = ns.GaussianMixture.two_modes(d=d)
     interp = ns.Interpolant("ve", "linear", d)
-    init = NoiseRatioKnots.uniform(interp, 8)
-    defaults = dict(steps=4, batch=32, iterations=8)
-    return fit_schedule(model, interp, init, jax.random.PRNGKey(3), **{**defaults, **options})
+    return model, interp, NoiseRatioKnots.uniform(interp, pieces)
+
+
+def _small_fit(fn=combined_loss, *, callback=None, pieces=8, **options):
+    model, interp, init = _small_problem(pieces)
+    loss = SampleLoss(fn, model, interp, 4)
+    return fit_schedule(loss, init, jax.random.PRNGKey(3),
+                        FitOptions(**{"batch": 32, "iterations": 8, **options}),
+                        callback=callback)
+
+
+def _stored_iteration(path):
+    """The iteration of a checkpoint's arrays: the first array of the file."""
+    with open(path, "rb") as f:
+        return int(np.load(f))
+
+
+def _same_fit(a, b):
+    assert a.history == b.history and a.smoothed == b.smoothed
+    assert a.iterations == b.iterations and a.stopped_early == b.stopped_early
+    for x, y in zip(jax.tree.leaves(a.schedule), jax.tree.leaves(b.schedule), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def _interrupt_at(stop):
+    def callback(it, loss, schedule):
+        if it == stop:
+            raise KeyboardInterrupt
+
+    return callback
 
 
 def test_an_interrupted_fit_resumes_with_identical_results(tmp_path):
-    whole = _small_fit(checkpoint=tmp_path / "a.npz", checkpoint_every=1)
-
-    def interrupt(it, loss, schedule):
-        if it == 4:
-            raise KeyboardInterrupt
-
-    path = tmp_path / "b.npz"
+    whole = _small_fit(checkpoint=tmp_path / "a.eqx", checkpoint_every=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.eqx", "a.json"]
+    assert ns.learning.checkpoint_files(tmp_path / "a.eqx") == (tmp_path / "a.eqx",
+                                                                 tmp_path / "a.json")
+    path = tmp_path / "b.eqx"
     with pytest.raises(KeyboardInterrupt):
-        _small_fit(checkpoint=path, checkpoint_every=2, callback=interrupt)
-    with np.load(path) as data:
-        assert int(data["iteration"]) == 4  # the last checkpoint before the interruption
+        _small_fit(checkpoint=path, checkpoint_every=2, callback=_interrupt_at(4))
+    # the last checkpoint before the interruption, in both files
+    assert _stored_iteration(path) == 4
+    record = json.loads((tmp_path / "b.json").read_text())
+    assert record["iteration"] == 4 and record["history"] == whole.history[:4]
     resumed = _small_fit(checkpoint=path, checkpoint_every=2)
-    assert resumed.history == whole.history and resumed.iterations == 8
-    for a, b in zip(jax.tree.leaves(resumed.schedule), jax.tree.leaves(whole.schedule),
-                    strict=True):
-        np.testing.assert_array_equal(a, b)
+    _same_fit(resumed, whole)
+    assert resumed.iterations == 8
+    assert _stored_iteration(path) == 8
     with pytest.raises(ValueError, match="belongs to another fit"):
         _small_fit(checkpoint=path, fingerprint="other")
+
+
+@pytest.mark.parametrize("killed_at", [1, 3])
+def test_a_fit_killed_between_the_two_checkpoint_files_is_repaired_on_load(
+        tmp_path, monkeypatch, killed_at):
+    """The history is written first: a process killed before the arrays of the same iteration
+    (here: at the write of the arrays of the 1st or the 3rd checkpoint, after its history)
+    leaves a longer history, which the next fit cuts back to the arrays' iteration; it then
+    gives exactly the numbers of an uninterrupted fit."""
+    whole = _small_fit()
+    path = tmp_path / "c.eqx"
+    serialise, writes = eqx.tree_serialise_leaves, []
+
+    def killed(*args, **kwargs):
+        writes.append(1)
+        if len(writes) == killed_at:
+            raise KeyboardInterrupt  # as a kill: atomic_write leaves no partial file
+        return serialise(*args, **kwargs)
+
+    monkeypatch.setattr(eqx, "tree_serialise_leaves", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _small_fit(checkpoint=path, checkpoint_every=2)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["c.eqx"] if killed_at > 1 else []
+                                                          ) + ["c.json"]
+    assert json.loads((tmp_path / "c.json").read_text())["iteration"] == 2 * killed_at
+    kept = 2 * (killed_at - 1)  # the iteration of the arrays on disk
+    if killed_at > 1:
+        assert _stored_iteration(path) == kept
+    first = []
+
+    def check_repaired(it, loss, schedule):
+        if not first:  # the history on disk was cut back to the arrays when loaded
+            first.append(it)
+            record = json.loads((tmp_path / "c.json").read_text())
+            assert record["iteration"] == kept and record["history"] == whole.history[:kept]
+
+    resumed = _small_fit(checkpoint=path, checkpoint_every=2, callback=check_repaired)
+    assert first == [kept]
+    _same_fit(resumed, whole)
+
+
+def test_a_checkpoint_of_another_schedule_or_without_its_history_is_refused(tmp_path):
+    path = tmp_path / "d.eqx"
+    _small_fit(checkpoint=path, iterations=2)
+    with pytest.raises(ValueError, match="does not fit this schedule and optimiser"):
+        _small_fit(checkpoint=path, pieces=6)
+    with pytest.raises(ValueError, match="does not fit this schedule and optimiser"):
+        model, interp, init = _small_problem()
+        fit_schedule(SampleLoss(combined_loss, model, interp, 4), init, jax.random.PRNGKey(3),
+                     FitOptions(batch=32, iterations=8, checkpoint=path),
+                     optimizer=ns.learning.make_optimizer("sgd"))
+    (tmp_path / "d.json").write_text("{")
+    with pytest.raises(ValueError, match="is not a readable fit checkpoint history"):
+        _small_fit(checkpoint=path)
+    (tmp_path / "d.json").unlink()
+    with pytest.raises(ValueError, match="has no loss history"):
+        _small_fit(checkpoint=path)
+
+
+def test_the_stopping_point_is_replayed_from_the_checkpoint(tmp_path):
+    """The moving average and the best iteration come back from the stored history: a fit that
+    stopped early stays stopped, and one interrupted before its stop stops at the same
+    iteration."""
+    options = dict(fn=lambda m, x: 0.0 * jnp.mean(x), iterations=200, patience=5,
+                   checkpoint_every=2)
+    whole = _small_fit(**options)
+    with pytest.raises(KeyboardInterrupt):
+        _small_fit(checkpoint=tmp_path / "e.eqx", callback=_interrupt_at(5), **options)
+    resumed = _small_fit(checkpoint=tmp_path / "e.eqx", **options)
+    _same_fit(resumed, whole)
+    again = _small_fit(checkpoint=tmp_path / "e.eqx", **options)
+    _same_fit(again, whole)
 
 
 def test_common_random_numbers_reuse_the_same_prior_draw():
@@ -364,8 +545,98 @@ def test_common_random_numbers_reuse_the_same_prior_draw():
 
 
 def test_early_stopping_stops_a_flat_loss():
-    result = _small_fit(iterations=200, loss=lambda m, x: 0.0 * jnp.mean(x), patience=5)
+    result = _small_fit(lambda m, x: 0.0 * jnp.mean(x), iterations=200, patience=5)
     assert result.stopped_early and result.iterations == 6  # best at 0, then 5 without gain
+
+
+def _user_loss(model, x):
+    return (soft_mode_fraction(model, x) - 0.7) ** 2 + 0.01 * jnp.mean(x**2)
+
+
+@pytest.mark.parametrize("name", ["user", "combined", "mode", "low"])
+def test_sample_loss_is_the_function_of_the_solved_samples(name, x64):
+    from noisesched.learning import low_level_loss, mode_asymmetry_loss
+
+    fn = {"user": _user_loss, "combined": combined_loss, "mode": mode_asymmetry_loss,
+          "low": low_level_loss}[name]
+    model, interp, sched = _small_problem()
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(4), 16, dtype=jnp.float64)
+    loss = SampleLoss(fn, model, interp, 5, solver="heun", checkpoints=2)
+    x = ns.solve(model, interp, sched, x0, steps=5, solver="heun", method="scan").x
+    assert float(loss(sched, x0)) == float(fn(model, x))
+    assert loss.needs_prior and loss.interpolant is interp
+    with pytest.raises(ValueError, match="SampleLoss needs the prior batch x0"):
+        loss(sched)
+
+
+def test_a_fit_of_a_sample_loss_equals_the_loop_it_replaces():
+    """``SampleLoss`` with a user function: the same prior draws (``fold_in(key, i)``), solves,
+    losses and Adam steps as the loop ``fit_schedule(model, interp, …, loss=fn)`` ran before
+    the loss protocol, written out here."""
+    import optax
+
+    model, interp, init = _small_problem()
+    key, steps, batch, iterations = jax.random.PRNGKey(3), 4, 32, 6
+    result = fit_schedule(SampleLoss(_user_loss, model, interp, steps), init, key,
+                          FitOptions(batch=batch, iterations=iterations))
+    optimizer = ns.learning.make_optimizer()
+    params, static = eqx.partition(init, eqx.is_inexact_array)
+    state = optimizer.init(params)
+
+    @eqx.filter_jit
+    def update(p, state, model, x0):
+        def objective(p):
+            x = ns.solve(model, interp, eqx.combine(p, static), x0, steps=steps, solver="euler",
+                         method="scan").x
+            return _user_loss(model, x)
+
+        value, grads = jax.value_and_grad(objective)(p)
+        updates, state = optimizer.update(grads, state, p)
+        return optax.apply_updates(p, updates), state, value
+
+    history = []
+    for it in range(iterations):
+        x0 = ns.sample_prior(interp, jax.random.fold_in(key, it), batch)
+        params, state, value = update(params, state, model, x0)
+        history.append(float(value))
+    assert result.history == history
+    for a, b in zip(jax.tree.leaves(result.schedule), jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert result.history[-1] < result.history[0]
+
+
+def test_progress_writes_plain_lines_when_stderr_is_not_a_terminal(capsys):
+    _small_fit(iterations=3, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("fit: 0/3") and lines[-1].startswith("fit: 3/3 (100 %)")
+    assert "loss " in lines[-1] and "(avg " in lines[-1]
+    _small_fit(iterations=3)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_progress_meter_redraws_on_a_terminal_and_writes_lines_elsewhere():
+    from noisesched._progress import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream in (io.StringIO(), Terminal()):
+        bar = progress_bar(4, desc="work", initial=1, stream=stream)
+        for i in range(3):
+            bar.set_postfix_str(f"step {i}", refresh=False)
+            bar.update(1)
+        bar.close()
+        text = stream.getvalue()
+        assert "4/4" in text and "step 2" in text
+        if isinstance(stream, Terminal):
+            assert "\r" in text  # redrawn in place
+        else:
+            lines = text.splitlines()
+            assert "\r" not in text and lines[0].startswith("work: 1/4")
+            assert lines[-1].startswith("work: 4/4 (100 %)") and len(lines) == 2
 
 
 def test_exact_loss_is_differentiable_and_matches_the_oracle(x64):
@@ -391,7 +662,7 @@ def test_exact_loss_is_differentiable_and_matches_the_oracle(x64):
 def test_exact_loss_learns_vp_from_the_constant_schedule(x64):
     """d = 10⁴, N = 10 Euler: the constant schedule gives p̂ = 1 − 10⁻¹¹; the probit-scale exact
     loss still has a gradient and brings p̂ to p."""
-    from noisesched.learning import ExactLoss, fit_schedule, make_optimizer
+    from noisesched.learning import ExactLoss, make_optimizer
 
     d = 10_000
     interp = ns.Interpolant("vp", "linear", d)
@@ -399,9 +670,11 @@ def test_exact_loss_learns_vp_from_the_constant_schedule(x64):
     loss = ExactLoss.of(red, interp, 10)
     init = NoiseRatioKnots.from_schedule(ns.schedules.constant(), interp, 20)
     assert float(loss.parts(init)["mode_weight"]) > 0.999
-    result = fit_schedule(None, interp, init, jax.random.PRNGKey(0), steps=10, iterations=300,
-                          loss=loss, optimizer=make_optimizer("adam", 0.1, lr_schedule="cosine",
-                                                              iterations=300))
+    assert not loss.needs_prior and loss.interpolant is interp
+    assert float(loss(init)) == float(loss(init, None))
+    result = fit_schedule(loss, init, jax.random.PRNGKey(0), FitOptions(iterations=300),
+                          optimizer=make_optimizer("adam", 0.1, lr_schedule="cosine",
+                                                   iterations=300))
     parts = loss.parts(result.schedule)
     assert abs(float(parts["mode_weight"]) - 0.8) < 0.01
     assert abs(float(parts["within_mode_var"]) / 0.25 - 1) < 0.05

@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis): schedules, drifts, metrics and configs over their whole
 valid parameter ranges, not a few hand-picked points."""
 
+import json
 import math
 import os
 import warnings
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import noisesched as ns
@@ -193,38 +194,191 @@ _values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
     st.lists(st.one_of(st.floats(-2, 2), st.integers(-3, 3), st.text(max_size=3)), max_size=5),
 )
-_keys = st.one_of(st.sampled_from(sorted(cfg.FIELDS)), st.text(min_size=1, max_size=10))
+# model.d sizes the arrays a model is built with when the config is validated: drawn up to 10^6
+# (a d of 10^10 would fill the memory)
+_dims = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                  st.floats(-1e6, 1e6) | st.sampled_from([math.nan, math.inf]),
+                  st.text(max_size=12), st.lists(st.integers(-3, 3), max_size=3))
+_numbers = st.lists(st.floats(-3.0, 3.0), min_size=1, max_size=4)
+# values of the right type and mostly in range, by key (any section), so that the fuzzing also
+# reaches valid configs and every constructor behind them
+_PLAUSIBLE = {
+    "d": st.integers(1, 1000), "p": st.floats(0.01, 0.99), "m": st.floats(0.1, 5.0),
+    "sigma": st.floats(0.05, 3.0), "seed": st.integers(0, 2**63 - 1),
+    "weights": st.sampled_from([[1.0], [0.5, 0.5], [0.4, 0.3, 0.2, 0.1], [0.7, 0.2]]),
+    "beta": st.floats(0.1, 5.0), "h": st.floats(-2.0, 2.0), "nodes": st.integers(2, 200),
+    "max_grid": st.integers(0, 4096), "k": st.floats(0.01, 4.0), "offset": st.floats(0.0, 0.99),
+    "sigma_min": st.floats(1e-3, 1.0), "sigma_max": st.floats(1.0, 100.0),
+    "rho": st.floats(0.5, 10.0), "logits": _numbers, "decrements": _numbers,
+    "centers": _numbers, "log_widths": _numbers, "start": st.floats(-2.0, 4.0),
+    "gap": st.floats(0.0, 5.0), "kind": st.sampled_from(["vp", "ve"]),
+    "shape": st.sampled_from(["linear", "trig"]), "steps": st.integers(1, 10**6),
+    "method": st.sampled_from(cfg.METHODS), "adaptive": st.booleans(),
+    "rtol": st.floats(1e-8, 1.0), "atol": st.floats(1e-8, 1.0), "max_steps": st.integers(1, 10**6),
+    "n": st.integers(1, 10**9), "dtype": st.sampled_from(cfg.DTYPES),
+    "chunk_size": st.integers(0, 10**6), "devices": st.integers(0, 1),
+    "figures": st.booleans(), "trajectories": st.integers(0, 1000),
+}
+# every section.key the schema knows, by section
+_SECTION_KEYS: dict[str, list[str]] = {}
+for _key in cfg.all_keys():
+    if "." in _key:
+        _section, _, _sub = _key.partition(".")
+        _SECTION_KEYS.setdefault(_section, []).append(_sub)
+# names worth drawing for the choice sections: the registries, user models, saved schedules
+_CHOICES = {
+    "model": [*ns.models.REGISTRY, "noisesched:GaussianMixture", "noisesched:Interpolant",
+              "noisesched.models:CurieWeiss", "os:path", "nowhere:Model", ".relative:Model",
+              "noisesched:"],
+    "schedule": [*ns.schedules.REGISTRY, *ns.learning.FAMILIES, "@nowhere.json", "@"],
+    "solver": [*ns.sampling.SOLVERS, "rk4"],
+}
 
 
-@MANY
-@given(st.dictionaries(_keys, _values, max_size=6))
-def test_fuzzed_configs_validate_or_fail_with_a_config_error(data):
+def _rarely(draw, odds: int) -> bool:
+    """True about once in ``odds + 1`` draws (False is what hypothesis shrinks towards)."""
+    return draw(st.sampled_from([False] * odds + [True]))
+
+
+@st.composite
+def _plausible(draw, section, key):
+    """A value for ``section.key``: mostly of the right type, sometimes anything."""
+    if key == "name":
+        right = st.sampled_from(_CHOICES[section]) if section in _CHOICES else None
+    else:
+        right = _PLAUSIBLE.get(key)
+    if right is None or _rarely(draw, 7):
+        return draw(_dims if (section, key) == ("model", "d") else _values)
+    return draw(right)
+
+
+def _mostly(draw, known, other):
+    """``known`` about 15 times in 16, else ``other``."""
+    return draw(other if _rarely(draw, 15) else known)
+
+
+_REGISTRIES = {"model": ns.models.REGISTRY,
+               "schedule": {**ns.schedules.REGISTRY, **ns.learning.FAMILIES}}
+
+
+def _choice_keys(section, name):
+    """{key: required} for entry ``name`` of the section's registry (None: not an entry)."""
+    if name not in _REGISTRIES.get(section, {}):
+        return None
+    return {key: p.default is p.empty
+            for key, p in cfg.parameters(_REGISTRIES[section][name]).items()
+            if key != "interpolant"}
+
+
+@st.composite
+def sectioned_configs(draw):
+    """A mapping as a TOML config holds it: sections of known keys (for a model or schedule,
+    mostly the keys its choice takes) and some unknown ones, or a section that is not a table;
+    sometimes a stray key or a flat key of an earlier version."""
+    data = {}
+    for section in draw(st.lists(st.sampled_from(cfg.SECTIONS), max_size=6, unique=True)):
+        if _rarely(draw, 19):
+            data[section] = draw(_values)  # not a table
+            continue
+        table = {}
+        own = None
+        if section in _CHOICES and not _rarely(draw, 3):
+            table["name"] = draw(_plausible(section, "name"))
+            if isinstance(table["name"], str):
+                own = _choice_keys(section, table["name"])
+        for key, required in (own or {}).items():  # what the choice takes
+            if not _rarely(draw, 9) if required else draw(st.booleans()):
+                table[key] = draw(_plausible(section, key))
+        for _ in range(draw(st.integers(0, 2 if own else 4))):  # any keys of the section
+            key = _mostly(draw, st.sampled_from(_SECTION_KEYS[section]),
+                          st.text(min_size=1, max_size=10))
+            table[key] = draw(_plausible(section, key))
+        data[section] = table
+    if draw(st.booleans()):
+        data["name"] = _mostly(draw, st.text(max_size=12), _values)
+    if _rarely(draw, 7):  # a stray key: an earlier version's flat key, or anything
+        key = draw(st.one_of(st.sampled_from(sorted(cfg.FLAT_KEYS)),
+                             st.text(min_size=1, max_size=10)))
+        data[key] = draw(_values)
+    return data
+
+
+# values of the wrong type on purpose: the errors a user sees, not the type-checking hook's
+# (conftest.unchecked_types, a flag for the whole test)
+FUZZ = settings(MANY, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(sectioned_configs())
+def test_fuzzed_configs_validate_or_fail_with_a_config_error(unchecked_types, data):
     """Any mapping either becomes a valid RunConfig or raises ConfigError (a ValueError naming
     the key): never another exception."""
-    data = {k: v for k, v in data.items() if k != "schedule" or not str(v).startswith("@")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             config = cfg.from_mapping(data)
         except cfg.ConfigError as err:
             assert str(err)
+            event("config error")
             return
-    assert isinstance(config, cfg.RunConfig)
+        assert isinstance(config, cfg.RunConfig)
+        event(f"valid: model {config.model.name}, schedule {config.schedule.name}")
+        # what results.json records is a config again
+        assert cfg.from_mapping(config.to_dict()).to_dict() == config.to_dict()
 
 
-@MANY
-@given(st.lists(st.text(max_size=20), max_size=4))
-def test_fuzzed_overrides_parse_or_fail_with_a_config_error(items):
+def _toml(value) -> str:
+    """``value`` as TOML value text (NaN and infinities come out as bare words)."""
+    return json.dumps(value)
+
+
+def _raw(section, key):
+    """The value text of ``--set section.key=value``: TOML literals, bare words, anything."""
+    if (section, key) == ("model", "d"):  # sizes: see _dims
+        return st.one_of(st.integers(-10**6, 10**6).map(str), _plausible("model", "d").map(_toml),
+                         st.sampled_from(["1e3", "2.5", "nan", "inf", "'x'", "[1, 2]", "true"]),
+                         st.text(alphabet=st.characters(exclude_categories=["Nd"]),
+                                 max_size=8))
+    literals = st.sampled_from(["1", "0", "-1", "1e3", "2.5", "-0.5", "nan", "inf", "true",
+                                "false", "'x'", '""', "[0.5, 0.5]", "[1, 'a']", "[]",
+                                "{a = 1}", "[[1.0]]"])
+    return st.one_of(_plausible(section, key).map(_toml), _plausible(section, key).map(_toml),
+                     literals, st.text(max_size=12))
+
+
+@st.composite
+def override_items(draw):
+    """One ``--set`` item: ``section.key=value`` of a known section and key, or anything."""
+    if _rarely(draw, 9):
+        return draw(st.text(max_size=20))
+    section = _mostly(draw, st.sampled_from(sorted(_SECTION_KEYS)), st.text(max_size=6))
+    key = _mostly(draw, st.sampled_from(_SECTION_KEYS.get(section, ["name"])),
+                  st.text(max_size=6))
+    return f"{section}.{key}={draw(_raw(section, key))}"
+
+
+_BASE = {"name": "base", "model": {"name": "gm", "d": 64, "p": 0.7},
+         "schedule": {"name": "vp_dilated", "k": 2.0}, "solver": {"steps": 4},
+         "sample": {"n": 8}, "output": {"figures": False}}
+
+
+@FUZZ
+@given(st.lists(override_items(), max_size=4))
+def test_fuzzed_overrides_parse_or_fail_with_a_config_error(unchecked_types, items):
+    """``--set`` items parse or raise ConfigError; applied to a config file's mapping (as
+    ``noisesched run`` does, switching choices) they validate or raise ConfigError."""
     try:
         values = cfg.parse_overrides(items)
     except cfg.ConfigError as err:
         assert str(err)
+        event("parse error")
         return
     assume(values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            cfg.from_mapping({k: v for k, v in values.items()
-                              if k != "schedule" or not str(v).startswith("@")})
-        except cfg.ConfigError:
-            pass
+        for data, what in ((values, "alone"), (cfg.merge(_BASE, values), "on a file")):
+            try:
+                cfg.from_mapping(data)
+                event(f"{what}: valid")
+            except cfg.ConfigError:
+                event(f"{what}: config error")

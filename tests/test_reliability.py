@@ -107,8 +107,8 @@ def test_sample_summary_resumes_from_its_store(tmp_path, monkeypatch):
 
 
 def test_interrupted_run_leaves_no_result_and_resumes(tmp_path, monkeypatch):
-    config = cfg.from_mapping({"d": 200, "n": 96, "steps": 6, "chunk_size": 32,
-                               "figures": False})
+    config = cfg.from_mapping({"model": {"d": 200}, "sample": {"n": 96, "chunk_size": 32},
+                               "solver": {"steps": 6}, "output": {"figures": False}})
     fresh = run_experiment(config, tmp_path / "fresh", log=lambda *_: None)
     out = tmp_path / "out"
     with monkeypatch.context() as patch:
@@ -164,8 +164,8 @@ def test_sigterm_stops_a_run_cleanly_and_the_rerun_resumes(tmp_path):
     """A real SIGTERM to `noisesched run`: exit status 143, one line, no result; the rerun
     solves only the chunks that had not finished."""
     config = tmp_path / "c.toml"
-    config.write_text("name = 'c'\nd = 2000\nn = 4096\nsteps = 40\nchunk_size = 256\n"
-                      "figures = false\n")
+    config.write_text("name = 'c'\n[model]\nd = 2000\n[sample]\nn = 4096\nchunk_size = 256\n"
+                      "[solver]\nsteps = 40\n[output]\nfigures = false\n")
     out = tmp_path / "out"
     env = dict(os.environ, NOISESCHED_NO_COMPILE_CACHE="1", JAX_PLATFORMS="cpu")
     command = [sys.executable, "-m", "noisesched.cli", "run", str(config), "--out", str(out)]
@@ -197,11 +197,15 @@ def test_reproduce_skips_the_parts_already_finished(tmp_path, monkeypatch):
     from noisesched.experiments import reproduce
 
     out = tmp_path / "out"
-    quick = cfg.from_mapping({"name": "a", "d": 100, "n": 16, "steps": 4, "figures": False})
+    quick = cfg.from_mapping({"name": "a", "model": {"d": 100}, "sample": {"n": 16},
+                              "solver": {"steps": 4}, "output": {"figures": False}})
     run_experiment(quick, out / "runs" / "a", log=lambda *_: None)
     path = out / "runs" / "a" / "results.json"
     assert reproduce._finished(path, "config", quick.to_dict()) is not None
-    changed = cfg.from_mapping({**quick.to_dict(), "steps": 5})
+    # the resolved dict (what results.json records) is a config of its own
+    assert cfg.from_mapping(quick.to_dict()).to_dict() == quick.to_dict()
+    changed = cfg.from_mapping(cfg.merge(quick.to_dict(), {"solver": {"steps": 5}}))
+    assert changed.solver.steps == 5
     assert reproduce._finished(path, "config", changed.to_dict()) is None
     params = {"dims": [50], "n": 16, "steps": 4}
     first = reproduce.k_mode_sweep(out, log=lambda *_: None, dims=(50,), n=16, steps=4)
@@ -211,7 +215,9 @@ def test_reproduce_skips_the_parts_already_finished(tmp_path, monkeypatch):
 
 
 def test_same_key_and_config_give_identical_results_files(tmp_path):
-    config = cfg.from_mapping({"model": "cw", "d": 150, "n": 40, "steps": 5, "figures": False})
+    config = cfg.from_mapping({"model": {"name": "cw", "d": 150, "beta": 2.0},
+                               "sample": {"n": 40}, "solver": {"steps": 5},
+                               "output": {"figures": False}})
     a = run_experiment(config, tmp_path / "a", log=lambda *_: None)
     b = run_experiment(cfg.load(tmp_path / "a" / "results.json"), tmp_path / "b",
                        log=lambda *_: None)
@@ -219,14 +225,15 @@ def test_same_key_and_config_give_identical_results_files(tmp_path):
     env = a["environment"]
     assert {"jax", "jaxlib", "diffrax", "equinox", "optax", "noisesched", "backend",
             "devices"} <= set(env)
-    assert a["config"]["seed"] == 0
+    assert a["config"]["sample"]["seed"] == 0
 
 
 def test_cli_run_accepts_config_option_and_reruns_results(tmp_path, capsys):
     from noisesched.cli import main
 
     config = tmp_path / "c.toml"
-    config.write_text("name = 'c'\nd = 100\nn = 16\nsteps = 4\nfigures = false\n")
+    config.write_text("name = 'c'\n[model]\nd = 100\n[sample]\nn = 16\n[solver]\nsteps = 4\n"
+                      "[output]\nfigures = false\n")
     assert main(["run", "--config", str(config), "--out", str(tmp_path / "a")]) == 0
     first = json.loads((tmp_path / "a" / "results.json").read_text())
     assert main(["run", "--config", str(tmp_path / "a" / "results.json"),
@@ -247,7 +254,8 @@ def test_unwritable_output_is_one_line_status_1(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     config = tmp_path / "c.toml"
-    config.write_text("d = 100\nn = 8\nsteps = 2\nfigures = false\n")
+    config.write_text("[model]\nd = 100\n[sample]\nn = 8\n[solver]\nsteps = 2\n"
+                      "[output]\nfigures = false\n")
     assert main(["run", str(config), "--out", str(blocker / "out")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("noisesched: error: cannot write or read") and "\n" not in err
@@ -291,11 +299,13 @@ def test_out_of_memory_is_one_line_status_1_and_keeps_finished_chunks(tmp_path, 
 
     monkeypatch.setattr(streaming, "_solve_rows", exhausted)
     config = tmp_path / "c.toml"
-    config.write_text("d = 100\nn = 64\nsteps = 2\nchunk_size = 32\nfigures = false\n")
+    config.write_text("[model]\nd = 100\n[sample]\nn = 64\nchunk_size = 32\n[solver]\nsteps = 2\n"
+                      "[output]\nfigures = false\n")
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == ("noisesched: error: out of device memory; set a smaller chunk_size "
-                   "(--set chunk_size=…) and rerun: finished chunks are kept")
+    assert err == ("noisesched: error: out of device memory; set a smaller sample.chunk_size "
+                   "(--set sample.chunk_size=…) and rerun: finished chunks are kept")
+    assert cfg.load(config, ["sample.chunk_size=16"]).sample.chunk_size == 16  # as advised
     assert not (tmp_path / "out").exists()
     assert [p.name for p in resume_folder(tmp_path / "out").glob("rows-*")] == [
         "rows-000000000000.npz"]

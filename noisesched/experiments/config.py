@@ -123,14 +123,13 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        errors = []
         for member in members:
             try:
                 return coerce(where, value, member)
-            except ConfigError:
-                continue
-        if len(members) == 1:
-            return coerce(where, value, members[0])
-        return value
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]  # no member takes the value (a list of strings for an array)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list; got {value!r}")
@@ -157,7 +156,7 @@ def _construct(section: str, target: Callable, kwargs: dict[str, Any], name: str
     except ValueError as err:
         text = str(err)
         first = text.split(" ", 1)[0]
-        if first in kwargs:
+        if first in kwargs or first in parameters(target):  # a default's value too
             raise ConfigError(f"{section}.{text}") from None
         raise ConfigError(f"[{section}] {text}") from None
 
@@ -166,6 +165,20 @@ def suggest(key: str, known: Sequence[str]) -> str:
     """" (did you mean '…'?)" for the nearest of ``known``, or ""."""
     close = difflib.get_close_matches(key, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def suggest_key(key: str) -> str:
+    """" (did you mean '…'?)" for a key given outside any section: the nearest section, or the
+    ``section.key`` whose full name or key is nearest (``stpes`` → ``solver.steps``)."""
+    full = all_keys()
+    tails = sorted({k.partition(".")[2] for k in full if "." in k} - set(full))
+    close = difflib.get_close_matches(key, [*SECTIONS, *full, *tails], n=1)
+    if not close:
+        return ""
+    if close[0] in SECTIONS or close[0] in full:
+        return f" (did you mean {close[0]!r}?)"
+    matches = [k for k in full if k.partition(".")[2] == close[0]]
+    return " (did you mean " + " or ".join(repr(k) for k in matches) + "?)"
 
 
 # ----------------------------------------------------------------------------- choices
@@ -203,7 +216,7 @@ def model_constructor(name: str) -> Callable:
 
 def _import_model(spec: str) -> Callable:
     module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
+    if not module_name or not attr or module_name.startswith("."):  # no relative imports
         raise ConfigError(f"model.name must be a registry name or 'package.module:Name'; got "
                           f"{spec!r}")
     if "" not in sys.path and "." not in sys.path:  # as `python -m`: the current folder
@@ -520,7 +533,7 @@ def from_mapping(data: Mapping[str, Any], base: RunConfig | None = None, *,
     stray = [k for k in data if k != "name" and k not in SECTIONS]
     if stray:
         key = stray[0]
-        raise ConfigError(f"{where}unknown config key {key!r}" + suggest(key, all_keys()))
+        raise ConfigError(f"{where}unknown config key {key!r}" + suggest_key(key))
     values: dict[str, Any] = {"name": data.get("name", base.name)}
     for section in SECTIONS:
         given = data.get(section, {})
@@ -669,7 +682,7 @@ def parse_overrides(items: Sequence[str], sections: Sequence[str] = SECTIONS
         if not dot:
             if key != "name":
                 hint = (f" (now {FLAT_KEYS[key]})" if key in FLAT_KEYS
-                        else suggest(key, all_keys()))
+                        else suggest_key(key))
                 raise ConfigError(f"unknown config key {key!r}{hint}")
             out["name"] = value
             continue

@@ -30,6 +30,8 @@ from ..learning import (
     LR_SCHEDULES,
     OPTIMIZERS,
     ExactLoss,
+    FitOptions,
+    SampleLoss,
     ThresholdLoss,
     combined_loss,
     fit_schedule,
@@ -212,14 +214,24 @@ def _threshold_loss(config: RunConfig, s: FitSettings, model, interp):
                          weight_low=s.weight_low, bisections=s.bisections)
 
 
-#: ``fit.loss`` by name: each builds the loss from the config, the settings, the model and the
-#: interpolant.
+def _on_samples(fn: Callable[[FitSettings], Callable]) -> Callable[..., SampleLoss]:
+    """The builder of a loss on final samples: ``fn(settings)`` is the function (model, x) ->
+    scalar, applied after the config's solve."""
+
+    def build(config: RunConfig, s: FitSettings, model, interp) -> SampleLoss:
+        return SampleLoss(fn(s), model, interp, config.solver.steps, solver=config.solver.name,
+                          method=config.solver.method, checkpoints=s.checkpoints or None)
+
+    return build
+
+
+#: ``fit.loss`` by name: each builds the loss (an ``AbstractLoss``) from the config, the
+#: settings, the model and the interpolant.
 LOSS_BUILDERS: dict[str, Callable[..., Any]] = {
-    "combined": lambda config, s, model, interp: (
-        lambda m, x: combined_loss(m, x, s.weight_high, s.weight_low, s.temperature)),
-    "mode": lambda config, s, model, interp: (
-        lambda m, x: mode_asymmetry_loss(m, x, s.temperature)),
-    "low": lambda config, s, model, interp: low_level_loss,
+    "combined": _on_samples(lambda s: (
+        lambda m, x: combined_loss(m, x, s.weight_high, s.weight_low, s.temperature))),
+    "mode": _on_samples(lambda s: lambda m, x: mode_asymmetry_loss(m, x, s.temperature)),
+    "low": _on_samples(lambda s: low_level_loss),
     "threshold": _threshold_loss,
     "exact": _exact_loss,
 }
@@ -266,8 +278,9 @@ def evaluate(model, interp, schedule, config: RunConfig, *, chunk: int = 2048
 def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=print,
             progress: bool = True) -> dict:
     """Learn a schedule; write ``schedule.json``, ``history.json``, ``schedules.png`` (+ .npz)
-    into ``out``. ``out/checkpoint.npz`` is written during the fit; rerunning the same config
-    into the same folder resumes from it (with identical results)."""
+    into ``out``. ``out/checkpoint.eqx`` (with ``out/checkpoint.json``) is written during the
+    fit; rerunning the same config into the same folder resumes from it (with identical
+    results)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a folder")
@@ -284,18 +297,17 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
                                    iterations=settings.iterations, warmup=settings.warmup,
                                    clip_norm=settings.clip_norm or None)
         out.mkdir(parents=True, exist_ok=True)
-        checkpoint = out / "checkpoint.npz"
+        checkpoint = out / "checkpoint.eqx"  # and its loss history, checkpoint.json
         if checkpoint.is_file():
             log(f"resuming from {checkpoint}")
         key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), 1)  # apart from evaluation
-        result = fit_schedule(
-            model, interp, schedule, key, steps=config.solver.steps, batch=settings.batch,
-            iterations=settings.iterations, optimizer=optimizer, loss=loss,
-            common_random_numbers=settings.common_random_numbers, solver=config.solver.name,
-            method=config.solver.method, checkpoints=settings.checkpoints or None,
+        options = FitOptions(
+            batch=settings.batch, iterations=settings.iterations,
+            common_random_numbers=settings.common_random_numbers,
             patience=settings.patience or None, min_delta=settings.min_delta,
             checkpoint=checkpoint, checkpoint_every=settings.checkpoint_every,
             fingerprint=fingerprint(config, settings), progress=progress)
+        result = fit_schedule(loss, schedule, key, options, optimizer=optimizer)
         schedule_file = save_schedule(
             result.schedule, out / "schedule.json", interpolant=interp,
             steps=config.solver.steps,
@@ -320,7 +332,8 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
         "timings": {"fit_seconds": fit_seconds,
                     "total_seconds": time.perf_counter() - start_time},
         "files": ["schedule.json", "history.json", "evaluation.md", "schedules.png",
-                  "schedules.npz", "checkpoint.npz"],
+                  "schedules.npz", "checkpoint.eqx",
+                  "checkpoint.json"],
         "environment": environment(),
     }
     text = table(evaluation, model)

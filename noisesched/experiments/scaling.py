@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import shutil
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from .. import metrics, theory
 from .._atomic import claim_folder
+from .._progress import progress_bar
 from .._validation import check_choice, check_int, check_positive, check_real
 from ..interpolants import Interpolant
 from ..models import GaussianMixture
@@ -167,15 +167,15 @@ def run_scaling(config: ScalingConfig, out: str | Path, *, log=print) -> dict:
     if finished:
         log(f"{config.name}: resuming, {len(finished)} finished point(s) kept from an "
             "interrupted study")
-    total = len(config.cases) * len(config.dims)
-    done = 0
+    points = [(case, d) for case in config.cases for d in config.dims]
     start = time.perf_counter()
-    for case in config.cases:
-        kind, _, sched = case.partition(":")
-        for d in config.dims:
-            done += 1
+    bar = progress_bar(len(points), desc=config.name,
+                       initial=sum(point in finished for point in points))
+    try:
+        for case, d in points:
             if (case, d) in finished:
                 continue
+            kind, _, sched = case.partition(":")
             n_star, calls = steps_needed(config, kind, sched, d)
             row = {"case": case, "d": d, "steps": n_star, "oracle_calls": calls}
             if n_star is not None and d <= config.full_d_max:
@@ -183,11 +183,10 @@ def run_scaling(config: ScalingConfig, out: str | Path, *, log=print) -> dict:
             rows.append(row)
             claim_folder(folder, config.to_dict())
             write_json(progress, rows)
-            bar = "#" * int(30 * done / total)
-            print(f"\r[{bar:<30}] {done}/{total} {case} d={d:.0e}: N*={n_star} "
-                  f"({time.perf_counter() - start:.0f} s)   ", end="", file=sys.stderr,
-                  flush=True)
-    print(file=sys.stderr)
+            bar.set_postfix_str(f"{case} d={d:.0e}: N*={n_star}", refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
     slopes = {}
     for case in config.cases:
         pts = [(r["d"], r["steps"]) for r in rows if r["case"] == case and r["steps"]]

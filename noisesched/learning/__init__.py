@@ -1,12 +1,13 @@
 """Schedule learning: learnable families, losses, an optax fit loop, saving and export."""
 
+from ._checkpoint import checkpoint_files
 from .export import export_schedule, load_schedule, save_schedule, schedule_arrays
 from .families import FAMILIES, NoiseRatioKnots, PiecewiseLinear, SigmoidSum
-from .fit import LR_SCHEDULES, OPTIMIZERS, FitResult, fit_schedule, make_optimizer
+from .fit import LR_SCHEDULES, OPTIMIZERS, FitOptions, FitResult, fit_schedule, make_optimizer
 from .losses import (
-    AbstractPriorLoss,
-    AbstractScheduleLoss,
+    AbstractLoss,
     ExactLoss,
+    SampleLoss,
     ThresholdLoss,
     combined_loss,
     low_level_loss,
@@ -18,14 +19,16 @@ __all__ = [
     "FAMILIES",
     "LR_SCHEDULES",
     "OPTIMIZERS",
-    "AbstractPriorLoss",
-    "AbstractScheduleLoss",
+    "AbstractLoss",
     "ExactLoss",
+    "FitOptions",
     "FitResult",
     "NoiseRatioKnots",
     "PiecewiseLinear",
+    "SampleLoss",
     "SigmoidSum",
     "ThresholdLoss",
+    "checkpoint_files",
     "combined_loss",
     "export_schedule",
     "fit_schedule",

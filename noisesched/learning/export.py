@@ -66,7 +66,7 @@ def save_schedule(schedule: AbstractSchedule, path: str | os.PathLike, *,
                   interpolant: Interpolant | None = None, steps: int | None = None,
                   metadata: dict | None = None) -> Path:
     """Write a learnable schedule to a JSON file that ``load_schedule`` (and
-    ``noisesched run --set schedule=@path``) reads back exactly, atomically.
+    ``noisesched run --set schedule.name=@path``) reads back exactly, atomically.
 
     With ``interpolant`` and ``steps``, the file also holds ``schedule_arrays`` on that grid
     (for other samplers); ``metadata`` (JSON-serialisable) is stored as given.

@@ -5,26 +5,24 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import equinox as eqx
 import jax
-import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from .._atomic import atomic_write
-from .._validation import check_choice, check_int, check_real
+from .._progress import progress_bar
+from .._validation import check_bool, check_choice, check_int, check_key, check_real
 from ..interpolants import Interpolant
-from ..sampling import SCAN_SOLVERS, SOLVERS, sample_prior, solve
+from ..sampling import sample_prior
 from ..schedules import AbstractSchedule
-from .losses import AbstractPriorLoss, AbstractScheduleLoss, combined_loss
+from ._checkpoint import load_checkpoint, save_checkpoint
+from .losses import AbstractLoss
 
-__all__ = ["FitResult", "fit_schedule", "make_optimizer", "OPTIMIZERS", "LR_SCHEDULES"]
+__all__ = ["FitOptions", "FitResult", "fit_schedule", "make_optimizer", "OPTIMIZERS",
+           "LR_SCHEDULES"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "lion")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
@@ -77,70 +75,107 @@ class FitResult:
     stopped_early: bool
 
 
-def fit_schedule(
-    model,
-    interp: Interpolant,
-    schedule: AbstractSchedule,
-    key: PRNGKeyArray,
-    *,
-    steps: int = 10,
-    batch: int = 256,
-    iterations: int = 200,
-    optimizer: optax.GradientTransformation | None = None,
-    loss: Callable | AbstractScheduleLoss = combined_loss,
-    common_random_numbers: bool = False,
-    solver: str = "euler",
-    method: str = "scan",
-    checkpoints: int | None = None,
-    patience: int | None = None,
-    min_delta: float = 0.0,
-    smoothing: float = 0.9,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 25,
-    fingerprint: str = "",
-    progress: bool = False,
-    callback: Callable[[int, float, AbstractSchedule], None] | None = None,
-) -> FitResult:
-    """Minimise a loss over the array leaves of ``schedule`` with optax.
+class FitOptions(eqx.Module):
+    """How ``fit_schedule`` runs: the batch, the length, early stopping, checkpoints, progress.
 
-    Each iteration draws ``batch`` prior states, solves the PF-ODE with ``steps`` steps of
-    ``solver`` and takes one optimiser step on ``loss(model, X_1)``; or, for an
-    ``AbstractScheduleLoss`` such as ``ExactLoss``, on ``loss(schedule)`` with no
-    sampling, or for an ``AbstractPriorLoss`` such as ``ThresholdLoss``, on
-    ``loss(schedule, x0)``. The prior states of iteration i come from ``fold_in(key, i)``
-    (fresh noise), or from ``key`` at every iteration if ``common_random_numbers``.
-
-    Args:
-        optimizer: any optax transformation (default ``make_optimizer``: Adam, 3·10⁻²).
-        checkpoints: states stored by reverse mode (see ``noisesched.solve``).
+    Attributes:
+        batch: prior states drawn at every iteration (losses with ``needs_prior``).
+        iterations: optimiser steps in total (a resumed fit counts the earlier ones).
+        common_random_numbers: draw the prior states of every iteration from ``key`` itself
+            (the same batch each time) instead of ``fold_in(key, i)`` (fresh noise).
         patience: stop when the smoothed loss (EMA with factor ``smoothing``) has not improved
             by more than ``min_delta`` for ``patience`` iterations (``None``: never).
-        checkpoint: a file (``.npz``) written atomically every ``checkpoint_every`` iterations
-            and at the end; if it exists, the fit resumes from it and gives exactly the numbers
-            of an uninterrupted fit. ``fingerprint`` (any string, e.g. a hash of the config) is
-            stored in it and must match on resume.
-        progress: a progress bar with the current loss on stderr.
+        min_delta: the improvement that counts, ≥ 0.
+        smoothing: the EMA factor of the smoothed loss, in [0, 1).
+        checkpoint: a file (e.g. ``checkpoint.eqx``) written atomically every
+            ``checkpoint_every`` iterations and at the end, with its loss history beside it
+            (``checkpoint.json``, see ``checkpoint_files``); if it exists, the fit resumes from
+            it and gives exactly the numbers of an uninterrupted fit. ``None``: no checkpoint.
+        checkpoint_every: iterations between two checkpoints.
+        fingerprint: any string (e.g. a hash of the config) stored in the checkpoint; a
+            checkpoint with another fingerprint is refused.
+        progress: a progress meter with the current loss on stderr (a redrawn bar on a
+            terminal, a plain line every 30 s otherwise).
+    """
+
+    batch: int = 256
+    iterations: int = 200
+    common_random_numbers: bool = False
+    patience: int | None = None
+    min_delta: float = 0.0
+    smoothing: float = 0.9
+    checkpoint: str | os.PathLike | None = None
+    checkpoint_every: int = 25
+    fingerprint: str = ""
+    progress: bool = False
+
+    def __check_init__(self):
+        check_int("batch", self.batch, lo=1)
+        check_int("iterations", self.iterations, lo=1)
+        check_bool("common_random_numbers", self.common_random_numbers)
+        if self.patience is not None:
+            check_int("patience", self.patience, lo=1)
+        check_real("min_delta", self.min_delta, lo=0.0, lo_open=False)
+        check_real("smoothing", self.smoothing, lo=0.0, hi=1.0, lo_open=False)
+        if self.checkpoint is not None:
+            if not isinstance(self.checkpoint, str | os.PathLike):
+                raise ValueError(f"checkpoint must be a path or None; got {self.checkpoint!r}")
+            if Path(self.checkpoint).suffix == ".json":
+                raise ValueError(f"checkpoint must not end in .json (its loss history is "
+                                 f"written beside it as NAME.json); got {str(self.checkpoint)!r}")
+        check_int("checkpoint_every", self.checkpoint_every, lo=1)
+        if not isinstance(self.fingerprint, str):
+            raise ValueError(f"fingerprint must be a string; got {self.fingerprint!r}")
+        check_bool("progress", self.progress)
+
+
+def fit_schedule(
+    loss: AbstractLoss,
+    schedule: AbstractSchedule,
+    key: PRNGKeyArray,
+    options: FitOptions | None = None,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    callback: Callable[[int, float, AbstractSchedule], None] | None = None,
+) -> FitResult:
+    """Minimise ``loss`` over the array leaves of ``schedule`` with optax.
+
+    Each iteration takes one optimiser step on ``loss(schedule, x0)``, where ``x0`` holds
+    ``options.batch`` prior states drawn from ``loss.interpolant`` (``sample_prior``), from
+    ``fold_in(key, i)`` at iteration i (fresh noise) or from ``key`` at every iteration if
+    ``options.common_random_numbers``; for a loss with ``needs_prior = False`` (``ExactLoss``)
+    ``x0`` is None and nothing is drawn. A function ``fn(model, x)`` of the final samples is
+    fitted as ``SampleLoss(fn, model, interpolant, steps)``.
+
+    Args:
+        loss: an ``AbstractLoss``: ``SampleLoss``, ``ThresholdLoss``, ``ExactLoss`` or a
+            user's own.
+        options: a ``FitOptions`` (default ``FitOptions()``).
+        optimizer: any optax transformation (default ``make_optimizer``: Adam, 3·10⁻²).
         callback: called as ``callback(iteration, loss, schedule)`` after every iteration.
 
     Returns:
         A ``FitResult``.
+
+    Raises:
+        FloatingPointError: the loss left the finite numbers.
+        ValueError: a bad argument, or a checkpoint of another fit (``options.fingerprint``)
+            or that does not fit this schedule and optimiser.
     """
-    check_int("steps", steps, lo=1)
-    check_int("batch", batch, lo=1)
-    check_int("iterations", iterations, lo=1)
-    check_choice("solver", solver, SCAN_SOLVERS if method == "scan" else SOLVERS)
-    check_int("checkpoint_every", checkpoint_every, lo=1)
-    if patience is not None:
-        check_int("patience", patience, lo=1)
-    check_real("min_delta", min_delta, lo=0.0, lo_open=False)
-    check_real("smoothing", smoothing, lo=0.0, hi=1.0, lo_open=False)
-    exact = isinstance(loss, AbstractScheduleLoss)
-    on_samples = not isinstance(loss, AbstractScheduleLoss | AbstractPriorLoss)
-    if on_samples and interp.d != model.d:
-        raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
-    if not callable(loss):
-        raise ValueError(f"loss must be a function (model, x) -> scalar or an "
-                         f"AbstractScheduleLoss; got {type(loss).__name__}")
+    if not isinstance(loss, AbstractLoss):
+        raise ValueError("loss must be an AbstractLoss (SampleLoss(fn, model, interpolant, "
+                         "steps) for a function fn(model, x) -> scalar of the final samples, "
+                         f"ThresholdLoss, ExactLoss); got {type(loss).__name__}")
+    if loss.needs_prior and not isinstance(getattr(loss, "interpolant", None), Interpolant):
+        raise ValueError(f"{type(loss).__name__} needs the prior batch: it must have a field "
+                         "interpolant (an ns.Interpolant) to draw it from")
+    check_key("key", key)
+    options = FitOptions() if options is None else options
+    if not isinstance(options, FitOptions):
+        raise ValueError(f"options must be a FitOptions; got {type(options).__name__}")
+    if options.checkpoint is not None and Path(options.checkpoint).is_dir():
+        raise ValueError(f"checkpoint {str(options.checkpoint)!r} is a folder; give a file "
+                         "such as FOLDER/checkpoint.eqx")
     optimizer = make_optimizer() if optimizer is None else optimizer
     params, static = eqx.partition(schedule, eqx.is_inexact_array)
     if not jax.tree.leaves(params):
@@ -148,132 +183,71 @@ def fit_schedule(
                          "as ns.learning.PiecewiseLinear")
     opt_state = optimizer.init(params)
 
-    def objective(p, x0):
-        sched = eqx.combine(p, static)
-        if exact:
-            return loss(sched)
-        if isinstance(loss, AbstractPriorLoss):
-            return loss(sched, x0)
-        x = solve(model, interp, sched, x0, steps=steps, solver=solver, method=method,
-                  checkpoints=checkpoints).x
-        return loss(model, x)
-
     @eqx.filter_jit
-    def update(p, state, x0):
-        value, grads = jax.value_and_grad(objective)(p, x0)
+    def update(p, state, objective, x0):  # the loss is an argument: its arrays are traced
+        value, grads = jax.value_and_grad(lambda q: objective(eqx.combine(q, static), x0))(p)
         updates, state = optimizer.update(grads, state, p)
         return optax.apply_updates(p, updates), state, value
 
-    progress_state = _Progress(iterations) if progress else None
-    record = _Record()
+    record = _Record(options.smoothing, options.min_delta)
     start = 0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        params, opt_state, record, start = _load_checkpoint(checkpoint, params, opt_state,
-                                                            fingerprint)
+    if options.checkpoint is not None:
+        loaded = load_checkpoint(options.checkpoint, params, opt_state, options.fingerprint)
+        if loaded is not None:
+            params, opt_state, history = loaded
+            for value in history:  # the moving average and the best iteration, replayed
+                record.add(value)
+            start = len(history)
+    bar = progress_bar(options.iterations, desc="fit", initial=start, enabled=options.progress)
     it = start
     try:
-        for it in range(start, iterations):
-            if patience is not None and it - record.best_iteration > patience:
+        for it in range(start, options.iterations):
+            if options.patience is not None and it - record.best_iteration > options.patience:
                 break
-            if exact:
-                x0 = None
-            else:
-                k = key if common_random_numbers else jax.random.fold_in(key, it)
-                x0 = sample_prior(interp, k, batch)
-            params, opt_state, value = update(params, opt_state, x0)
-            record.add(float(value), smoothing, min_delta)
+            x0 = None
+            if loss.needs_prior:
+                k = key if options.common_random_numbers else jax.random.fold_in(key, it)
+                x0 = sample_prior(loss.interpolant, k, options.batch)
+            params, opt_state, value = update(params, opt_state, loss, x0)
+            record.add(float(value))
             if not math.isfinite(record.history[-1]):
                 raise FloatingPointError(
                     f"the loss became {record.history[-1]} at iteration {it}; lower the "
                     "learning rate or clip gradients (make_optimizer(clip_norm=...))")
-            if progress_state is not None:
-                progress_state.show(it + 1, record)
+            bar.set_postfix_str(f"loss {record.history[-1]:.3e} (avg {record.smoothed[-1]:.3e})",
+                                refresh=False)
+            bar.update(1)
             if callback is not None:
                 callback(it, record.history[-1], eqx.combine(params, static))
-            if checkpoint is not None and (it + 1) % checkpoint_every == 0:
-                _save_checkpoint(checkpoint, params, opt_state, record, it + 1, fingerprint)
+            if options.checkpoint is not None and (it + 1) % options.checkpoint_every == 0:
+                save_checkpoint(options.checkpoint, params, opt_state, record.history,
+                                options.fingerprint)
         else:
-            it = iterations
+            it = options.iterations
     finally:
-        if progress_state is not None:
-            progress_state.close()
-    stopped = it < iterations
-    if checkpoint is not None:
-        _save_checkpoint(checkpoint, params, opt_state, record, it, fingerprint,
-                         stopped_early=stopped)
+        bar.close()
+    stopped = it < options.iterations
+    if options.checkpoint is not None:
+        save_checkpoint(options.checkpoint, params, opt_state, record.history,
+                        options.fingerprint, stopped_early=stopped)
     return FitResult(eqx.combine(params, static), record.history, record.smoothed, it, stopped)
+
 
 
 class _Record:
     """Loss history, its moving average and the iteration of the best average."""
 
-    def __init__(self):
+    def __init__(self, smoothing: float, min_delta: float):
+        self.smoothing, self.min_delta = smoothing, min_delta
         self.history: list[float] = []
         self.smoothed: list[float] = []
         self.best = math.inf
         self.best_iteration = 0
 
-    def add(self, value: float, smoothing: float, min_delta: float):
+    def add(self, value: float):
         prev = self.smoothed[-1] if self.smoothed else value
-        avg = smoothing * prev + (1.0 - smoothing) * value
+        avg = self.smoothing * prev + (1.0 - self.smoothing) * value
         self.history.append(value)
         self.smoothed.append(avg)
-        if avg < self.best - min_delta:
+        if avg < self.best - self.min_delta:
             self.best, self.best_iteration = avg, len(self.history) - 1
-
-
-class _Progress:
-    def __init__(self, total: int):
-        self.total, self.start = total, time.perf_counter()
-
-    def show(self, done: int, record: _Record):
-        bar = "#" * int(30 * done / self.total)
-        print(f"\r[{bar:<30}] {done}/{self.total} loss {record.history[-1]:.3e} "
-              f"(avg {record.smoothed[-1]:.3e}) {time.perf_counter() - self.start:.0f} s   ",
-              end="", file=sys.stderr, flush=True)
-
-    def close(self):
-        print(file=sys.stderr, flush=True)
-
-
-def _save_checkpoint(path, params, opt_state, record: _Record, iteration: int,
-                     fingerprint: str, stopped_early: bool = False):
-    leaves = jax.tree.leaves((params, opt_state))
-    arrays: dict[str, Any] = {f"leaf_{i}": np.asarray(v) for i, v in enumerate(leaves)}
-    arrays.update(history=np.asarray(record.history, np.float64),
-                  smoothed=np.asarray(record.smoothed, np.float64),
-                  best=np.float64(record.best), best_iteration=np.int64(record.best_iteration),
-                  iteration=np.int64(iteration), fingerprint=np.str_(fingerprint),
-                  stopped_early=np.bool_(stopped_early))
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    atomic_write(path, write)
-
-
-def _load_checkpoint(path, params, opt_state, fingerprint: str):
-    with np.load(path) as data:
-        stored = str(data["fingerprint"])
-        if stored != fingerprint:
-            raise ValueError(f"checkpoint {str(path)!r} belongs to another fit (fingerprint "
-                             f"{stored!r}, expected {fingerprint!r}); remove it or use another "
-                             "path")
-        template, treedef = jax.tree.flatten((params, opt_state))
-        leaves = [data[f"leaf_{i}"] for i in range(len(template))]
-        for i, (a, b) in enumerate(zip(template, leaves, strict=True)):
-            if np.shape(a) != b.shape:
-                raise ValueError(f"checkpoint {str(path)!r} does not fit this schedule and "
-                                 f"optimiser (leaf {i}: shape {b.shape}, expected "
-                                 f"{np.shape(a)})")
-        leaves = [jax.numpy.asarray(b, dtype=jax.numpy.asarray(a).dtype)
-                  for a, b in zip(template, leaves, strict=True)]
-        record = _Record()
-        record.history = [float(v) for v in data["history"]]
-        record.smoothed = [float(v) for v in data["smoothed"]]
-        record.best = float(data["best"])
-        record.best_iteration = int(data["best_iteration"])
-        iteration = int(data["iteration"])
-    params, opt_state = jax.tree.unflatten(treedef, leaves)
-    return params, opt_state, record, iteration

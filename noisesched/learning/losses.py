@@ -1,14 +1,23 @@
 """Losses for schedule learning (spec §6).
 
-* Losses on final samples: functions ``(model, x) -> scalar``, differentiable in ``x``, so the
-  gradient reaches the schedule through the sampler. Any user function of that form works.
-* ``ExactLoss``: a Monte-Carlo-free loss of a two-mode mixture computed by the exact
-  reduction (``noisesched.theory``): a function ``schedule -> scalar``.
+Every loss that ``noisesched.learning.fit_schedule`` minimises is an ``AbstractLoss``, called as
+``loss(schedule, x0)`` on the iteration's prior batch ``x0`` (drawn from ``loss.interpolant``):
+
+* ``SampleLoss(fn, model, interpolant, steps)``: solves the PF-ODE from ``x0`` and applies a
+  function ``fn(model, x) -> scalar`` of the final samples, differentiable in ``x``, so the
+  gradient reaches the schedule through the sampler: ``combined_loss``,
+  ``mode_asymmetry_loss``, ``low_level_loss`` or any user function of that form.
+* ``ThresholdLoss``: a mode loss through the full sampler whose gradient does not vanish.
+* ``ExactLoss``: a Monte-Carlo-free loss of a two-mode mixture computed by the exact reduction
+  (``noisesched.theory``); it needs no prior batch (``needs_prior = False``, ``x0`` may be
+  None).
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -19,7 +28,7 @@ from jaxtyping import Array, Float
 from .._validation import check_choice, check_int, check_real
 from ..interpolants import Interpolant
 from ..models.base import AbstractDataLaw, AbstractDenoiser, ModeSplit
-from ..sampling import solve
+from ..sampling import METHODS, SCAN_SOLVERS, SOLVERS, solve
 from ..schedules import AbstractSchedule
 from ..theory import ORACLE_SOLVERS, TwoModeReduction, gm_oracle
 
@@ -70,16 +79,87 @@ def combined_loss(model, x: Samples, weight_high: float = 1.0, weight_low: float
             + weight_low * low_level_loss(model, x))
 
 
-class AbstractScheduleLoss(eqx.Module):
-    """A loss computed from the schedule alone (no sampling): ``loss(schedule) -> scalar``.
-    ``noisesched.learning.fit_schedule`` calls it instead of sampling."""
+class AbstractLoss(eqx.Module):
+    """The loss protocol of ``noisesched.learning.fit_schedule``: ``loss(schedule, x0) ->
+    scalar``, differentiable in the schedule's array leaves.
+
+    ``x0`` is the iteration's prior batch, ``sample_prior(loss.interpolant, key, batch)``, for
+    a loss whose class has ``needs_prior = True`` (the default: it solves from ``x0``), and
+    None for one with ``needs_prior = False`` (computed from the schedule alone, as
+    ``ExactLoss``). Subclasses declare the field ``interpolant`` and implement ``__call__``.
+    """
+
+    #: Whether ``__call__`` needs the prior batch ``x0`` (False: ``fit_schedule`` passes None
+    #: and draws nothing).
+    needs_prior: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # a field ``interpolant: Interpolant`` of every subclass, declared
+        # there only: an ``eqx.AbstractVar`` here would become the first field of subclasses
+
+        @property
+        def interpolant(self) -> Interpolant: ...
 
     @abc.abstractmethod
-    def __call__(self, schedule: AbstractSchedule) -> Float[Array, ""]:
+    def __call__(self, schedule: AbstractSchedule, x0: Samples | None = None
+                 ) -> Float[Array, ""]:
+        """The loss of ``schedule`` on the prior batch ``x0`` (None if not ``needs_prior``)."""
         raise NotImplementedError
 
+    def _prior(self, x0: Samples | None) -> Samples:
+        if x0 is None:
+            raise ValueError(f"{type(self).__name__} needs the prior batch x0 (needs_prior = "
+                             "True); got None")
+        return x0
 
-class ExactLoss(AbstractScheduleLoss):
+
+class SampleLoss(AbstractLoss):
+    """A loss on final samples: solve the PF-ODE from the prior batch ``x0`` with ``steps``
+    steps of ``solver`` (``noisesched.solve``; ``checkpoints``: states stored by reverse mode)
+    and apply ``fn(model, X_1) -> scalar``.
+
+    ``fn`` is ``combined_loss``, ``mode_asymmetry_loss``, ``low_level_loss`` or any function
+    of the same form differentiable in ``X_1``, so that the gradient reaches the schedule
+    through the sampler.
+    """
+
+    fn: Callable[..., Any]
+    model: AbstractDenoiser
+    interpolant: Interpolant
+    steps: int = eqx.field(static=True)
+    solver: str = eqx.field(static=True, default="euler")
+    method: str = eqx.field(static=True, default="scan")
+    checkpoints: int | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        if not callable(self.fn):
+            raise ValueError(f"fn must be a function (model, x) -> scalar; got "
+                             f"{type(self.fn).__name__}")
+        if not isinstance(self.model, AbstractDenoiser):
+            raise ValueError(f"model must be a denoiser (noisesched.AbstractDenoiser); got "
+                             f"{type(self.model).__name__}")
+        if not isinstance(self.interpolant, Interpolant):
+            raise ValueError(f"interpolant must be an ns.Interpolant; got "
+                             f"{type(self.interpolant).__name__}")
+        check_int("steps", self.steps, lo=1)
+        check_choice("method", self.method, METHODS)
+        check_choice("solver", self.solver, SCAN_SOLVERS if self.method == "scan" else SOLVERS)
+        if self.checkpoints is not None:
+            check_int("checkpoints", self.checkpoints, lo=1)
+        if self.interpolant.d != self.model.d:
+            raise ValueError(f"interpolant d = {self.interpolant.d} must equal the model's "
+                             f"d = {self.model.d}")
+
+    def final(self, schedule: AbstractSchedule, x0: Samples) -> Samples:
+        """X_1, the final states of the solve from ``x0``."""
+        return solve(self.model, self.interpolant, schedule, x0, steps=self.steps,
+                     solver=self.solver, method=self.method, checkpoints=self.checkpoints).x
+
+    def __call__(self, schedule: AbstractSchedule, x0: Samples | None = None
+                 ) -> Float[Array, ""]:
+        return jnp.asarray(self.fn(self.model, self.final(schedule, self._prior(x0))))
+
+
+class ExactLoss(AbstractLoss):
     """The noise-free loss of an N-step solve of a two-mode mixture (means ±μ), from the exact
     reduction: ``weight_high · (u* − u_p)² + weight_low · (within-mode variance/σ² − 1)²``.
 
@@ -93,8 +173,10 @@ class ExactLoss(AbstractScheduleLoss):
     final overlap jumps across 0 within 10⁻¹⁰ of the threshold and they differ by about 1 % and
     3 % (the descent still converges: ``configs/fit/gm_*_exact.toml``).
 
-    Call as ``loss(schedule)``.
+    Call as ``loss(schedule)``: it needs no prior batch (``needs_prior = False``).
     """
+
+    needs_prior: ClassVar[bool] = False
 
     reduction: TwoModeReduction
     interpolant: Interpolant
@@ -125,21 +207,14 @@ class ExactLoss(AbstractScheduleLoss):
         low = (exact["within_mode_var"] / self.reduction.sigma**2 - 1.0) ** 2
         return {**exact, "high": high, "low": low}
 
-    def __call__(self, schedule: AbstractSchedule) -> Float[Array, ""]:
+    def __call__(self, schedule: AbstractSchedule, x0: Samples | None = None
+                 ) -> Float[Array, ""]:
+        """The loss of ``schedule``; ``x0`` is ignored."""
         parts = self.parts(schedule)
         return self.weight_high * parts["high"] + self.weight_low * parts["low"]
 
 
-class AbstractPriorLoss(eqx.Module):
-    """A loss that runs its own solves from the prior batch: ``loss(schedule, x0) -> scalar``.
-    ``noisesched.learning.fit_schedule`` passes it each iteration's prior draw."""
-
-    @abc.abstractmethod
-    def __call__(self, schedule: AbstractSchedule, x0: Samples) -> Float[Array, ""]:
-        raise NotImplementedError
-
-
-class ThresholdLoss(AbstractPriorLoss):
+class ThresholdLoss(AbstractLoss):
     """A mode loss through the full sampler whose gradient does not vanish, for any model whose
     high-level feature is a two-way split (``mode_split``: a two-mode mixture with means ±μ,
     Curie–Weiss).
@@ -173,6 +248,8 @@ class ThresholdLoss(AbstractPriorLoss):
                              "split (mode_split(): a two-mode mixture with means ±μ, "
                              f"Curie–Weiss); {type(self.model).__name__} has none")
         check_int("steps", self.steps, lo=1)
+        check_choice("method", self.method, METHODS)
+        check_choice("solver", self.solver, SCAN_SOLVERS if self.method == "scan" else SOLVERS)
         check_int("bisections", self.bisections, lo=1)
         check_real("span", self.span, lo=0.0)
         check_real("weight_high", self.weight_high, lo=0.0, lo_open=False)
@@ -221,6 +298,7 @@ class ThresholdLoss(AbstractPriorLoss):
         low = low_level_loss(self.model, self._final(schedule, x0))
         return {"mode_weight": 1.0 - below, "thresholds": u, "high": high, "low": low}
 
-    def __call__(self, schedule: AbstractSchedule, x0: Samples) -> Float[Array, ""]:
-        parts = self.parts(schedule, x0)
+    def __call__(self, schedule: AbstractSchedule, x0: Samples | None = None
+                 ) -> Float[Array, ""]:
+        parts = self.parts(schedule, self._prior(x0))
         return self.weight_high * parts["high"] + self.weight_low * parts["low"]
