@@ -380,7 +380,7 @@ def table(rows: list[dict], model) -> str:
     heading, and its exact value for the discretisation where there is one."""
     columns: list[tuple[str, str]] = []
     for f in model.features:
-        head = f.label
+        head = f.label.replace("|", "\\|")  # in a table
         if f.target is not None and f.target in rows[0]:
             head += f" (target {rows[0][f.target]:.4f})"
         columns.append((head, f.key))

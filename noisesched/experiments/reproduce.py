@@ -235,7 +235,7 @@ def _feature_cells(features: list[dict], metrics: dict, level: str) -> str:
     for f in features:
         if f["level"] != level or f["key"] not in metrics:
             continue
-        text = f"{f['label']} {metrics[f['key']]:.4f}"
+        text = f"{f['label']} {metrics[f['key']]:.4f}".replace("|", "\\|")  # in a table
         if f["target"] is not None and f["target"] in metrics:
             text += f" ({metrics[f['target']]:.4f})"
         if f["exact"] is not None and f["exact"] in metrics:
