@@ -260,7 +260,8 @@ def test_fused_paths_equal_plain_diffrax_euler_on_the_generic_drift(family, x64)
 
 
 def test_models_choose_the_fused_euler_step_by_their_statistics():
-    from noisesched.sampling import FusedEuler, _solver_instance
+    from noisesched._solve.diffrax_path import fixed_grid_solver as _solver_instance
+    from noisesched.sampling import FusedEuler
 
     x = jnp.zeros((2, 8))
     assert isinstance(_solver_instance("euler", ns.GaussianMixture.two_modes(8), x), FusedEuler)
