@@ -31,6 +31,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import metrics
 from ._atomic import atomic_write, claim_folder
+from ._solve.solvers import SolverLike
 from ._validation import check_int, check_real
 from .interpolants import Interpolant
 from .models.base import AbstractDataLaw, AbstractDenoiser
@@ -207,7 +208,7 @@ def sample_chunks(
     n: int,
     *,
     steps: int = 100,
-    solver: str = "euler",
+    solver: SolverLike = "euler",
     chunk_size: int | None = None,
     devices: int | Sequence[jax.Device] | None = None,
     dtype: Any = None,
@@ -265,7 +266,7 @@ def sample_summary(
     n: int,
     *,
     steps: int = 100,
-    solver: str = "euler",
+    solver: SolverLike = "euler",
     chunk_size: int | None = None,
     devices: int | Sequence[jax.Device] | None = None,
     dtype: Any = None,

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from ._solve.grid import Step, on_kink
+from ._solve.stepping import STEP_METHODS, EulerStep, HeunStep
 from ._validation import check_choice, check_int, check_positive, check_real
 from .interpolants import Coefficients, Interpolant
 from .schedules import AbstractSchedule
@@ -98,7 +100,8 @@ def reduced_solve(
     """(M_N, y_N) for initial overlaps ``m0`` after ``steps`` steps of ``solver``.
 
     The same grid t_i = i/N, one-sided evaluation at schedule kinks on the grid, and final-step
-    rule as ``noisesched.solve``. ``steps`` may be traced.
+    rule as ``noisesched.solve``, and the same Euler/Heun step (``noisesched._solve.stepping``)
+    acting on the state (M, y). ``steps`` may be traced.
     """
     check_choice("solver", solver, ORACLE_SOLVERS)
     check_choice("final_step", final_step, ("auto", "euler", "solver"))
@@ -113,28 +116,20 @@ def reduced_solve(
     def time(i):
         return i.astype(dtype) / n.astype(dtype)
 
-    def inside(t, towards):
-        on_kink = jnp.zeros((), bool)
-        for tj in jumps:
-            on_kink = on_kink | (t == tj)
-        return jnp.where(on_kink, jnp.nextafter(t, towards), t)
-
     def f(t, state):
         c = interp.coefficients(schedule, t)
         return red.velocity(c, *state)
 
     def step(i, state):
         t0, t1 = time(i), time(i + 1)
-        lo, hi = inside(t0, t1), inside(t1, t0)
-        dt = t1 - t0
-        k0 = jax.tree.map(lambda v: v * dt, f(lo, state))
-        euler = jax.tree.map(lambda s, k: s + k, state, k0)
+        st = Step.between(t0, t1, on_kink(t0, jumps), on_kink(t1, jumps))
+        if not final_euler:
+            return STEP_METHODS[solver](f, st, state)
+        v0 = f(st.start, state)  # the final step is Euler's
+        euler = EulerStep()(f, st, state, v0)
         if solver == "euler":
             return euler
-        k1 = jax.tree.map(lambda v: v * dt, f(hi, euler))
-        heun = jax.tree.map(lambda s, a, b: s + (0.5 * a + 0.5 * b), state, k0, k1)
-        if not final_euler:
-            return heun
+        heun = HeunStep()(f, st, state, v0)
         return jax.tree.map(lambda e, h: jnp.where(i == n - 1, e, h), euler, heun)
 
     state = (m0, jnp.ones((), dtype))

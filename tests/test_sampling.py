@@ -260,7 +260,8 @@ def test_fused_paths_equal_plain_diffrax_euler_on_the_generic_drift(family, x64)
 
 
 def test_models_choose_the_fused_euler_step_by_their_statistics():
-    from noisesched.sampling import FusedEuler, _solver_instance
+    from noisesched._solve.diffrax_path import fixed_grid_solver as _solver_instance
+    from noisesched.sampling import FusedEuler
 
     x = jnp.zeros((2, 8))
     assert isinstance(_solver_instance("euler", ns.GaussianMixture.two_modes(8), x), FusedEuler)
@@ -269,3 +270,108 @@ def test_models_choose_the_fused_euler_step_by_their_statistics():
     assert exact.statistics(None, x) is None
     assert type(_solver_instance("euler", exact, x)).__name__ == "Euler"
     assert type(_solver_instance("heun", ns.CurieWeiss(8, 2.0, H), x)).__name__ == "Heun"
+
+
+@pytest.mark.parametrize("method,solver,adaptive", [
+    ("diffrax", "euler", False), ("diffrax", "heun", False), ("diffrax", "midpoint", False),
+    ("diffrax", "tsit5", False), ("diffrax", "dopri5", True), ("diffrax", "bosh3", True),
+    ("scan", "euler", False), ("scan", "heun", False),
+])
+@pytest.mark.parametrize("family", ["gm", "cw"])
+def test_a_solver_instance_gives_the_numbers_of_its_name(method, solver, adaptive, family):
+    import diffrax
+
+    d = 16
+    model = _model(family, d)
+    interp = ns.Interpolant(kind="vp", shape="linear", d=d)
+    sched = schedules.vp_dilated(d)
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(4), 6)
+    options = dict(steps=8, method=method, adaptive=adaptive, observe="overlap")
+    a = ns.solve(model, interp, sched, x0, solver=solver, **options)
+    b = ns.solve(model, interp, sched, x0, solver=ns.SOLVERS[solver](), **options)
+    assert isinstance(ns.SOLVERS[solver](), diffrax.AbstractSolver)
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.observables, b.observables)
+    assert int(a.num_steps) == int(b.num_steps)
+
+
+def test_solver_instances_outside_the_registry(x64):
+    """Any diffrax solver runs as given: Dopri8 (8th order, embedded) on the grid and adaptively,
+    against a fine Tsit5 grid."""
+    import diffrax
+
+    model, interp, sched = gm_setup(d=8, kind="vp", shape="trig", name="constant")
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(5), 4, dtype=jnp.float64)
+    fine = ns.solve(model, interp, sched, x0, steps=1024, solver="tsit5").x
+    grid = ns.solve(model, interp, sched, x0, steps=64, solver=diffrax.Dopri8())
+    np.testing.assert_allclose(grid.x, fine, atol=1e-9)
+    adaptive = ns.solve(model, interp, sched, x0, solver=diffrax.Dopri8(), adaptive=True,
+                        rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(adaptive.x, fine, atol=1e-7)
+    assert 0 < int(adaptive.num_steps) < 1024
+
+
+@pytest.mark.parametrize(
+    "kwargs,solver,match",
+    [
+        (dict(adaptive=True), "Euler()", r"solver \(adaptive\) needs an embedded error "
+         r"estimate: one of 'bosh3', 'tsit5', 'dopri5'.*got diffrax.Euler\(\)"),
+        (dict(adaptive=True), "Heun()", r"solver \(adaptive\).*got diffrax.Heun"),
+        (dict(adaptive=True), "LeapfrogMidpoint()",
+         r"solver \(adaptive\).*AbstractAdaptiveSolver.*got diffrax.LeapfrogMidpoint\(\)"),
+        (dict(method="scan"), "Tsit5()",
+         r"solver \(method='scan'\) must be one of 'euler', 'heun'.*got diffrax.Tsit5\(\)"),
+        (dict(method="scan"), "Dopri8()", r"solver \(method='scan'\)"),
+        (dict(), "Tsit5", r"solver must be one of 'euler'.*did you mean diffrax.Tsit5\(\)\?"),
+    ],
+)
+def test_bad_solver_instances(kwargs, solver, match, unchecked_types):
+    """An instance that the method cannot use: a ValueError naming solver and what it needs."""
+    import diffrax
+
+    model, interp, sched = gm_setup(d=16)
+    x0 = jnp.zeros((2, 16))
+    cls = getattr(diffrax, solver.removesuffix("()"))
+    with pytest.raises(ValueError, match=match):
+        ns.solve(model, interp, sched, x0, solver=cls() if solver.endswith("()") else cls,
+                 **kwargs)
+    with pytest.raises(ValueError, match=r"solver must be one of 'euler', 'heun'"):
+        ns.solve(model, interp, sched, x0, solver=3)
+
+
+@pytest.mark.parametrize("family,kind,shape,steps", [
+    ("gm", "vp", "linear", 2), ("gm", "vp", "linear", 8), ("cw", "vp", "linear", 1),
+    ("cw", "vp", "linear", 2), ("cw", "vp", "linear", 8), ("gm", "ve", "trig", 1),
+    ("gm", "ve", "trig", 2), ("gm", "ve", "trig", 7), ("gm", "ve", "trig", 8),
+])
+def test_scan_and_diffrax_euler_agree_bit_for_bit(family, kind, shape, steps, x64):
+    """Where the fused loop and FusedEuler (diffrax) gave the same bits, they still do: kinks on
+    the grid (N even), a single step, and every final-step rule. (Elsewhere the compiler may
+    order a reduction differently on the two paths: equal to rounding, see above.)"""
+    d = 12
+    model = _model(family, d)
+    interp = ns.Interpolant(kind=kind, shape=shape, d=d)
+    sched = schedules.make(f"{kind}_dilated", interp)
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(0), 4, dtype=jnp.float64)
+    for final_step in ("auto", "euler", "solver"):
+        options = dict(steps=steps, final_step=final_step, check_finite=False)
+        a = ns.solve(model, interp, sched, x0, **options).x
+        b = ns.solve(model, interp, sched, x0, method="scan", **options).x
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun"])
+@pytest.mark.parametrize("final_step", ["auto", "euler"])
+def test_the_reduction_is_one_computation_for_any_step_count(solver, final_step, x64):
+    """The reduction's loop, with the step kernel of the fused path, gives the same bits for a
+    Python step count (a scan) and a traced one (a while loop), kinks on the grid included."""
+    from noisesched import theory
+
+    model, interp, sched = gm_setup(d=300, kind="vp")
+    m0 = jnp.linspace(-2.0, 2.0, 7)
+    for steps in (5, 8):
+        a = theory.reduced_solve(model, interp, sched, m0, steps, solver, final_step)
+        b = jax.jit(lambda n: theory.reduced_solve(model, interp, sched, m0, n, solver,
+                                                   final_step))(jnp.asarray(steps))
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])

@@ -1,0 +1,58 @@
+"""What a solve integrates: the probability-flow ODE of a data law under an interpolant and a
+schedule, dX/dt = b(t, X), from noise (t = 0) to data (t = 1)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from ..interpolants import Coefficients, Interpolant
+from ..models.base import AbstractDenoiser
+from ..schedules import AbstractSchedule
+
+Batch = Float[Array, "n d"]
+
+
+class Problem(eqx.Module):
+    """The probability-flow ODE of ``model`` under ``interp`` and ``schedule``."""
+
+    model: AbstractDenoiser
+    interp: Interpolant
+    schedule: AbstractSchedule
+
+    def coefficients(self, t: ArrayLike) -> Coefficients:
+        """α, β and their derivatives at time ``t``."""
+        return self.interp.coefficients(self.schedule, t)
+
+    def drift(self, t: ArrayLike, x: Batch) -> Batch:
+        """b(t, x) for states ``x`` of shape (n, d)."""
+        return self.model.drift(self.interp, self.schedule, t, x)
+
+
+class Piece(eqx.Module):
+    """A problem on a piece [lo, hi] of the time axis, as diffrax solves it (``args``): every
+    evaluation time is clamped to [lo, hi], the piece's ends moved one ulp inside where they are
+    kinks of the schedule (``Step.start``, ``Step.end``), so a stage of a step that ends on a kink
+    evaluates the drift on the step's own side of it."""
+
+    problem: Problem
+    lo: Float[Array, ""]
+    hi: Float[Array, ""]
+
+    def clamp(self, t: ArrayLike) -> Array:
+        return jnp.clip(t, self.lo, self.hi)
+
+    def coefficients(self, t: ArrayLike) -> Coefficients:
+        return self.problem.coefficients(self.clamp(t))
+
+    def drift(self, t: ArrayLike, x: Batch) -> Batch:
+        return self.problem.drift(self.clamp(t), x)
+
+
+def has_statistics(model: AbstractDenoiser, x: Batch) -> bool:
+    """Whether ``model`` has a statistics form (decided at trace time, nothing computed)."""
+    one = jnp.ones((), x.dtype)
+    c = Coefficients(one, one, one, one, one)
+    return jax.eval_shape(lambda: model.statistics(c, x)) is not None
