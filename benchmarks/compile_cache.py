@@ -1,6 +1,6 @@
 """Cold and warm start of ``noisesched run`` with JAX's persistent compilation cache.
 
-    python benchmarks/compile_cache.py [--config configs/gm_vp_dilated.toml] [--set n=1024 ...]
+    python benchmarks/compile_cache.py [--config configs/gm_vp_dilated.toml] [--set sample.n=1024 ...]
 
 Runs the same command three times in fresh processes: with an empty cache folder (cold), again
 with the folder it filled (warm), and with ``--no-compile-cache``. Prints the wall time of each
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--out", default=str(HERE / "results" / "compile_cache.json"))
     args = parser.parse_args(argv)
-    overrides = args.overrides or ["n=1024", "figures=false"]
+    overrides = args.overrides or ["sample.n=1024", "output.figures=false"]
     with tempfile.TemporaryDirectory() as tmp:
         cache = os.path.join(tmp, "cache")
         rows = {

@@ -139,7 +139,7 @@ class Gaussian(AbstractModel):
     def feature_figure(self, rows: dict[str, np.ndarray], title: str, bins: int = 80):
         """The sample variance of each coordinate against s_i², and the standardised
         coordinates against N(0, 1)."""
-        from .._plotting import pyplot
+        from .._plotting import histogram_against_normal, pyplot
 
         plt = pyplot()
         n = rows["scaled_sq"].shape[0]
@@ -150,18 +150,14 @@ class Gaussian(AbstractModel):
         axes[0].loglog(index, sample_var, ".", ms=2, alpha=0.5, label="samples")
         axes[0].loglog(index, var, "k", lw=1, label="exact $s_i^2$")
         axes[0].set(xlabel="coordinate i", ylabel="variance", title="spectrum")
-        counts, edges = np.histogram(rows["values"], bins=bins, density=True)
-        grid = np.linspace(min(edges[0], -4), max(edges[-1], 4), 400)
-        dens = np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi)
-        axes[1].stairs(counts, edges, fill=True, alpha=0.5, label="samples")
-        axes[1].plot(grid, dens, "k", lw=1, label="exact N(0, 1)")
+        values = histogram_against_normal(axes[1], rows["values"], bins=bins)
         axes[1].set(xlabel="$x_i/s_i$", title="standardised coordinates")
         for ax in axes:
             ax.legend(fontsize=8)
         fig.suptitle(title)
         fig.tight_layout()
         return fig, {"index": index, "sample_variance": sample_var, "variance": var,
-                     "value_counts": counts, "value_edges": edges}
+                     **{f"value_{k}": v for k, v in values.items()}}
 
 
 @jax.jit

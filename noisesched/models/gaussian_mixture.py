@@ -215,37 +215,30 @@ class GaussianMixture(AbstractModel):
     def feature_figure(self, rows: dict[str, np.ndarray], title: str, bins: int = 80):
         """The standardised overlap along the assigned mean against N(0, 1), with the mode
         weights, and the within-mode coordinates against N(0, σ²)."""
-        from .._plotting import pyplot
+        from .._plotting import histogram_against_normal, pyplot
 
         plt = pyplot()
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
         resid = rows["values"]
         # standardised overlap along the assigned mean: (μ_k·x/|μ_k| − |μ_k|)/σ ~ N(0, 1)
         z = rows["overlap_z"]
-        counts, edges = np.histogram(z, bins=bins, density=True)
-        grid = np.linspace(min(edges[0], -4), max(edges[-1], 4), 400)
-        dens = np.exp(-0.5 * grid**2) / math.sqrt(2 * math.pi)
         weights = np.bincount(rows["mode"], minlength=self.K) / rows["mode"].size
         target = np.asarray(self.weights)
         text = ", ".join(f"{w:.3f}" for w in weights) + " (target " + ", ".join(
             f"{w:.3f}" for w in target) + ")"
-        axes[0].stairs(counts, edges, fill=True, alpha=0.5, label=f"samples; mode weights {text}")
-        axes[0].plot(grid, dens, "k", lw=1, label="exact N(0, 1)")
+        overlap = histogram_against_normal(axes[0], z, bins=bins,
+                                           label=f"samples; mode weights {text}")
         axes[0].set(xlabel="$(μ_k·x/|μ_k| - |μ_k|)/σ$", title="overlap along the assigned mean")
-        rc, re = np.histogram(resid, bins=bins, density=True)
-        rg = np.linspace(re[0], re[-1], 400)
-        rd = np.exp(-0.5 * (rg / self.sigma) ** 2) / (self.sigma * math.sqrt(2 * math.pi))
-        axes[1].stairs(rc, re, fill=True, alpha=0.5, label="samples")
-        axes[1].plot(rg, rd, "k", lw=1, label=f"N(0, σ² = {self.sigma**2:g})")
+        within = histogram_against_normal(axes[1], resid, scale=self.sigma, bins=bins,
+                                          exact_label=f"N(0, σ² = {self.sigma**2:g})")
         axes[1].set(xlabel="$x_i - μ_{k,i}$", title="within-mode coordinates")
         for ax in axes:
             ax.legend(fontsize=8)
         fig.suptitle(title)
         fig.tight_layout()
-        return fig, {"overlap_counts": counts, "overlap_edges": edges, "overlap_grid": grid,
-                     "overlap_density": dens, "mode_weights": weights,
-                     "mode_weight_targets": target, "resid_counts": rc, "resid_edges": re,
-                     "resid_grid": rg, "resid_density": rd}
+        data = {f"overlap_{k}": v for k, v in overlap.items()}
+        data.update({f"resid_{k}": v for k, v in within.items()})
+        return fig, {**data, "mode_weights": weights, "mode_weight_targets": target}
 
 
 
