@@ -267,7 +267,8 @@ def test_models_choose_the_fused_euler_step_by_their_statistics():
     assert isinstance(_solver_instance("euler", ns.GaussianMixture.two_modes(8), x), FusedEuler)
     assert isinstance(_solver_instance("euler", ns.CurieWeiss(8, 2.0, H), x), FusedEuler)
     exact = ns.CurieWeissExact(8, 2.0, H)  # its posterior needs more than a few sums
-    assert exact.statistics(None, x) is None
+    c = ns.Interpolant("vp", "linear", 8).coefficients(ns.schedules.constant(), 0.5)
+    assert exact.statistics(c, x) is None
     assert type(_solver_instance("euler", exact, x)).__name__ == "Euler"
     assert type(_solver_instance("heun", ns.CurieWeiss(8, 2.0, H), x)).__name__ == "Heun"
 
