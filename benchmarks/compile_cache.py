@@ -1,6 +1,7 @@
 """Cold and warm start of ``noisesched run`` with JAX's persistent compilation cache.
 
-    python benchmarks/compile_cache.py [--config configs/gm_vp_dilated.toml] [--set sample.n=1024 ...]
+    python benchmarks/compile_cache.py [--config configs/gm_vp_dilated.toml] \
+        [--set sample.n=1024 ...]
 
 Runs the same command three times in fresh processes: with an empty cache folder (cold), again
 with the folder it filled (warm), and with ``--no-compile-cache``. Prints the wall time of each
