@@ -33,8 +33,11 @@ def _add_config(parser: argparse.ArgumentParser, help: str) -> None:
 
 def _config_path(args) -> str:
     if (args.config is None) == (args.config_option is None):
+        stray = [item for item in _overrides(args) if "=" not in item]
+        hint = (f" ({stray[0]!r} follows --set, which reads every word after it as an "
+                "override: put CONFIG before --set)" if stray and args.config is None else "")
         raise ValueError(f"{args.command} takes one config path (CONFIG or --config CONFIG); got "
-                         + ("none" if args.config is None else "both"))
+                         + ("none" if args.config is None else "both") + hint)
     return args.config if args.config is not None else args.config_option
 
 

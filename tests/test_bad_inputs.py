@@ -123,6 +123,8 @@ CLI_CASES = [
     (["demo", "--d", "abc"], 2, "error: argument --d: invalid int value: 'abc'"),
     (["frobnicate"], 2, "error: argument command: invalid choice: 'frobnicate'"),
     (["run"], 2, "error: run takes one config path (CONFIG or --config CONFIG); got none"),
+    (["run", "--set", "sample.n=10", "CONFIG"], 2,  # (the path follows --set: named next)
+     "error: run takes one config path (CONFIG or --config CONFIG); got none ('"),
     (["run", "CONFIG", "--set", "solver.stpes=3"], 2,
      "error: unknown solver key 'stpes' (did you mean 'steps'?)"),
     (["run", "CONFIG", "--set", "stpes=3"], 2,
