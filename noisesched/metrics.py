@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._validation import check_int
-from .models.base import AbstractDataLaw, Samples, check_samples
+from .models.base import AbstractDataLaw, Samples, check_data_law, check_samples
 from .models.gaussian_mixture import (
     assign_modes,
     coordinate_ks,
@@ -60,12 +60,6 @@ __all__ = [
 ]
 
 
-def _check_law(model) -> None:
-    if not isinstance(model, AbstractDataLaw):
-        raise ValueError(f"model must be a data law (noisesched.AbstractDataLaw, e.g. "
-                         f"GaussianMixture, CurieWeiss, Gaussian); got {type(model).__name__}")
-
-
 def _strided_positions(start: int, rows: int, d: int, stride: int) -> np.ndarray:
     """Flat positions p (within a block of ``rows`` rows that starts at row ``start`` of the
     batch) whose position in the whole batch, start·d + p, is a multiple of ``stride``."""
@@ -93,7 +87,7 @@ def row_statistics(model: AbstractDataLaw, x: Samples, *, start: int = 0,
     ``stride``-th position of the whole batch, stride = ⌈total·d / max_values⌉ (at most
     ``max_values`` entries).
     """
-    _check_law(model)
+    check_data_law(model, "metrics.row_statistics")
     check_int("max_values", max_values, lo=1)
     x = check_samples(model, x)
     total = x.shape[0] if total is None else total
@@ -123,8 +117,7 @@ def concatenate_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray
 
 def summary_from_rows(model: AbstractDataLaw, rows: dict[str, np.ndarray]) -> dict[str, float]:
     """``summary`` from ``row_statistics`` (float64 sums on the host)."""
-    _check_law(model)
-    return model.summary_from_rows(rows)
+    return check_data_law(model, "metrics.summary_from_rows").summary_from_rows(rows)
 
 
 def summary(model: AbstractDataLaw, x: Samples) -> dict[str, float]:

@@ -34,7 +34,7 @@ from ._atomic import atomic_write, claim_folder
 from ._solve.solvers import SolverLike
 from ._validation import check_int, check_real
 from .interpolants import Interpolant
-from .models.base import AbstractDataLaw, AbstractDenoiser
+from .models.base import AbstractDenoiser, check_data_law
 from .sampling import all_finite, max_steps_error, nonfinite_error, sample_prior, solve
 from .schedules import AbstractSchedule
 
@@ -288,9 +288,7 @@ def sample_summary(
             the step and time at which its solve left the finite numbers.
         MaxStepsReached: an adaptive solve ran out of ``max_steps``.
     """
-    if not isinstance(model, AbstractDataLaw):
-        raise ValueError(f"model must be a data law as well as a denoiser (the metrics need its "
-                         f"features, noisesched.AbstractDataLaw); got {type(model).__name__}")
+    law = check_data_law(model, "sample_summary")
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     check_int("max_values", max_values, lo=1)
     if store is not None and not isinstance(store, ChunkStore):
@@ -311,14 +309,14 @@ def sample_summary(
     # each row's sums come out the same whatever the chunk size
     for chunk in _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype,
                                 dict(options, steps=steps, solver=solver), todo):
-        stats = metrics.row_statistics(model, chunk.x, start=chunk.start, total=n,
+        stats = metrics.row_statistics(law, chunk.x, start=chunk.start, total=n,
                                        max_values=max_values)
         parts[chunk.start] = stats
         num_steps = max(num_steps, int(chunk.num_steps))
         if store is not None:
             store.save(chunk.start, rows, stats, int(chunk.num_steps))
     per_row = metrics.concatenate_rows([parts[start] for start in sorted(parts)])
-    return StreamedSummary(metrics.summary_from_rows(model, per_row), per_row, num_steps, rows,
+    return StreamedSummary(metrics.summary_from_rows(law, per_row), per_row, num_steps, rows,
                            len(devs))
 
 

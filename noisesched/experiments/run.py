@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from ..interpolants import Interpolant
-from ..models import AbstractDataLaw
+from ..models.base import check_data_law
 from ..sampling import SCAN_SOLVERS, sample_prior, solve
 from ..schedules import AbstractSchedule
 from ..streaming import ChunkStore, sample_summary
@@ -26,13 +26,6 @@ from .io import environment, resume_folder, write_json
 def build(config: RunConfig) -> tuple[Any, Interpolant, AbstractSchedule]:
     """(model, interpolant, schedule) of a config, each made by the library's constructor."""
     return config.build()
-
-
-def require_data_law(name: str, model, command: str) -> None:
-    """A ``ValueError`` unless ``model`` is also a data law (the metrics need its features)."""
-    if not isinstance(model, AbstractDataLaw):
-        raise ValueError(f"model {name!r} is a denoiser without a data law: {command} needs "
-                         "its features (noisesched.AbstractDataLaw)")
 
 
 def exact_metrics(config: RunConfig) -> dict[str, float]:
@@ -77,7 +70,7 @@ def run_experiment(config: RunConfig, out: str | Path, *, log=print) -> dict:
 def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -> dict:
     start = time.perf_counter()
     model, interp, schedule = build(config)
-    require_data_law(config.model.name, model, "noisesched run")
+    check_data_law(model, "noisesched run")
     dtype = jnp.float64 if config.sample.dtype == "float64" else jnp.float32
     key = jax.random.PRNGKey(config.sample.seed)
     options: dict[str, Any] = config.solver.options()

@@ -27,7 +27,7 @@ from jaxtyping import Array, Float
 
 from .._validation import check_choice, check_int, check_real
 from ..interpolants import Interpolant
-from ..models.base import AbstractDataLaw, AbstractDenoiser, ModeSplit
+from ..models.base import AbstractDataLaw, AbstractDenoiser, ModeSplit, check_data_law
 from ..sampling import METHODS, SCAN_SOLVERS, SOLVERS, solve
 from ..schedules import AbstractSchedule
 from ..theory import ORACLE_SOLVERS, TwoModeReduction, gm_oracle
@@ -36,10 +36,7 @@ Samples = Float[Array, "n d"]
 
 
 def _law(model) -> AbstractDataLaw:
-    if not isinstance(model, AbstractDataLaw):
-        raise ValueError(f"model must be a data law (noisesched.AbstractDataLaw); got "
-                         f"{type(model).__name__}")
-    return model
+    return check_data_law(model, "the loss")
 
 
 def _mode_split(model) -> ModeSplit:

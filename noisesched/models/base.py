@@ -35,7 +35,7 @@ Batch = Float[Array, "*batch d"]
 Samples = Float[Array | np.ndarray, "n d"]  # JAX or NumPy
 
 __all__ = ["AbstractDenoiser", "AbstractDataLaw", "AbstractModel", "Feature", "ModeSplit",
-           "velocity_from_denoiser", "sample_rows", "check_samples"]
+           "velocity_from_denoiser", "sample_rows", "check_data_law", "check_samples"]
 
 
 # ----------------------------------------------------------------------------- the denoiser
@@ -255,6 +255,15 @@ def sample_rows(sample_one, key: PRNGKeyArray, start: int | Array, count: int) -
     ``sample_one(fold_in(key, i))``; ``start`` may be traced (one compilation for every slice)."""
     rows = start + jnp.arange(count)
     return jax.vmap(lambda i: sample_one(jax.random.fold_in(key, i)))(rows)
+
+
+def check_data_law(model, needed_by: str) -> AbstractDataLaw:
+    """``model`` if it is a data law, else a ``ValueError`` saying what needs one."""
+    if not isinstance(model, AbstractDataLaw):
+        raise ValueError(f"model must be a data law (noisesched.AbstractDataLaw, e.g. "
+                         f"GaussianMixture, CurieWeiss, Gaussian): {needed_by} needs its "
+                         f"features; got {type(model).__name__}")
+    return model
 
 
 def check_samples(law: AbstractDataLaw, x: Samples) -> Array:
