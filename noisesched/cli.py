@@ -92,6 +92,19 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="ignore a checkpoint in the output folder and start afresh")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    train = sub.add_parser("train", help="train a network as a denoiser (TOML config with "
+                           "[model], [network], [train]); use it as model.name = learned:OUT")
+    _add_config(train, "path to a .toml train config, or a train.json")
+    train.add_argument("--set", action="append", nargs="+", default=[],
+                       metavar="SECTION.KEY=VALUE",
+                       help="override config keys, e.g. --set train.steps=500 (repeatable)")
+    train.add_argument("--out", default=None,
+                       help="output folder (default noisesched-out/<config name>); a checkpoint "
+                            "there is resumed")
+    train.add_argument("--restart", action="store_true",
+                       help="ignore a checkpoint in the output folder and start afresh")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     scaling = sub.add_parser("scaling", help="fewest steps N*(d) per schedule, with fitted slopes")
     _add_config(scaling, "path to a scaling .toml config")
     scaling.add_argument("--out", default=None,
@@ -155,14 +168,33 @@ def _fit(args) -> None:
 
     config, settings = load_fit(_config_path(args), _overrides(args))
     out = Path(args.out or f"noisesched-out/{config.name}")
-    if args.restart:  # the checkpoint run_fit resumes from: its arrays and its loss history
-        from .learning import checkpoint_files
-
-        for path in checkpoint_files(out / "checkpoint.eqx"):
-            path.unlink(missing_ok=True)
+    if args.restart:
+        _remove_checkpoint(out)
     run_fit(config, settings, out, progress=not args.no_progress)
     print(f"wrote {out}/schedule.json, history.json and schedules.png; use it with "
           f"noisesched run CONFIG --set schedule.name=@{out}/schedule.json")
+
+
+def _remove_checkpoint(out) -> None:
+    """``--restart``: the checkpoint a command resumes from, its arrays and its history."""
+    from .learning import checkpoint_files
+
+    for path in checkpoint_files(out / "checkpoint.eqx"):
+        path.unlink(missing_ok=True)
+
+
+def _train(args) -> None:
+    from pathlib import Path
+
+    from .experiments.train import load_train, run_train
+
+    config = load_train(_config_path(args), _overrides(args))
+    out = Path(args.out or f"noisesched-out/{config.name}")
+    if args.restart:
+        _remove_checkpoint(out)
+    run_train(config, out, progress=not args.no_progress)
+    print(f"wrote {out}/denoiser.eqx, denoiser.json and train.json; sample it with "
+          f"noisesched run CONFIG --set model.name=learned:{out}")
 
 
 def _scaling(args) -> None:
@@ -218,7 +250,7 @@ def _failure(err: BaseException) -> tuple[int, str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"demo": _demo, "run": _run, "fit": _fit, "scaling": _scaling,
+    commands = {"demo": _demo, "run": _run, "fit": _fit, "train": _train, "scaling": _scaling,
                 "reproduce": _reproduce}
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import inspect
 import json
@@ -40,6 +41,7 @@ from typing import Any
 import jax
 
 from .. import models as models_mod
+from .. import networks
 from .. import schedules as schedules_mod
 from .._typing import RealLike
 from .._validation import check_choice, check_int, check_positive
@@ -203,13 +205,35 @@ def _plain(value):
 _SCHEDULE_CONTEXT = ("interpolant",)
 
 
+class ModelLoader(typing.NamedTuple):
+    """How ``[model] name = "PREFIX:PATH"`` loads a saved model: ``load(path, **options)``, and
+    ``digest(path)``, a string that changes whenever the saved model does (resumed work of
+    another model is never mixed in)."""
+
+    load: Callable[..., Any]
+    digest: Callable[[str], str]
+
+
+#: Model names ``PREFIX:PATH`` that load a saved model, by prefix.
+MODEL_LOADERS: dict[str, ModelLoader] = {
+    "learned": ModelLoader(networks.learned, lambda path: networks.read_record(path)["sha256"]),
+}
+
+
 def model_constructor(name: str) -> Callable:
-    """The constructor of ``[model] name``: a registry entry, or ``"package.module:Name"``
-    imported and checked against the protocol."""
+    """The constructor of ``[model] name``: a registry entry, a saved model
+    (``"learned:PATH"``, see ``MODEL_LOADERS``), or ``"package.module:Name"`` imported and
+    checked against the protocol."""
+    prefix, sep, path = name.partition(":")
+    if sep and prefix in MODEL_LOADERS:
+        if not path:
+            raise ConfigError(f"model.name = {name!r} needs a path after '{prefix}:'")
+        return functools.partial(MODEL_LOADERS[prefix].load, path)
     if ":" in name:
         return _import_model(name)
     if name not in models_mod.REGISTRY:
         check_choice_config("model.name", name, list(models_mod.REGISTRY)
+                            + [f"{prefix}:PATH" for prefix in MODEL_LOADERS]
                             + ["package.module:Name"])
     return models_mod.REGISTRY[name]
 
@@ -217,7 +241,8 @@ def model_constructor(name: str) -> Callable:
 def _import_model(spec: str) -> Callable:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr or module_name.startswith("."):  # no relative imports
-        raise ConfigError(f"model.name must be a registry name or 'package.module:Name'; got "
+        raise ConfigError(f"model.name must be a registry name, 'learned:PATH' or "
+                          f"'package.module:Name'; got "
                           f"{spec!r}")
     if "" not in sys.path and "." not in sys.path:  # as `python -m`: the current folder
         sys.path.insert(0, "")
@@ -417,6 +442,34 @@ CHOICE_SECTIONS = ("model", "schedule")
 SECTIONS = ("model", "interpolant", "schedule", "solver", "sample", "output")
 
 
+def settings_from_table(section: str, cls: type, data: Mapping[str, Any]) -> Any:
+    """``cls(**data)`` for a flat table of a command (``[fit]``, ``[train]``): each value
+    coerced to the type of its field's default (lists to tuples), unknown keys refused with the
+    nearest known one."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"unknown {section} key {key!r}" + suggest(key, list(fields)))
+        default = fields[key].default
+        where = f"{section}.{key}"
+        if isinstance(default, tuple):
+            if not isinstance(value, list | tuple):
+                raise ConfigError(f"{where} must be a list; got {value!r}")
+            value = tuple(int(v) if isinstance(v, float) and v.is_integer() else v
+                          for v in value)
+        elif isinstance(default, bool):
+            value = coerce(where, value, bool)
+        elif isinstance(default, int):
+            value = coerce(where, value, int)
+        elif isinstance(default, float):
+            value = coerce(where, value, float)
+        else:
+            value = coerce(where, value, str)
+        values[key] = value
+    return cls(**values)
+
+
 # ----------------------------------------------------------------------------- the run config
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -464,6 +517,15 @@ class RunConfig:
         """The data dimension (the model's)."""
         d = resolved_options(model_constructor(self.model.name), self.model.options).get("d")
         return int(d) if isinstance(d, int) else self.build()[0].d
+
+    def identity(self) -> dict[str, Any]:
+        """``to_dict()`` and, for a model loaded from a file (``learned:PATH``), that file's
+        digest: what fingerprints of resumable work hash."""
+        out = self.to_dict()
+        prefix, sep, path = self.model.name.partition(":")
+        if sep and prefix in MODEL_LOADERS:
+            out["model_digest"] = MODEL_LOADERS[prefix].digest(path)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The whole config with every default resolved (what ``results.json`` records)."""

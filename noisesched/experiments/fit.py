@@ -52,7 +52,7 @@ from .config import (
     override,
     parse_overrides,
     read_file,
-    suggest,
+    settings_from_table,
 )
 from .io import environment, save_figure, write_json
 
@@ -133,32 +133,7 @@ FIT_FIELDS = {f.name: f for f in dataclasses.fields(FitSettings)}
 
 
 def _fit_settings(data: dict[str, Any]) -> FitSettings:
-    values = {}
-    for key, value in data.items():
-        if key not in FIT_FIELDS:
-            raise ConfigError(f"unknown fit key {key!r}" + suggest(key, list(FIT_FIELDS)))
-        default = FIT_FIELDS[key].default
-        if isinstance(default, tuple):
-            if not isinstance(value, list | tuple):
-                raise ConfigError(f"fit.{key} must be a list; got {value!r}")
-            value = tuple(int(v) if isinstance(v, float) and v.is_integer() else v
-                          for v in value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"fit.{key} must be true or false; got {value!r}")
-        elif isinstance(default, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"fit.{key} must be an integer; got {value!r}")
-        elif isinstance(default, float):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"fit.{key} must be a number; got {value!r}")
-            value = float(value)
-        elif not isinstance(value, str):
-            raise ConfigError(f"fit.{key} must be a string; got {value!r}")
-        values[key] = value
-    return FitSettings(**values)
+    return settings_from_table("fit", FitSettings, data)
 
 
 def load_fit(path: str | Path, overrides: Sequence[str] = ()
@@ -244,7 +219,7 @@ def make_loss(config: RunConfig, settings: FitSettings, model, interp):
 
 def fingerprint(config: RunConfig, settings: FitSettings) -> str:
     """A hash of everything that changes the numbers of a fit (not the evaluation)."""
-    keep = {k: v for k, v in config.to_dict().items() if k not in ("name", "output")}
+    keep = {k: v for k, v in config.identity().items() if k not in ("name", "output")}
     keep["sample"] = {k: v for k, v in keep["sample"].items() if k not in ("n", "seed")}
     fit = {k: v for k, v in settings.to_dict().items() if k not in ("compare", "transfer_dims")}
     text = json.dumps({"config": keep, "fit": fit}, sort_keys=True)

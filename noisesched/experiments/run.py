@@ -57,7 +57,7 @@ def run_experiment(config: RunConfig, out: str | Path, *, log=print) -> dict:
     x64 = config.sample.dtype == "float64"
     store = None
     if jax.process_count() == 1:  # several processes would write the same chunks
-        fingerprint = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
+        fingerprint = {k: v for k, v in config.identity().items() if k not in _NOT_IN_FINGERPRINT}
         fingerprint["backend"] = jax.default_backend()
         store = ChunkStore(resume_folder(out), fingerprint)
     with jax.enable_x64(x64), _staging(out) as stage:

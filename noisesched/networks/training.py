@@ -1,0 +1,264 @@
+"""Train a network as a denoiser: EDM's preconditioned regression with optax, an EMA of the
+weights, checkpoints that resume to the same result, and a progress meter."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._progress import progress_bar
+from .._validation import check_bool, check_int, check_key, check_positive, check_real
+from ..learning._checkpoint import load_checkpoint, save_checkpoint
+from ..learning.fit import make_optimizer
+from ..models.base import AbstractDataLaw
+from .denoiser import NetworkDenoiser
+from .preconditioning import regression_target, sigma_scalings
+
+__all__ = ["LogNormalNoise", "LogUniformNoise", "NOISE_LAWS", "ArrayData", "TrainOptions",
+           "TrainResult", "train_denoiser", "data_scale"]
+
+
+class LogNormalNoise(eqx.Module):
+    """log σ ~ N(mean, std²): EDM's training law (mean −1.2, std 1.2, for images with
+    σ_d = 0.5). In dimension d the mixture's speciation level σ ≈ m√d may lie far in its tail:
+    shift ``mean`` or use ``LogUniformNoise``."""
+
+    mean: float = -1.2
+    std: float = 1.2
+
+    def __check_init__(self):
+        check_real("mean", self.mean)
+        check_positive("std", self.std)
+
+    def sample(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
+        return jnp.exp(self.mean + self.std * jax.random.normal(key, shape))
+
+
+class LogUniformNoise(eqx.Module):
+    """log σ uniform on [log σ_min, log σ_max]: every scale weighted alike, the natural law
+    when the levels that decide the features (σ_d and m√d for the mixture) are far apart."""
+
+    sigma_min: float = 2e-3
+    sigma_max: float = 80.0
+
+    def __check_init__(self):
+        check_positive("sigma_min", self.sigma_min)
+        check_real("sigma_max", self.sigma_max, lo=self.sigma_min)
+
+    def sample(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
+        u = jax.random.uniform(key, shape)
+        return jnp.exp(math.log(self.sigma_min)
+                       + u * (math.log(self.sigma_max) - math.log(self.sigma_min)))
+
+
+#: Noise-level laws by the name configs use (``train.noise``).
+NOISE_LAWS: dict[str, Callable[..., Any]] = {"log_normal": LogNormalNoise,
+                                             "log_uniform": LogUniformNoise}
+
+
+class ArrayData(eqx.Module):
+    """Training data given as an array of samples (n, d): each batch draws rows uniformly with
+    replacement."""
+
+    points: Float[Array, "n d"]
+
+    def __init__(self, points):
+        x = np.asarray(points)
+        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"data must be an array of shape (n, d), n, d >= 1; got shape "
+                             f"{x.shape}")
+        if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"data must hold numbers; got dtype {x.dtype}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("data must be finite")
+        self.points = jnp.asarray(x, jnp.float32)
+
+    @property
+    def d(self) -> int:
+        return int(self.points.shape[1])
+
+    def sample(self, key: PRNGKeyArray, n: int) -> Float[Array, "n d"]:
+        return self.points[jax.random.randint(key, (n,), 0, self.points.shape[0])]
+
+
+def data_scale(data: AbstractDataLaw | ArrayData, key: PRNGKeyArray, n: int = 4096) -> float:
+    """σ_d: the root mean square of the coordinates (of ``n`` samples of a law, or of the
+    array), EDM's data scale."""
+    x = data.points if isinstance(data, ArrayData) else data.sample(key, n)
+    return float(np.sqrt(np.mean(np.square(np.asarray(x, np.float64)))))
+
+
+class TrainOptions(eqx.Module):
+    """How ``train_denoiser`` runs.
+
+    Attributes:
+        steps: optimiser steps in total (a resumed training counts the earlier ones).
+        batch: samples per step, each at its own noise level.
+        ema_decay: the EMA factor of the weights (the saved denoiser), with EDM-style warm-up
+            min(ema_decay, (1 + i)/(10 + i)).
+        checkpoint: a file written atomically every ``checkpoint_every`` steps and at the end
+            (with its loss history beside it, as ``fit_schedule``'s); if it exists, training
+            resumes from it and ends with exactly the weights of an uninterrupted run.
+        fingerprint: any string stored in the checkpoint; another one is refused.
+        progress: a progress meter with the loss on stderr.
+    """
+
+    steps: int = 4000
+    batch: int = 256
+    ema_decay: float = 0.999
+    checkpoint: str | os.PathLike | None = None
+    checkpoint_every: int = 500
+    fingerprint: str = ""
+    progress: bool = False
+
+    def __check_init__(self):
+        check_int("steps", self.steps, lo=1)
+        check_int("batch", self.batch, lo=1)
+        check_real("ema_decay", self.ema_decay, lo=0.0, hi=1.0, lo_open=False)
+        check_int("checkpoint_every", self.checkpoint_every, lo=1)
+        check_bool("progress", self.progress)
+        if self.checkpoint is not None and not isinstance(self.checkpoint, str | os.PathLike):
+            raise ValueError(f"checkpoint must be a path or None; got {self.checkpoint!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What ``train_denoiser`` returns.
+
+    Attributes:
+        denoiser: the EMA weights as a ``NetworkDenoiser`` (the one to sample).
+        last: the last iterate's weights.
+        history: the loss (mean over the batch of |F − F*|²/d) at every step.
+    """
+
+    denoiser: NetworkDenoiser
+    last: NetworkDenoiser
+    history: list[float]
+
+
+def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData, key: PRNGKeyArray, *,
+                   sigma_data: float | None = None,
+                   noise: LogNormalNoise | LogUniformNoise | None = None,
+                   options: TrainOptions | None = None,
+                   optimizer: optax.GradientTransformation | None = None,
+                   callback: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Fit ``network`` so that ``NetworkDenoiser(network, d, σ_d)`` denoises ``data``.
+
+    Step i draws a batch x1 (fresh samples of the law, or rows of the array), one σ per sample
+    from ``noise``, z ~ N(0, I), y = x1 + σ z, and takes one optimiser step on
+    mean |F(c_in y, c_noise) − F*|²/d with F* = (x1 − c_skip y)/c_out: EDM's loss with its
+    weight λ(σ) = 1/c_out² (see ``noisesched.networks.preconditioning``). Every random number
+    of step i comes from ``fold_in(key, i)``, so a resumed run repeats the same steps.
+
+    Args:
+        network: an ``eqx.Module`` called as ``network(x, noise)`` on one sample
+            (``noisesched.MLP``, ``noisesched.ConvNet``, or a user's own).
+        data: a data law with exact samples (``sample``), or ``ArrayData``.
+        key: the PRNG key of the whole training.
+        sigma_data: σ_d; None: ``data_scale(data)`` (the RMS of the coordinates).
+        noise: the law of σ (default ``LogNormalNoise()``, EDM's).
+        options: a ``TrainOptions``.
+        optimizer: any optax transformation (default: Adam, 10⁻³, warm-up and cosine decay).
+        callback: called as ``callback(step, loss)`` after every step.
+
+    Raises:
+        FloatingPointError: the loss left the finite numbers.
+        ValueError: a bad argument, or a checkpoint of another training.
+    """
+    check_key("key", key)
+    options = TrainOptions() if options is None else options
+    if not isinstance(options, TrainOptions):
+        raise ValueError(f"options must be a TrainOptions; got {type(options).__name__}")
+    if not isinstance(data, AbstractDataLaw | ArrayData):
+        raise ValueError(f"data must be a data law (noisesched.AbstractDataLaw) or ArrayData; "
+                         f"got {type(data).__name__}")
+    noise = LogNormalNoise() if noise is None else noise
+    if not isinstance(noise, LogNormalNoise | LogUniformNoise):
+        raise ValueError(f"noise must be LogNormalNoise or LogUniformNoise; got "
+                         f"{type(noise).__name__}")
+    if not callable(network):
+        raise ValueError(f"network must be callable as network(x, noise); got "
+                         f"{type(network).__name__}")
+    if options.checkpoint is not None and Path(options.checkpoint).is_dir():
+        raise ValueError(f"checkpoint {str(options.checkpoint)!r} is a folder; give a file "
+                         "such as FOLDER/checkpoint.eqx")
+    d = data.d
+    data_key, train_key = jax.random.split(key)
+    if sigma_data is None:
+        sigma_data = data_scale(data, data_key)
+    check_positive("sigma_data", sigma_data)
+    probe = jax.eval_shape(network, jax.ShapeDtypeStruct((d,), jnp.float32),
+                           jax.ShapeDtypeStruct((), jnp.float32))
+    if probe.shape != (d,):
+        raise ValueError(f"network(x, noise) must return shape (d,) = ({d},) for x of shape "
+                         f"({d},); got {probe.shape}")
+    if optimizer is None:
+        optimizer = make_optimizer("adam", 1e-3, lr_schedule="warmup_cosine",
+                                   iterations=options.steps,
+                                   warmup=min(options.steps - 1, max(1, options.steps // 20)))
+    params, static = eqx.partition(network, eqx.is_inexact_array)
+    opt_state = optimizer.init(params)
+    ema = params
+    batch, decay, sd = options.batch, options.ema_decay, float(sigma_data)
+
+    def loss_fn(p, x1, sigma, z):
+        net = eqx.combine(p, static)
+        s = sigma_scalings(sigma, sd)
+        f = jax.vmap(net)(x1 * s.inp + sigma * z * s.inp, s.noise[:, 0])
+        return jnp.mean(jnp.square(f - regression_target(x1, z, sigma, sd)))
+
+    @eqx.filter_jit
+    def update(p, ema, state, step, source, law):
+        k_data, k_sigma, k_z = jax.random.split(jax.random.fold_in(train_key, step), 3)
+        x1 = source.sample(k_data, batch).astype(jnp.float32)
+        sigma = law.sample(k_sigma, (batch, 1))
+        z = jax.random.normal(k_z, x1.shape)
+        value, grads = jax.value_and_grad(loss_fn)(p, x1, sigma, z)
+        updates, state = optimizer.update(grads, state, p)
+        p = optax.apply_updates(p, updates)
+        rate = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+        ema = jax.tree.map(lambda e, q: rate * e + (1.0 - rate) * q, ema, p)
+        return p, ema, state, value
+
+    history: list[float] = []
+    if options.checkpoint is not None:
+        loaded = load_checkpoint(options.checkpoint, (params, ema), opt_state,
+                                 options.fingerprint)
+        if loaded is not None:
+            (params, ema), opt_state, history = loaded
+    bar = progress_bar(options.steps, desc="train", initial=len(history),
+                       enabled=options.progress)
+    try:
+        for step in range(len(history), options.steps):
+            params, ema, opt_state, value = update(params, ema, opt_state, jnp.asarray(step),
+                                                   data, noise)
+            history.append(float(value))
+            if not math.isfinite(history[-1]):
+                raise FloatingPointError(f"the training loss became {history[-1]} at step "
+                                         f"{step}; lower the learning rate")
+            bar.set_postfix_str(f"loss {history[-1]:.4f}", refresh=False)
+            bar.update(1)
+            if callback is not None:
+                callback(step, history[-1])
+            if options.checkpoint is not None and (step + 1) % options.checkpoint_every == 0:
+                save_checkpoint(options.checkpoint, (params, ema), opt_state, history,
+                                options.fingerprint)
+    finally:
+        bar.close()
+    if options.checkpoint is not None:
+        save_checkpoint(options.checkpoint, (params, ema), opt_state, history,
+                        options.fingerprint)
+    return TrainResult(
+        NetworkDenoiser(network=eqx.combine(ema, static), d=d, sigma_data=sd),
+        NetworkDenoiser(network=eqx.combine(params, static), d=d, sigma_data=sd), history)
