@@ -17,6 +17,7 @@ from .base import (
 )
 from .curie_weiss import CurieWeiss, mean_field_magnetization
 from .curie_weiss_exact import CurieWeissExact
+from .digits import Digits
 from .gaussian import Gaussian
 from .gaussian_mixture import GaussianMixture
 from .spins import AbstractSpinLaw
@@ -29,6 +30,7 @@ REGISTRY: dict[str, Callable[..., Any]] = {
     "cw": CurieWeiss,
     "cw_exact": CurieWeissExact,
     "gaussian": Gaussian.power_law,
+    "digits": Digits,
 }
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "AbstractSpinLaw",
     "CurieWeiss",
     "CurieWeissExact",
+    "Digits",
     "Feature",
     "Gaussian",
     "GaussianMixture",
