@@ -3,7 +3,7 @@
 Conventions (see README): t = 0 is noise, t = 1 is data; x_t = α(t) z + β(t) x1 with β = τ(t).
 """
 
-from . import learning, metrics, schedules, streaming, theory
+from . import learning, metrics, networks, schedules, streaming, theory
 from .interpolants import Coefficients, Interpolant
 from .models import (
     AbstractDataLaw,
@@ -17,6 +17,20 @@ from .models import (
     GaussianMixture,
     ModeSplit,
     mean_field_magnetization,
+)
+from .networks import (
+    MLP,
+    ArrayData,
+    ConvNet,
+    LearnedModel,
+    LogNormalNoise,
+    LogUniformNoise,
+    NetworkDenoiser,
+    TrainOptions,
+    denoising_error,
+    load_denoiser,
+    save_denoiser,
+    train_denoiser,
 )
 from .sampling import (
     ADAPTIVE_SOLVERS,
@@ -37,8 +51,10 @@ __all__ = [
     "AbstractDataLaw",
     "AbstractDenoiser",
     "AbstractModel",
+    "ArrayData",
     "ChunkStore",
     "Coefficients",
+    "ConvNet",
     "CurieWeiss",
     "CurieWeissExact",
     "Digits",
@@ -46,20 +62,31 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "Interpolant",
+    "LearnedModel",
+    "LogNormalNoise",
+    "LogUniformNoise",
+    "MLP",
     "MaxStepsReached",
     "ModeSplit",
+    "NetworkDenoiser",
     "SOLVERS",
     "Solution",
+    "TrainOptions",
+    "denoising_error",
     "first_nonfinite",
-    "mean_field_magnetization",
     "learning",
+    "load_denoiser",
+    "mean_field_magnetization",
     "metrics",
+    "networks",
     "sample",
     "sample_chunks",
     "sample_prior",
     "sample_summary",
+    "save_denoiser",
     "schedules",
     "solve",
     "streaming",
     "theory",
+    "train_denoiser",
 ]

@@ -88,9 +88,11 @@ class ConvNet(eqx.Module):
         self.conv_in = eqx.nn.Conv2d(1, channels, 3, padding=1, key=keys[1])
         self.blocks = tuple(_ConvBlock(channels, groups, embed, key=k) for k in keys[4:])
         self.norm_out = eqx.nn.GroupNorm(groups, channels)
-        conv_out = eqx.nn.Conv2d(channels, 1, 3, padding=1, use_bias=False, key=keys[2])
-        self.conv_out = eqx.tree_at(lambda c: c.weight, conv_out,
-                                    jnp.zeros_like(conv_out.weight))  # starts at F = g(e) x
+        conv_out = eqx.nn.Conv2d(channels, 1, 3, padding=1, key=keys[2])
+        assert conv_out.bias is not None
+        self.conv_out = eqx.tree_at(lambda c: (c.weight, c.bias), conv_out,
+                                    (jnp.zeros_like(conv_out.weight),
+                                     jnp.zeros_like(conv_out.bias)))  # starts at F = 0
         self.gate = zero_weights(eqx.nn.Linear(embed, self.d, key=keys[3]))
 
     @property

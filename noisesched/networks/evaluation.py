@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, PRNGKeyArray
 
+from .._typing import ArrayOrSequence
 from .._validation import check_int, check_key
 from ..interpolants import Coefficients
 from ..models.base import AbstractDataLaw, AbstractDenoiser, check_data_law
@@ -25,9 +26,9 @@ def sigma_coefficients(sigma: ArrayLike) -> Coefficients:
                         alpha_dalpha=zero)
 
 
-def denoising_error(denoiser: AbstractDenoiser, exact: AbstractDenoiser, sigmas: ArrayLike,
-                    key: PRNGKeyArray, n: int = 4096, law: AbstractDataLaw | None = None
-                    ) -> dict[str, np.ndarray]:
+def denoising_error(denoiser: AbstractDenoiser, exact: AbstractDenoiser,
+                    sigmas: ArrayOrSequence, key: PRNGKeyArray, n: int = 4096,
+                    law: AbstractDataLaw | None = None) -> dict[str, np.ndarray]:
     """The excess mean squared error of ``denoiser`` over the exact one, per noise level.
 
     At each σ, n samples x1 of the law (``law``, default ``exact`` itself), y = x1 + σ z:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._progress import progress_bar
 from .._validation import check_bool, check_int, check_key, check_positive, check_real
@@ -147,7 +147,8 @@ class TrainResult:
     history: list[float]
 
 
-def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData, key: PRNGKeyArray, *,
+def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
+                   key: PRNGKeyArray, *,
                    sigma_data: float | None = None,
                    noise: LogNormalNoise | LogUniformNoise | None = None,
                    options: TrainOptions | None = None,
@@ -164,7 +165,8 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData, key: PRNGKey
     Args:
         network: an ``eqx.Module`` called as ``network(x, noise)`` on one sample
             (``noisesched.MLP``, ``noisesched.ConvNet``, or a user's own).
-        data: a data law with exact samples (``sample``), or ``ArrayData``.
+        data: a data law with exact samples (``sample``), or samples: ``ArrayData`` or an
+            array of shape (n, d).
         key: the PRNG key of the whole training.
         sigma_data: σ_d; None: ``data_scale(data)`` (the RMS of the coordinates).
         noise: the law of σ (default ``LogNormalNoise()``, EDM's).
@@ -180,9 +182,11 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData, key: PRNGKey
     options = TrainOptions() if options is None else options
     if not isinstance(options, TrainOptions):
         raise ValueError(f"options must be a TrainOptions; got {type(options).__name__}")
+    if isinstance(data, np.ndarray | jax.Array):
+        data = ArrayData(data)
     if not isinstance(data, AbstractDataLaw | ArrayData):
-        raise ValueError(f"data must be a data law (noisesched.AbstractDataLaw) or ArrayData; "
-                         f"got {type(data).__name__}")
+        raise ValueError(f"data must be a data law (noisesched.AbstractDataLaw), ArrayData or "
+                         f"an array of shape (n, d); got {type(data).__name__}")
     noise = LogNormalNoise() if noise is None else noise
     if not isinstance(noise, LogNormalNoise | LogUniformNoise):
         raise ValueError(f"noise must be LogNormalNoise or LogUniformNoise; got "
@@ -198,11 +202,15 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData, key: PRNGKey
     if sigma_data is None:
         sigma_data = data_scale(data, data_key)
     check_positive("sigma_data", sigma_data)
-    probe = jax.eval_shape(network, jax.ShapeDtypeStruct((d,), jnp.float32),
-                           jax.ShapeDtypeStruct((), jnp.float32))
-    if probe.shape != (d,):
+    try:
+        probe = jax.eval_shape(network, jax.ShapeDtypeStruct((d,), jnp.float32),
+                               jax.ShapeDtypeStruct((), jnp.float32))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"network(x, noise) must take x of shape (d,) = ({d},) and return "
+                         f"shape (d,); it fails: {err}") from None
+    if getattr(probe, "shape", None) != (d,):
         raise ValueError(f"network(x, noise) must return shape (d,) = ({d},) for x of shape "
-                         f"({d},); got {probe.shape}")
+                         f"({d},); got {getattr(probe, 'shape', probe)}")
     if optimizer is None:
         optimizer = make_optimizer("adam", 1e-3, lr_schedule="warmup_cosine",
                                    iterations=options.steps,
