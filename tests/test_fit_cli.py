@@ -126,6 +126,71 @@ def test_exact_loss_and_curie_weiss_fits_run(tmp_path, capsys):
     assert "positive fraction" in capsys.readouterr().out
 
 
+def test_teacher_loss_fit_runs(tmp_path, capsys):
+    config, out = _config(tmp_path), tmp_path / "teacher"
+    assert main(["fit", str(config), "--out", str(out), "--no-progress", "--set", "model.d=20",
+                 "fit.loss=teacher", "fit.teacher_steps=64"]) == 0
+    assert "| learned |" in capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    assert {p.name for p in out.iterdir()} == set(history["files"])
+    assert history["fit"]["loss"] == "teacher" and history["fit"]["teacher_steps"] == 64
+    assert len(history["loss"]) == 6 and all(0 < v < 1 for v in history["loss"])
+
+
+def test_the_fingerprint_covers_the_teacher_keys_of_a_teacher_fit_only(tmp_path):
+    from noisesched.experiments.fit import fingerprint, load_fit
+
+    def hashed(*overrides):
+        return fingerprint(*load_fit(_config(tmp_path), overrides))
+
+    assert hashed("fit.loss=teacher") != hashed("fit.loss=teacher", "fit.teacher_steps=256")
+    assert hashed("fit.loss=teacher") != hashed("fit.loss=teacher", "fit.teacher_solver=tsit5")
+    assert hashed("fit.loss=teacher") != hashed("fit.loss=teacher", "fit.teacher_adaptive=true",
+                                                "fit.teacher_solver=tsit5")
+    # another loss ignores them: its checkpoints from before the teacher keys stay valid
+    assert hashed() == hashed("fit.teacher_steps=256")
+
+
+DENOISER_ONLY = """
+from typing import ClassVar
+
+import equinox as eqx
+
+import noisesched as ns
+
+
+class Network(ns.AbstractDenoiser):
+    singular_at_data: ClassVar[bool] = True  # as a trained network: Euler on the last step
+    law: ns.GaussianMixture
+    d: int = eqx.field(static=True)
+
+    def denoise(self, c, x):
+        return self.law.denoise(c, x)
+
+
+def network(d: int = 20) -> Network:
+    return Network(law=ns.GaussianMixture.two_modes(d=d), d=d)
+"""
+
+
+def test_a_teacher_fit_of_a_denoiser_without_data_law_saves_its_schedule(tmp_path, capsys,
+                                                                           monkeypatch):
+    """The fit (here with an adaptive teacher) needs only the denoiser; the evaluation after it
+    needs the data law's features, so the command stops there (status 2, one line) with the
+    learned schedule saved."""
+    monkeypatch.chdir(tmp_path)  # model.name = "module:function" from the current folder
+    (tmp_path / "teacher_only_denoiser.py").write_text(DENOISER_ONLY)
+    config, out = _config(tmp_path), tmp_path / "net"
+    assert main(["fit", str(config), "--out", str(out), "--no-progress", "--set",
+                 "model.name=teacher_only_denoiser:network", "model.d=20", "fit.loss=teacher",
+                 "fit.teacher_adaptive=true", "fit.teacher_solver=tsit5"]) == 2
+    err = capsys.readouterr().err
+    assert "model must be a data law" in err and "sample_summary needs its features" in err
+    stored = json.loads((out / "checkpoint.json").read_text())
+    assert stored["iteration"] == 6 and all(0 < v < 1 for v in stored["history"])
+    assert (out / "schedule.json").is_file() and not (out / "history.json").exists()
+
+
 @pytest.mark.parametrize(
     "extra,overrides,message",
     [
@@ -147,6 +212,15 @@ def test_exact_loss_and_curie_weiss_fits_run(tmp_path, capsys):
          "schedule.k must be in (0, 10); got 50.0"),
         ("", ["model.d=4", "fit.compare=['vp_dilated']"], "schedule.k must be in (0, 2); got 3.0"),
         ("", ["fit.transfer_dims=[1]"], "fit.transfer_dims entry must be an integer >= 2"),
+        ("", ["fit.loss=teacher", "fit.teacher_steps=5"],
+         "fit.teacher_steps must exceed solver.steps = 5 (the teacher is the finer solve); "
+         "got 5"),
+        ("", ["fit.teacher_steps=0"], "fit.teacher_steps must be an integer >= 1; got 0"),
+        ("", ["fit.teacher_solver=rk4"], "fit.teacher_solver must be one of"),
+        ("", ["fit.teacher_adaptive=true"],
+         "fit.teacher_solver (fit.teacher_adaptive = true) must be one of 'bosh3', 'tsit5', "
+         "'dopri5'; got 'heun'"),
+        ("", ["fit.teacher_adaptive=1"], "fit.teacher_adaptive must be true or false; got 1"),
     ],
 )
 def test_bad_fit_configs_are_one_line_status_2(tmp_path, capsys, extra, overrides, message):

@@ -1,6 +1,7 @@
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -749,3 +750,135 @@ def test_threshold_loss_is_the_fraction_of_final_samples_in_the_positive_mode(x6
     np.testing.assert_array_equal(positive, u > parts["thresholds"])
     hard = float(jnp.mean(positive))
     assert abs(float(parts["mode_weight"]) - hard) < 3 * math.sqrt(hard * (1 - hard) / n)
+
+
+# ----------------------------------------------------------------------------- teacher loss
+def _teacher_problem(kind="vp", n=16, d=20, seed=0):
+    model = ns.GaussianMixture.two_modes(d=d)
+    interp = ns.Interpolant(kind, "linear", d)
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(seed), n, dtype=jnp.float64)
+    return model, interp, x0
+
+
+def test_the_flow_map_does_not_depend_on_the_schedule(x64):
+    """The exact PF-ODE map x0 ↦ X_1 is the same for every schedule (TeacherLoss's target):
+    Heun on the constant and the VP-dilated (k = 3) schedule, d = 20. The gap between the two
+    end points is the difference of two Heun errors, O(N⁻²): it shrinks 16-fold from N = 128 to
+    512 (measured 15.5) and is below 10⁻⁴ at N = 512 (measured 1.7·10⁻⁵). Adaptive Tsit5 solves
+    at rtol = atol = 10⁻¹⁰ agree to 10⁻⁹ (measured 3·10⁻¹¹) and with Heun at N = 512 to 10⁻⁴
+    (measured 2·10⁻⁵ and 4·10⁻⁵)."""
+    model, interp, x0 = _teacher_problem()
+    schedules = (ns.schedules.constant(), ns.schedules.vp_dilated(20, 3.0))
+
+    def heun(s, steps):
+        return ns.solve(model, interp, s, x0, steps=steps, solver="heun", method="scan").x
+
+    def adaptive(s):
+        return ns.solve(model, interp, s, x0, steps=1, solver="tsit5", adaptive=True,
+                        rtol=1e-10, atol=1e-10).x
+
+    gaps = {n: float(jnp.max(jnp.abs(heun(schedules[0], n) - heun(schedules[1], n))))
+            for n in (128, 512)}
+    assert gaps[512] < 1e-4
+    assert 10 < gaps[128] / gaps[512] < 22
+    exact = [adaptive(s) for s in schedules]
+    assert float(jnp.max(jnp.abs(exact[0] - exact[1]))) < 1e-9
+    for s in schedules:
+        assert float(jnp.max(jnp.abs(heun(s, 512) - exact[0]))) < 1e-4
+    assert float(jnp.max(jnp.abs(exact[0] - x0))) > 1.0  # the map does move the states
+
+
+def test_teacher_loss_is_the_distance_to_the_teachers_end_points(x64):
+    from noisesched.learning import TeacherLoss
+
+    model, interp, x0 = _teacher_problem("ve")
+    sched = ns.schedules.constant()
+    loss = TeacherLoss(model, interp, 6, teacher_steps=256)
+    student = ns.solve(model, interp, sched, x0, steps=6, method="scan").x
+    target = ns.solve(model, interp, sched, x0, steps=256, solver="heun", method="scan").x
+    np.testing.assert_allclose(loss.teacher(x0, sched), target, rtol=1e-12, atol=1e-12)
+    expected = jnp.mean(jnp.sum((student - target) ** 2, axis=-1)) / 20
+    assert float(loss(sched, x0)) == pytest.approx(float(expected), rel=1e-12)
+    # another reference (fixed), and an adaptive teacher (in a fit: test_fit_cli): the same
+    # map, so the same loss to the teachers' errors
+    dilated = TeacherLoss(model, interp, 6, teacher_steps=256,
+                          reference=ns.schedules.ve_dilated(20, 3.0))
+    adaptive = TeacherLoss(model, interp, 6, teacher_adaptive=True, teacher_solver="tsit5")
+    for other in (dilated, adaptive):
+        assert float(other(sched, x0)) == pytest.approx(float(loss(sched, x0)), rel=1e-3)
+
+
+@pytest.mark.parametrize("solver,order", [("euler", 1.0), ("heun", 2.0)])
+def test_teacher_loss_vanishes_at_the_order_of_the_solver(solver, order, x64):
+    """VE, constant schedule, d = 20: the loss falls monotonically over N = 4, 16, 64 as
+    N^(−2·order) (it is a squared error). The error of an order-q solver is C/N^q + O(N^(−q−1)),
+    so the order read from N and 4N is q + O(1/N): measured 1.06, 0.95 (Euler) and 1.91, 1.86
+    (Heun); the Heun teacher with 512 steps adds < 2 % to the error at N = 64. Tolerance 0.15
+    on the last pair (asymptotic), 0.25 on the first."""
+    from noisesched.learning import TeacherLoss
+
+    model, interp, x0 = _teacher_problem("ve", n=32)
+    sched = ns.schedules.constant()
+    steps = (4, 16, 64)
+    values = [float(TeacherLoss(model, interp, n, solver=solver)(sched, x0)) for n in steps]
+    assert values[0] > values[1] > values[2] > 0
+    orders = [0.5 * math.log(values[i] / values[i + 1]) / math.log(4) for i in range(2)]
+    assert abs(orders[0] - order) < 0.25, orders
+    assert abs(orders[1] - order) < 0.15, orders
+
+
+def test_teacher_loss_gradient_reaches_the_schedule_only_through_the_student(x64):
+    """jax.grad over a learnable family against a central difference along a random direction
+    (float64, ε = 10⁻⁶: truncation ~ε², rounding ~10⁻¹⁶/ε relative, so rtol 10⁻⁶). The
+    difference is taken with the teacher's reference fixed at the base schedule: with
+    ``reference = None`` (the learned schedule, under stop_gradient) the gradient is the same."""
+    from noisesched.learning import TeacherLoss
+
+    model, interp, x0 = _teacher_problem("ve", n=8)
+    base = PiecewiseLinear(0.3 * jax.random.normal(jax.random.PRNGKey(5), (8,)))
+    moving = TeacherLoss(model, interp, 8, teacher_steps=128)
+    fixed = TeacherLoss(model, interp, 8, teacher_steps=128, reference=base)
+    grad = jax.grad(lambda logits: moving(PiecewiseLinear(logits), x0))(base.logits)
+    assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.max(jnp.abs(grad))) > 1e-4
+    np.testing.assert_allclose(
+        jax.grad(lambda logits: fixed(PiecewiseLinear(logits), x0))(base.logits), grad,
+        rtol=1e-12, atol=1e-15)
+    v = jax.random.normal(jax.random.PRNGKey(6), (8,))
+    eps = 1e-6
+    fd = (fixed(PiecewiseLinear(base.logits + eps * v), x0)
+          - fixed(PiecewiseLinear(base.logits - eps * v), x0)) / (2 * eps)
+    assert float(grad @ v) == pytest.approx(float(fd), rel=1e-6)
+
+
+def test_teacher_loss_rejects_bad_arguments_naming_them(unchecked_types):
+    from noisesched.learning import TeacherLoss
+
+    model = ns.GaussianMixture.two_modes(d=20)
+    interp = ns.Interpolant("vp", "linear", 20)
+    cases = [
+        (dict(steps=0), "steps must be an integer >= 1; got 0"),
+        (dict(steps=8, teacher_steps=8), "teacher_steps must exceed steps = 8"),
+        (dict(teacher_steps=0), "teacher_steps must be an integer >= 1; got 0"),
+        (dict(solver="tsit5"), "solver must be one of 'euler', 'heun'; got 'tsit5'"),
+        (dict(method="loop"), "method must be one of 'diffrax', 'scan'"),
+        (dict(teacher_solver="rk4"), "teacher_solver must be one of"),
+        (dict(teacher_adaptive=True), "teacher_solver (teacher_adaptive) must be one of "
+                                      "'bosh3', 'tsit5', 'dopri5'; got 'heun'"),
+        (dict(teacher_adaptive=1), "teacher_adaptive must be True or False"),
+        (dict(teacher_adaptive=True, teacher_solver="tsit5", teacher_rtol=0.0),
+         "teacher_rtol must be in (0, inf)"),
+        (dict(checkpoints=0), "checkpoints must be an integer >= 1; got 0"),
+        (dict(reference="constant"), "reference must be a schedule"),
+        (dict(model=model.means), "model must be a denoiser (noisesched.AbstractDenoiser)"),
+        (dict(interpolant=ns.Interpolant("vp", "linear", 30)),
+         "interpolant d = 30 must equal the model's d = 20"),
+    ]
+    for change, message in cases:
+        args = {"model": model, "interpolant": interp, "steps": 4, **change}
+        with pytest.raises(ValueError, match=re.escape(message)):
+            TeacherLoss(**args)
+    loss = TeacherLoss(model, interp, 4)
+    with pytest.raises(ValueError, match="reference is None"):
+        loss.teacher(jnp.zeros((2, 20)))
+    with pytest.raises(ValueError, match="TeacherLoss needs the prior batch x0"):
+        loss(ns.schedules.constant())

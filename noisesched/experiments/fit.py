@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import theory
 from .._atomic import atomic_write
-from .._validation import check_choice, check_int, check_real
+from .._validation import check_bool, check_choice, check_int, check_real
 from ..interpolants import Interpolant
 from ..learning import (
     FAMILIES,
@@ -32,6 +32,7 @@ from ..learning import (
     ExactLoss,
     FitOptions,
     SampleLoss,
+    TeacherLoss,
     ThresholdLoss,
     combined_loss,
     fit_schedule,
@@ -41,6 +42,7 @@ from ..learning import (
     mode_asymmetry_loss,
     save_schedule,
 )
+from ..sampling import ADAPTIVE_SOLVERS, SOLVERS
 from ..schedules import NAMES, make
 from ..streaming import sample_summary
 from .config import (
@@ -67,9 +69,13 @@ class FitSettings:
     pieces: int = 20  # knots (pieces) of the piecewise families; sigmoids of sigmoid_sum
     init: str = "schedule"  # schedule (the run config's schedule) | uniform (noise_ratio_knots)
     # combined | mode | low (on final samples) | threshold (through the sampler, mode term on the
-    # probit scale) | exact (two-mode mixture, from the reduction)
+    # probit scale) | exact (two-mode mixture, from the reduction) | teacher (distance to a fine
+    # solve from the same prior states: any denoiser, no data law)
     loss: str = "combined"
     bisections: int = 24  # threshold loss
+    teacher_steps: int = 512  # teacher loss: the fine solve on the config's [schedule], fixed
+    teacher_solver: str = "heun"  # with teacher_adaptive: bosh3 | tsit5 | dopri5
+    teacher_adaptive: bool = False  # an adaptive solve (PID, rtol = atol = 1e-6) instead
     weight_high: float = 1.0
     weight_low: float = 1.0
     temperature: float = 0.05
@@ -104,6 +110,13 @@ class FitSettings:
             check_real("fit.temperature", self.temperature, lo=0.0)
             check_int("fit.batch", self.batch, lo=1)
             check_int("fit.bisections", self.bisections, lo=1)
+            check_int("fit.teacher_steps", self.teacher_steps, lo=1)
+            check_bool("fit.teacher_adaptive", self.teacher_adaptive)
+            if self.teacher_adaptive:
+                check_choice("fit.teacher_solver (fit.teacher_adaptive = true)",
+                             self.teacher_solver, ADAPTIVE_SOLVERS)
+            else:
+                check_choice("fit.teacher_solver", self.teacher_solver, SOLVERS)
             check_int("fit.iterations", self.iterations, lo=1)
             check_choice("fit.optimizer", self.optimizer, OPTIMIZERS)
             check_real("fit.learning_rate", self.learning_rate, lo=0.0)
@@ -189,6 +202,17 @@ def _threshold_loss(config: RunConfig, s: FitSettings, model, interp):
                          weight_low=s.weight_low, bisections=s.bisections)
 
 
+def _teacher_loss(config: RunConfig, s: FitSettings, model, interp):
+    steps = config.solver.steps
+    if not s.teacher_adaptive and s.teacher_steps <= steps:
+        raise ConfigError(f"fit.teacher_steps must exceed solver.steps = {steps} (the teacher "
+                          f"is the finer solve); got {s.teacher_steps}")
+    return TeacherLoss(model, interp, steps, solver=config.solver.name,
+                       method=config.solver.method, checkpoints=s.checkpoints or None,
+                       teacher_steps=s.teacher_steps, teacher_solver=s.teacher_solver,
+                       reference=config.build()[2], teacher_adaptive=s.teacher_adaptive)
+
+
 def _on_samples(fn: Callable[[FitSettings], Callable]) -> Callable[..., SampleLoss]:
     """The builder of a loss on final samples: ``fn(settings)`` is the function (model, x) ->
     scalar, applied after the config's solve."""
@@ -209,6 +233,7 @@ LOSS_BUILDERS: dict[str, Callable[..., Any]] = {
     "low": _on_samples(lambda s: low_level_loss),
     "threshold": _threshold_loss,
     "exact": _exact_loss,
+    "teacher": _teacher_loss,
 }
 
 
@@ -221,7 +246,11 @@ def fingerprint(config: RunConfig, settings: FitSettings) -> str:
     """A hash of everything that changes the numbers of a fit (not the evaluation)."""
     keep = {k: v for k, v in config.identity().items() if k not in ("name", "output")}
     keep["sample"] = {k: v for k, v in keep["sample"].items() if k not in ("n", "seed")}
-    fit = {k: v for k, v in settings.to_dict().items() if k not in ("compare", "transfer_dims")}
+    unused: tuple[str, ...] = ("compare", "transfer_dims")  # the evaluation's keys
+    if settings.loss != "teacher":  # the teacher's keys change only a teacher fit (and the
+        # checkpoints of other fits made before they existed stay valid)
+        unused += ("teacher_steps", "teacher_solver", "teacher_adaptive")
+    fit = {k: v for k, v in settings.to_dict().items() if k not in unused}
     text = json.dumps({"config": keep, "fit": fit}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -148,8 +148,8 @@ def fit_schedule(
     fitted as ``SampleLoss(fn, model, interpolant, steps)``.
 
     Args:
-        loss: an ``AbstractLoss``: ``SampleLoss``, ``ThresholdLoss``, ``ExactLoss`` or a
-            user's own.
+        loss: an ``AbstractLoss``: ``SampleLoss``, ``ThresholdLoss``, ``ExactLoss``,
+            ``TeacherLoss`` or a user's own.
         options: a ``FitOptions`` (default ``FitOptions()``).
         optimizer: any optax transformation (default ``make_optimizer``: Adam, 3·10⁻²).
         callback: called as ``callback(iteration, loss, schedule)`` after every iteration.
