@@ -105,6 +105,18 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="ignore a checkpoint in the output folder and start afresh")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    compare = sub.add_parser("compare", help="a table of models x schedules x step counts "
+                             "(run config with a [compare] table)")
+    _add_config(compare, "path to a .toml compare config")
+    compare.add_argument("--set", action="append", nargs="+", default=[],
+                         metavar="SECTION.KEY=VALUE",
+                         help="override config keys, e.g. --set sample.n=2000 "
+                              "compare.steps=[10] (repeatable)")
+    compare.add_argument("--out", default=None,
+                         help="output folder (default noisesched-out/<config name>); finished "
+                              "cells there are kept")
+    compare.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     scaling = sub.add_parser("scaling", help="fewest steps N*(d) per schedule, with fitted slopes")
     _add_config(scaling, "path to a scaling .toml config")
     scaling.add_argument("--out", default=None,
@@ -197,6 +209,15 @@ def _train(args) -> None:
           f"noisesched run CONFIG --set model.name=learned:{out}")
 
 
+def _compare(args) -> None:
+    from .experiments.compare import load_compare, run_compare
+
+    name, settings, cells = load_compare(_config_path(args), _overrides(args))
+    out = args.out or f"noisesched-out/{name}"
+    run_compare(name, settings, cells, out, progress=not args.no_progress)
+    print(f"wrote {out}/compare.md, compare.json and compare.png")
+
+
 def _scaling(args) -> None:
     from .experiments.scaling import load_scaling, run_scaling
 
@@ -250,7 +271,8 @@ def _failure(err: BaseException) -> tuple[int, str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    commands = {"demo": _demo, "run": _run, "fit": _fit, "train": _train, "scaling": _scaling,
+    commands = {"demo": _demo, "run": _run, "fit": _fit, "train": _train, "compare": _compare,
+                "scaling": _scaling,
                 "reproduce": _reproduce}
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None

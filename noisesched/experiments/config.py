@@ -635,8 +635,13 @@ def _choice_section(section: str, given: Mapping[str, Any], base: Choice) -> Cho
         target = schedule_maker(name)
         others = _all_options(_schedule_registry(), _SCHEDULE_CONTEXT)
         context = _SCHEDULE_CONTEXT
-    merged = dict(base.options) if name == base.name else {
-        k: v for k, v in base.options.items() if k in parameters(target) and k not in context}
+    if name == base.name:
+        merged = dict(base.options)
+    elif _is_loaded(section, name):  # a saved model's options are only those given with it
+        merged = {}
+    else:
+        merged = {k: v for k, v in base.options.items()
+                  if k in parameters(target) and k not in context}
     explicit = {k for k in given if k != "name"}
     merged.update({k: v for k, v in given.items() if k != "name"})
     options = _resolve_choice(section, {"name": name, **merged}, target, others, context,
@@ -691,8 +696,19 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     return from_mapping(merge(data, parse_overrides(overrides)), where=f"{path}: ")
 
 
+def _is_loaded(section: str, name: Any) -> bool:
+    """Whether ``[section] name`` loads a saved model (``learned:PATH``)."""
+    if section != "model" or not isinstance(name, str):
+        return False
+    prefix, sep, _ = name.partition(":")
+    return bool(sep) and prefix in MODEL_LOADERS
+
+
 def _applicable(section: str, name: Any) -> set[str] | None:
-    """The options that choice ``name`` of ``section`` takes (None: not a known choice)."""
+    """The options that choice ``name`` of ``section`` keeps from another choice (None: not
+    a known choice); none for a saved model, whose d is its own."""
+    if _is_loaded(section, name):
+        return set()
     try:
         target = model_constructor(name) if section == "model" else schedule_maker(name)
     except (ConfigError, TypeError):
