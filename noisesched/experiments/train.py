@@ -351,10 +351,12 @@ def run_train(config: TrainConfig, out: str | Path, *, log=print, progress: bool
         record["denoising_error"] = {k: v.tolist() for k, v in error.items()}
         save_figure(out / "denoising.png", _error_figure(error, config.name))
         files.append("denoising.png")
-        worst = int(np.argmax(error["ratio"]))
-        log(f"excess MSE / exact MMSE: at most {error['ratio'][worst]:.4f} ± "
-            f"{error['ratio_se'][worst]:.4f} (σ = {error['sigma'][worst]:.3g}) over "
-            f"{len(error['sigma'])} noise levels")
+        finite = np.isfinite(error["ratio"])
+        if finite.any():
+            worst = int(np.nanargmax(error["ratio"]))
+            log(f"excess MSE / exact MMSE: at most {error['ratio'][worst]:.4f} ± "
+                f"{error['ratio_se'][worst]:.4f} (σ = {error['sigma'][worst]:.3g}) over "
+                f"{int(finite.sum())} noise levels")
     save_figure(out / "loss.png", _loss_figure(result.history, config.name))
     law_spec = config.to_dict().get("model")
     save_denoiser(out, result.denoiser, law=law_spec,

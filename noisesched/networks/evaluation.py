@@ -38,7 +38,8 @@ def denoising_error(denoiser: AbstractDenoiser, exact: AbstractDenoiser,
 
     Returns:
         ``sigma``, ``mmse``, ``mmse_se``, ``excess``, ``excess_se`` and ``ratio`` =
-        excess/mmse with ``ratio_se`` (delta method on the two means), arrays of shape (k,).
+        excess/mmse with ``ratio_se`` (delta method on the two means), arrays of shape (k,);
+        the ratio is nan where the MMSE is 0 (a law of finitely many points at small σ).
     """
     check_key("key", key)
     check_int("n", n, lo=2)
@@ -68,8 +69,11 @@ def denoising_error(denoiser: AbstractDenoiser, exact: AbstractDenoiser,
                        for v in one(jax.random.fold_in(key, i), jnp.asarray(sigma, jnp.float32)))
         m_err, m_exc = err.mean(), excess.mean()
         cov = np.cov(np.stack([err, excess])) / n
-        ratio = m_exc / m_err
-        grad = np.array([-m_exc / m_err**2, 1.0 / m_err])
+        if m_err > 0:
+            ratio = m_exc / m_err
+            grad = np.array([-m_exc / m_err**2, 1.0 / m_err])
+        else:  # a law of finitely many points is denoised exactly at small σ
+            ratio, grad = math.nan, np.zeros(2)
         out["mmse"].append(m_err)
         out["mmse_se"].append(math.sqrt(cov[0, 0]))
         out["excess"].append(m_exc)
