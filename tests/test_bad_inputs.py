@@ -141,7 +141,8 @@ CLI_CASES = [
     (["run", "CONFIG", "--set", "model.name=gm_random"], 2,
      "error: model.weights is required for model 'gm_random'"),
     (["run", "CONFIG", "--set", "model.name=.relative:Model"], 2,
-     "error: model.name must be a registry name or 'package.module:Name'; got '.relative:Model'"),
+     "error: model.name must be a registry name, 'learned:PATH' or 'package.module:Name'; got "
+     "'.relative:Model'"),
     (["run", "CONFIG", "--set", "solver.adaptive=true", "solver.name=tsit5",
       "--set", "solver.max_steps=2"], 1,
      "error: the adaptive solve took max_steps = 2 steps without reaching t = 1; raise max_steps, "

@@ -242,3 +242,17 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
     with pytest.raises(ValueError, match="hyperparameters"):
         ns.save_denoiser(tmp_path / "u", ns.NetworkDenoiser(network=lambda x, n: x, d=d,
                                                               sigma_data=1.0))
+
+
+def test_noise_input_is_held_at_the_trained_range():
+    """Beyond the levels a network was trained on, its noise input stays at the edge: at t = 0
+    (σ = ∞) the network sees the largest trained level, not an extrapolated one."""
+    den = ns.NetworkDenoiser(network=lambda x, noise: noise * jnp.ones_like(x), d=3,
+                             sigma_data=2.0, sigma_range=(0.1, 10.0))
+    for alpha, beta, sigma in [(1.0, 0.0, 10.0), (1e4, 1.0, 10.0), (1e-5, 1.0, 0.1),
+                               (0.0, 1.0, 0.1), (3.0, 1.0, 3.0)]:
+        c = sigma_coefficients(jnp.float32(alpha))._replace(beta=jnp.float32(beta))
+        f = ns.networks.scalings(c.alpha, c.beta, 2.0, den.sigma_range).noise
+        assert float(f) == pytest.approx(0.25 * math.log(sigma / 2.0), rel=1e-5)
+    _, result = _gaussian_training(steps=2)
+    assert result.denoiser.sigma_range == (0.05, 20.0)

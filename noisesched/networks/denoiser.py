@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from .._validation import check_int, check_positive
+from .._validation import check_int, check_positive, check_real
 from ..interpolants import Coefficients, Interpolant
 from ..models.base import (
     AbstractDataLaw,
@@ -23,7 +23,7 @@ from ..models.base import (
     check_data_law,
 )
 from ..schedules import AbstractSchedule
-from .preconditioning import Scalings, scalings, sigma_scalings
+from .preconditioning import Scalings, default_range, scalings, sigma_scalings
 
 __all__ = ["NetworkDenoiser", "LearnedModel"]
 
@@ -39,6 +39,9 @@ class NetworkDenoiser(AbstractDenoiser):
             two.
         d: the dimension.
         sigma_data: the data's scale σ_d (the root mean square of its coordinates).
+        sigma_range: (σ_min, σ_max), the noise levels the network was trained on: its noise
+            input is clipped to them (default σ_d·[10⁻⁶, 10⁶]). ``train_denoiser`` sets the
+            noise law's range.
 
     The drift is written in closed form from F (no cancellation of x − β η as α → 0). A
     network's drift need not vanish at the data as an exact one does, so
@@ -51,13 +54,20 @@ class NetworkDenoiser(AbstractDenoiser):
     network: Any
     d: int = eqx.field(static=True)
     sigma_data: float = eqx.field(static=True)
+    sigma_range: tuple[float, float] = eqx.field(static=True)
 
-    def __init__(self, network: Any, d: int, sigma_data: float):
+    def __init__(self, network: Any, d: int, sigma_data: float,
+                 sigma_range: tuple[float, float] | None = None):
         self.network, self.d, self.sigma_data = network, d, sigma_data
+        check_positive("sigma_data", sigma_data)
+        if sigma_range is None:
+            sigma_range = default_range(sigma_data)
+        self.sigma_range = (float(sigma_range[0]), float(sigma_range[1]))
 
     def __check_init__(self):
         check_int("d", self.d, lo=1)
-        check_positive("sigma_data", self.sigma_data)
+        check_positive("sigma_range[0]", self.sigma_range[0])
+        check_real("sigma_range[1]", self.sigma_range[1], lo=self.sigma_range[0])
         if not callable(self.network):
             raise ValueError(f"network must be callable as network(x, noise); got "
                              f"{type(self.network).__name__}")
@@ -68,7 +78,7 @@ class NetworkDenoiser(AbstractDenoiser):
         return out.astype(x_in.dtype).reshape(x_in.shape)
 
     def _parts(self, c: Coefficients, x: Batch) -> tuple[Scalings, Batch]:
-        s = scalings(c.alpha, c.beta, self.sigma_data)
+        s = scalings(c.alpha, c.beta, self.sigma_data, self.sigma_range)
         return s, self._network(x * s.inp.astype(x.dtype), s.noise)
 
     def denoise(self, c: Coefficients, x: Batch) -> Batch:
@@ -78,7 +88,7 @@ class NetworkDenoiser(AbstractDenoiser):
     def denoise_sigma(self, y: Batch, sigma: Float[Array, "*batch 1"]) -> Batch:
         """D(y; σ) = E[x1 | x1 + σ z = y] in σ-space, with one σ per row (training and
         σ-space samplers)."""
-        s = sigma_scalings(sigma, self.sigma_data)
+        s = sigma_scalings(sigma, self.sigma_data, self.sigma_range)
         rows, noise = y.reshape(-1, self.d), s.noise.reshape(-1)
         f = jax.vmap(self.network)(rows * s.inp.reshape(-1, 1), noise).reshape(y.shape)
         return s.skip * y + s.out * f

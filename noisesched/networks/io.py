@@ -78,7 +78,7 @@ def save_denoiser(path: str | os.PathLike, denoiser: NetworkDenoiser, *,
     atomic_write(arrays, write)
     text = json.dumps({
         "format": FORMAT, "version": VERSION, "d": denoiser.d,
-        "sigma_data": denoiser.sigma_data,
+        "sigma_data": denoiser.sigma_data, "sigma_range": list(denoiser.sigma_range),
         "network": {"name": _network_name(network), **network.hyperparameters()},
         "law": dict(law) if law is not None else None,
         "sha256": _digest(arrays),
@@ -175,8 +175,12 @@ def load_denoiser(path: str | os.PathLike, *, d: int | None = None,
     except Exception as err:  # equinox and NumPy raise several kinds
         raise ValueError(f"{str(arrays)!r} does not fit its recorded architecture ({err})"
                          ) from None
-    denoiser = NetworkDenoiser(network=network, d=int(data["d"]),
-                               sigma_data=float(data["sigma_data"]))
+    sigma_range = data.get("sigma_range")
+    try:
+        denoiser = NetworkDenoiser(network, int(data["d"]), float(data["sigma_data"]),
+                                   None if sigma_range is None else tuple(sigma_range))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the record of {str(path)!r} is not valid ({err})") from None
     if law is None and data.get("law"):
         law = build_law(data["law"])
     return denoiser if law is None else LearnedModel(trained=denoiser, law=law)

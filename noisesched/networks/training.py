@@ -44,6 +44,10 @@ class LogNormalNoise(eqx.Module):
     def sample(self, key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
         return jnp.exp(self.mean + self.std * jax.random.normal(key, shape))
 
+    def range(self) -> tuple[float, float]:
+        """exp(mean ± 3 std): the levels the network learns (99.7 % of the draws)."""
+        return math.exp(self.mean - 3 * self.std), math.exp(self.mean + 3 * self.std)
+
 
 class LogUniformNoise(eqx.Module):
     """log σ uniform on [log σ_min, log σ_max]: every scale weighted alike, the natural law
@@ -60,6 +64,9 @@ class LogUniformNoise(eqx.Module):
         u = jax.random.uniform(key, shape)
         return jnp.exp(math.log(self.sigma_min)
                        + u * (math.log(self.sigma_max) - math.log(self.sigma_min)))
+
+    def range(self) -> tuple[float, float]:
+        return self.sigma_min, self.sigma_max
 
 
 #: Noise-level laws by the name configs use (``train.noise``).
@@ -159,7 +166,8 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
     Step i draws a batch x1 (fresh samples of the law, or rows of the array), one σ per sample
     from ``noise``, z ~ N(0, I), y = x1 + σ z, and takes one optimiser step on
     mean |F(c_in y, c_noise) − F*|²/d with F* = (x1 − c_skip y)/c_out: EDM's loss with its
-    weight λ(σ) = 1/c_out² (see ``noisesched.networks.preconditioning``). Every random number
+    weight λ(σ) = 1/c_out² (see ``noisesched.networks.preconditioning``); the noise input is
+    clipped to the noise law's range, which the returned denoisers keep. Every random number
     of step i comes from ``fold_in(key, i)``, so a resumed run repeats the same steps.
 
     Args:
@@ -219,10 +227,11 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
     opt_state = optimizer.init(params)
     ema = params
     batch, decay, sd = options.batch, options.ema_decay, float(sigma_data)
+    sigma_range = noise.range()
 
     def loss_fn(p, x1, sigma, z):
         net = eqx.combine(p, static)
-        s = sigma_scalings(sigma, sd)
+        s = sigma_scalings(sigma, sd, sigma_range)
         f = jax.vmap(net)(x1 * s.inp + sigma * z * s.inp, s.noise[:, 0])
         return jnp.mean(jnp.square(f - regression_target(x1, z, sigma, sd)))
 
@@ -268,5 +277,5 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
         save_checkpoint(options.checkpoint, (params, ema), opt_state, history,
                         options.fingerprint)
     return TrainResult(
-        NetworkDenoiser(network=eqx.combine(ema, static), d=d, sigma_data=sd),
-        NetworkDenoiser(network=eqx.combine(params, static), d=d, sigma_data=sd), history)
+        NetworkDenoiser(eqx.combine(ema, static), d, sd, sigma_range),
+        NetworkDenoiser(eqx.combine(params, static), d, sd, sigma_range), history)
