@@ -173,22 +173,22 @@ def network(d: int = 20) -> Network:
 """
 
 
-def test_a_teacher_fit_of_a_denoiser_without_data_law_saves_its_schedule(tmp_path, capsys,
-                                                                           monkeypatch):
-    """The fit (here with an adaptive teacher) needs only the denoiser; the evaluation after it
-    needs the data law's features, so the command stops there (status 2, one line) with the
-    learned schedule saved."""
+def test_a_teacher_fit_of_a_denoiser_without_data_law(tmp_path, capsys, monkeypatch):
+    """The fit (here with an adaptive teacher) needs only the denoiser; with no data law there
+    are no features to evaluate: the schedule, history (evaluation empty) and figure are
+    written, and the table says why it is empty."""
     monkeypatch.chdir(tmp_path)  # model.name = "module:function" from the current folder
     (tmp_path / "teacher_only_denoiser.py").write_text(DENOISER_ONLY)
     config, out = _config(tmp_path), tmp_path / "net"
     assert main(["fit", str(config), "--out", str(out), "--no-progress", "--set",
                  "model.name=teacher_only_denoiser:network", "model.d=20", "fit.loss=teacher",
-                 "fit.teacher_adaptive=true", "fit.teacher_solver=tsit5"]) == 2
-    err = capsys.readouterr().err
-    assert "model must be a data law" in err and "sample_summary needs its features" in err
+                 "fit.teacher_adaptive=true", "fit.teacher_solver=tsit5"]) == 0
+    assert "is not a data law (no features to measure)" in capsys.readouterr().out
     stored = json.loads((out / "checkpoint.json").read_text())
     assert stored["iteration"] == 6 and all(0 < v < 1 for v in stored["history"])
-    assert (out / "schedule.json").is_file() and not (out / "history.json").exists()
+    history = json.loads((out / "history.json").read_text())
+    assert history["evaluation"] == [] and len(history["loss"]) == 6
+    assert (out / "schedule.json").is_file() and (out / "schedules.png").is_file()
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ from ..learning import (
     mode_asymmetry_loss,
     save_schedule,
 )
+from ..models.base import AbstractDataLaw
 from ..sampling import ADAPTIVE_SOLVERS, SOLVERS
 from ..schedules import NAMES, make
 from ..streaming import sample_summary
@@ -320,9 +321,11 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
     with jax.enable_x64(x64):
         model, interp, _ = config.build()
         learned = load_schedule(schedule_file, interp)  # evaluate exactly what the file holds
-        evaluation = _evaluate_all(config, settings, model, interp, learned,
-                                   initial_schedule(config, settings, interp), schedule_file,
-                                   baselines)
+        evaluation = []
+        if isinstance(model, AbstractDataLaw):  # a bare denoiser has no features to measure
+            evaluation = _evaluate_all(config, settings, model, interp, learned,
+                                       initial_schedule(config, settings, interp),
+                                       schedule_file, baselines)
         save_figure(out / "schedules.png", _figure(config, model, interp, learned, settings,
                                                    out / "schedules.npz"))
     history = {
@@ -340,7 +343,8 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
                   "checkpoint.json"],
         "environment": environment(),
     }
-    text = table(evaluation, model)
+    text = (table(evaluation, model) if evaluation else
+            f"no evaluation: {type(model).__name__} is not a data law (no features to measure)")
     atomic_write(out / "evaluation.md",
                  lambda tmp: Path(tmp).write_text(f"# {config.name}: evaluation on fresh keys "
                                                   f"(n = {config.sample.n}, seed = "
@@ -421,7 +425,8 @@ def _figure(config, model, interp, learned, settings, data_path):
             axes[1].semilogy(grid[1:-1], ratio, "o-", color=f"C{j}", ms=3, label=name)
     axes[0].set(xlabel="t", ylabel="τ(t)", title=f"τ(t); dots: the N = {config.solver.steps} grid")
     text = {"fontsize": 8, "transform": axes[1].get_yaxis_transform()}
-    for j, (label, level) in enumerate(model.noise_levels().items()):
+    levels = model.noise_levels() if isinstance(model, AbstractDataLaw) else {}
+    for j, (label, level) in enumerate(levels.items()):
         axes[1].axhline(level, color="k", ls=("--", ":", "-.")[j % 3], lw=0.8)
         axes[1].text(0.02, level * 1.15, label, **text)
     axes[1].set(xlabel="t", ylabel="noise-to-signal ratio α/β",
