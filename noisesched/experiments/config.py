@@ -220,20 +220,27 @@ MODEL_LOADERS: dict[str, ModelLoader] = {
 }
 
 
+def _saved_model(name: str) -> tuple[ModelLoader, str] | None:
+    """(loader, path) of a model name ``PREFIX:PATH`` whose prefix is in ``MODEL_LOADERS``."""
+    prefix, sep, path = name.partition(":")
+    return (MODEL_LOADERS[prefix], path) if sep and prefix in MODEL_LOADERS else None
+
+
 def model_constructor(name: str) -> Callable:
     """The constructor of ``[model] name``: a registry entry, a saved model
     (``"learned:PATH"``, see ``MODEL_LOADERS``), or ``"package.module:Name"`` imported and
     checked against the protocol."""
-    prefix, sep, path = name.partition(":")
-    if sep and prefix in MODEL_LOADERS:
+    loaded = _saved_model(name)
+    if loaded is not None:
+        loader, path = loaded
         if not path:
-            raise ConfigError(f"model.name = {name!r} needs a path after '{prefix}:'")
-        return functools.partial(MODEL_LOADERS[prefix].load, path)
+            raise ConfigError(f"model.name = {name!r} needs a path after the ':'")
+        return functools.partial(loader.load, path)
     if ":" in name:
         return _import_model(name)
     if name not in models_mod.REGISTRY:
         check_choice_config("model.name", name, list(models_mod.REGISTRY)
-                            + [f"{prefix}:PATH" for prefix in MODEL_LOADERS]
+                            + [f"{key}:PATH" for key in MODEL_LOADERS]
                             + ["package.module:Name"])
     return models_mod.REGISTRY[name]
 
@@ -242,8 +249,7 @@ def _import_model(spec: str) -> Callable:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr or module_name.startswith("."):  # no relative imports
         raise ConfigError(f"model.name must be a registry name, 'learned:PATH' or "
-                          f"'package.module:Name'; got "
-                          f"{spec!r}")
+                          f"'package.module:Name'; got {spec!r}")
     if "" not in sys.path and "." not in sys.path:  # as `python -m`: the current folder
         sys.path.insert(0, "")
     try:
@@ -522,9 +528,10 @@ class RunConfig:
         """``to_dict()`` and, for a model loaded from a file (``learned:PATH``), that file's
         digest: what fingerprints of resumable work hash."""
         out = self.to_dict()
-        prefix, sep, path = self.model.name.partition(":")
-        if sep and prefix in MODEL_LOADERS:
-            out["model_digest"] = MODEL_LOADERS[prefix].digest(path)
+        loaded = _saved_model(self.model.name)
+        if loaded is not None:
+            loader, path = loaded
+            out["model_digest"] = loader.digest(path)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -698,10 +705,7 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
 
 def _is_loaded(section: str, name: Any) -> bool:
     """Whether ``[section] name`` loads a saved model (``learned:PATH``)."""
-    if section != "model" or not isinstance(name, str):
-        return False
-    prefix, sep, _ = name.partition(":")
-    return bool(sep) and prefix in MODEL_LOADERS
+    return section == "model" and isinstance(name, str) and _saved_model(name) is not None
 
 
 def _applicable(section: str, name: Any) -> set[str] | None:
