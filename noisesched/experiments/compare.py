@@ -180,18 +180,19 @@ def table(rows: list[dict], model) -> str:
     for r in rows:
         cells = [f"{r[key]:.4f}" if key in r and math.isfinite(r[key]) else "–"
                  for _, key in columns]
-        lines.append(f"| {r['model']} | {r['schedule']} | {r['steps']} | "
+        lines.append(f"| {_short(r['model'])} | {_short(r['schedule'])} | {r['steps']} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _figure(rows: list[dict], model, title: str):
+    from matplotlib.lines import Line2D
+
     from .._plotting import pyplot
 
     plt = pyplot()
-    features = [f for f in model.features if f.target is not None]
-    fig, axes = plt.subplots(1, max(1, len(features)), figsize=(5 * max(1, len(features)), 4),
-                             squeeze=False)
+    features = [f for f in model.features if f.target is not None] or list(model.features)[:1]
+    fig, axes = plt.subplots(1, len(features), figsize=(4.5 * len(features), 3.8), squeeze=False)
     models = list(dict.fromkeys(r["model"] for r in rows))
     cases = list(dict.fromkeys(r["schedule"] for r in rows))
     styles = ["-", "--", ":", "-."]
@@ -203,16 +204,26 @@ def _figure(rows: list[dict], model, title: str):
                 if pts:
                     steps, values = np.asarray(pts).T
                     ax.plot(steps, values, styles[i % len(styles)], marker="o", ms=3,
-                            color=f"C{j}", label=f"{case} · {_short(name)}")
-        target = rows[0].get(f.target)
+                            color=f"C{j}")
+        target = rows[0].get(f.target) if f.target is not None else None
         if target is not None:
             ax.axhline(target, color="gray", lw=0.8, ls="--")
         ax.set(xscale="log", xlabel="steps N", ylabel=f.label, title=f.label)
-    axes[0][0].legend(fontsize=7)
+    handles = [Line2D([], [], color=f"C{j}", marker="o", ms=3, label=_short(case))
+               for j, case in enumerate(cases)]
+    handles += [Line2D([], [], color="black", ls=styles[i % len(styles)], label=_short(name))
+                for i, name in enumerate(models)]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
 def _short(name: str) -> str:
-    return name if len(name) < 28 else "…" + name[-26:]
+    """A saved model or schedule by its folder's name (``learned:out/gm_mlp`` → ``learned:gm_mlp``,
+    ``vp:@out/fit/schedule.json`` → ``vp:@fit``)."""
+    head, sep, path = name.rpartition("@") if "@" in name else name.partition(":")
+    if not sep or "/" not in path:
+        return name
+    folder = Path(path).parent.name if path.endswith(".json") else Path(path).name
+    return f"{head}{sep}{folder}"
