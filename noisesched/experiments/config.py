@@ -144,7 +144,7 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-def _construct(section: str, target: Callable, kwargs: dict[str, Any], name: str = ""):
+def construct(section: str, target: Callable, kwargs: dict[str, Any], name: str = ""):
     """``target(**kwargs)``; a missing argument or a ``ValueError`` becomes a ``ConfigError``
     naming the section."""
     for key, p in parameters(target).items():
@@ -310,7 +310,7 @@ def _all_options(registry: Mapping[str, Callable], context: Sequence[str] = ()) 
             if key not in context}
 
 
-def _resolve_choice(section: str, data: Mapping[str, Any], target: Callable,
+def resolve_choice(section: str, data: Mapping[str, Any], target: Callable,
                     others: set[str], context: Sequence[str] = (), explicit: set[str] | None = None
                     ) -> dict[str, Any]:
     """The options of a choice section coerced from ``target``'s annotations; keys of other
@@ -364,7 +364,7 @@ class InterpolantSettings:
     shape: str = "linear"  # linear | trig
 
     def __post_init__(self):
-        _construct("interpolant", Interpolant, dict(kind=self.kind, shape=self.shape, d=1))
+        construct("interpolant", Interpolant, dict(kind=self.kind, shape=self.shape, d=1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -501,12 +501,12 @@ class RunConfig:
 
     def build(self) -> tuple[Any, Interpolant, Any]:
         """(model, interpolant, schedule), each made by the library's constructor."""
-        model = _construct("model", model_constructor(self.model.name), dict(self.model.options),
+        model = construct("model", model_constructor(self.model.name), dict(self.model.options),
                            self.model.name)
         if not isinstance(model, models_mod.AbstractDenoiser):
             raise ConfigError(f"model.name = {self.model.name!r} made a "
                               f"{type(model).__name__}, not a noisesched.AbstractDenoiser")
-        interp = _construct("interpolant", Interpolant,
+        interp = construct("interpolant", Interpolant,
                             dict(kind=self.interpolant.kind, shape=self.interpolant.shape,
                                  d=model.d))
         maker = schedule_maker(self.schedule.name)
@@ -515,7 +515,7 @@ class RunConfig:
             options["interpolant"] = interp
         with warnings.catch_warnings():  # said once, when the config was made
             warnings.simplefilter("ignore", schedules_mod.ScheduleKindWarning)
-            schedule = _construct("schedule", maker, options, self.schedule.name)
+            schedule = construct("schedule", maker, options, self.schedule.name)
         return model, interp, schedule
 
     @property
@@ -611,7 +611,7 @@ def from_mapping(data: Mapping[str, Any], base: RunConfig | None = None, *,
         if section in PLAIN_SECTIONS:
             values[section] = _plain_section(section, given, getattr(base, section))
         else:
-            values[section] = _choice_section(section, given, getattr(base, section))
+            values[section] = choice_section(section, given, getattr(base, section))
     return RunConfig(**values)
 
 
@@ -627,7 +627,7 @@ def _plain_section(section: str, given: Mapping[str, Any], base):
     return dataclasses.replace(base, **updates)
 
 
-def _choice_section(section: str, given: Mapping[str, Any], base: Choice) -> Choice:
+def choice_section(section: str, given: Mapping[str, Any], base: Choice) -> Choice:
     name = given.get("name", base.name)
     if not isinstance(name, str):
         raise ConfigError(f"{section}.name must be a string; got {name!r}")
@@ -651,7 +651,7 @@ def _choice_section(section: str, given: Mapping[str, Any], base: Choice) -> Cho
                   if k in parameters(target) and k not in context}
     explicit = {k for k in given if k != "name"}
     merged.update({k: v for k, v in given.items() if k != "name"})
-    options = _resolve_choice(section, {"name": name, **merged}, target, others, context,
+    options = resolve_choice(section, {"name": name, **merged}, target, others, context,
                               explicit)
     return Choice(name, types.MappingProxyType(options))
 

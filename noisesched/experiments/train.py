@@ -46,13 +46,15 @@ from ..networks import (
 from .config import (
     Choice,
     ConfigError,
-    _construct,
-    _resolve_choice,
     check_choice_config,
+    choice_section,
+    construct,
     merge,
     model_constructor,
+    parameters,
     parse_overrides,
     read_file,
+    resolve_choice,
     resolved_options,
     settings_from_table,
     suggest,
@@ -154,7 +156,7 @@ class TrainConfig:
     def law(self) -> AbstractDataLaw | None:
         if self.model is None:
             return None
-        law = _construct("model", model_constructor(self.model.name), dict(self.model.options),
+        law = construct("model", model_constructor(self.model.name), dict(self.model.options),
                          self.model.name)
         if not isinstance(law, AbstractDataLaw):
             raise ConfigError(f"model.name = {self.model.name!r} is not a data law "
@@ -170,27 +172,28 @@ class TrainConfig:
             if law is not None and data.d != law.d:
                 raise ConfigError(f"train.data_file {self.train.data_file!r} holds samples of "
                                   f"d = {data.d}, but the data law [model] has d = {law.d}")
-        else:
-            assert law is not None
+        elif law is not None:
             try:
-                law.sample_one(jax.random.PRNGKey(0))
+                jax.eval_shape(law.sample_one, jax.random.PRNGKey(0))
             except NotImplementedError:
-                raise ConfigError(f"model.name = {self.model.name!r} has no exact sampler "  # type: ignore[union-attr]
+                raise ConfigError(f"the data law {type(law).__name__} has no exact sampler "
                                   "(sample_one): give train.data_file") from None
             data = law
+        else:
+            raise ConfigError("a train config needs a data law [model] or train.data_file")
         cls = NETWORKS[self.network.name]
         options = dict(self.network.options)
         options["d"] = data.d
-        if "image_shape" in _parameters(cls) and "image_shape" not in options:
+        if "image_shape" in parameters(cls) and "image_shape" not in options:
             shape = getattr(law, "image_shape", None)
             if shape is None:
                 raise ConfigError(f"network.image_shape is required for network "
                                   f"{self.network.name!r} (the data law gives none)")
             options["image_shape"] = tuple(shape)
-        if "d" not in _parameters(cls):
+        if "d" not in parameters(cls):
             options.pop("d")
         options["key"] = jax.random.PRNGKey(self.train.seed)
-        network = _construct("network", cls, options, self.network.name)
+        network = construct("network", cls, options, self.network.name)
         shape = getattr(network, "d", data.d)
         if shape != data.d:
             raise ConfigError(f"network {self.network.name!r} acts on d = {shape}, but the data "
@@ -209,12 +212,6 @@ class TrainConfig:
         out["train"] = {k: list(v) if isinstance(v, tuple) else v
                         for k, v in dataclasses.asdict(self.train).items()}
         return out
-
-
-def _parameters(cls) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(cls).parameters)
 
 
 def read_array(path: str, key: str = "") -> ArrayData:
@@ -257,16 +254,14 @@ def _network_section(given: Mapping[str, Any]) -> Choice:
     if not isinstance(name, str):
         raise ConfigError(f"network.name must be a string; got {name!r}")
     check_choice_config("network.name", name, list(NETWORKS))
-    others = {k for cls in NETWORKS.values() for k in _parameters(cls)} - set(_NETWORK_CONTEXT)
-    options = _resolve_choice("network", {"name": name, **given}, NETWORKS[name], others,
+    others = {k for cls in NETWORKS.values() for k in parameters(cls)} - set(_NETWORK_CONTEXT)
+    options = resolve_choice("network", {"name": name, **given}, NETWORKS[name], others,
                               _NETWORK_CONTEXT, {k for k in given if k != "name"})
     return Choice(name, options)
 
 
 def from_mapping(data: Mapping[str, Any], *, where: str = "") -> TrainConfig:
     """A validated ``TrainConfig`` from nested ``data``."""
-    from .config import _choice_section
-
     stray = [k for k in data if k != "name" and k not in SECTIONS]
     if stray:
         raise ConfigError(f"{where}unknown train config key {stray[0]!r}"
@@ -279,7 +274,7 @@ def from_mapping(data: Mapping[str, Any], *, where: str = "") -> TrainConfig:
     if "model" in data:
         if "name" not in data["model"]:
             raise ConfigError(f"{where}model.name is required (the data law)")
-        model = _choice_section("model", data["model"], Choice(data["model"]["name"]))
+        model = choice_section("model", data["model"], Choice(data["model"]["name"]))
     return TrainConfig(name=data.get("name", "train"), model=model,
                        network=_network_section(data.get("network", {})),
                        train=settings_from_table("train", TrainSettings, data.get("train", {})))
