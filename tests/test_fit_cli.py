@@ -101,7 +101,7 @@ def test_fit_resumes_from_its_checkpoint_and_refuses_another_config(tmp_path, ca
     # more iterations into the same folder: resumes at 6 and runs 4 more, the first 6 unchanged
     assert main(["fit", str(config), "--out", str(out), "--no-progress", "--set",
                  "fit.iterations=10"]) == 2
-    assert "belongs to another fit" in capsys.readouterr().err  # iterations is in the hash
+    assert "belongs to another run" in capsys.readouterr().err  # iterations is in the hash
     assert main(["fit", str(config), "--out", str(out), "--no-progress"]) == 0
     assert "resuming from" in capsys.readouterr().out
     again = json.loads((out / "history.json").read_text())

@@ -460,7 +460,7 @@ def test_an_interrupted_fit_resumes_with_identical_results(tmp_path):
     _same_fit(resumed, whole)
     assert resumed.iterations == 8
     assert _stored_iteration(path) == 8
-    with pytest.raises(ValueError, match="belongs to another fit"):
+    with pytest.raises(ValueError, match="belongs to another run"):
         _small_fit(checkpoint=path, fingerprint="other")
 
 
@@ -507,15 +507,15 @@ def test_a_fit_killed_between_the_two_checkpoint_files_is_repaired_on_load(
 def test_a_checkpoint_of_another_schedule_or_without_its_history_is_refused(tmp_path):
     path = tmp_path / "d.eqx"
     _small_fit(checkpoint=path, iterations=2)
-    with pytest.raises(ValueError, match="does not fit this schedule and optimiser"):
+    with pytest.raises(ValueError, match="does not fit these parameters and optimiser"):
         _small_fit(checkpoint=path, pieces=6)
-    with pytest.raises(ValueError, match="does not fit this schedule and optimiser"):
+    with pytest.raises(ValueError, match="does not fit these parameters and optimiser"):
         model, interp, init = _small_problem()
         fit_schedule(SampleLoss(combined_loss, model, interp, 4), init, jax.random.PRNGKey(3),
                      FitOptions(batch=32, iterations=8, checkpoint=path),
                      optimizer=ns.learning.make_optimizer("sgd"))
     (tmp_path / "d.json").write_text("{")
-    with pytest.raises(ValueError, match="is not a readable fit checkpoint history"):
+    with pytest.raises(ValueError, match="is not a readable checkpoint history"):
         _small_fit(checkpoint=path)
     (tmp_path / "d.json").unlink()
     with pytest.raises(ValueError, match="has no loss history"):

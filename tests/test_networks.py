@@ -110,6 +110,9 @@ def test_exact_network_reproduces_the_mixture(kind, shape):
                                        atol=1e-10)
             np.testing.assert_allclose(net.velocity(c, xt), gm.velocity(c, xt), rtol=1e-7,
                                        atol=1e-9)
+        # at t = 1 the drift needs α̇, which α α̇ = 0 no longer tells: nan, never a wrong value
+        c1 = interp.coefficients(sched, jnp.float64(1.0))
+        assert np.all(np.isnan(np.asarray(net.velocity(c1, x))))
 
 
 def test_networks_start_at_c_skip_and_take_any_module():
@@ -247,12 +250,59 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
 def test_noise_input_is_held_at_the_trained_range():
     """Beyond the levels a network was trained on, its noise input stays at the edge: at t = 0
     (σ = ∞) the network sees the largest trained level, not an extrapolated one."""
+    sd = 2.0
     den = ns.NetworkDenoiser(network=lambda x, noise: noise * jnp.ones_like(x), d=3,
-                             sigma_data=2.0, sigma_range=(0.1, 10.0))
+                             sigma_data=sd, sigma_range=(0.1, 10.0))
+    x = jnp.zeros((1, 3))
     for alpha, beta, sigma in [(1.0, 0.0, 10.0), (1e4, 1.0, 10.0), (1e-5, 1.0, 0.1),
-                               (0.0, 1.0, 0.1), (3.0, 1.0, 3.0)]:
+                               (3.0, 1.0, 3.0)]:
         c = sigma_coefficients(jnp.float32(alpha))._replace(beta=jnp.float32(beta))
-        f = ns.networks.scalings(c.alpha, c.beta, 2.0, den.sigma_range).noise
-        assert float(f) == pytest.approx(0.25 * math.log(sigma / 2.0), rel=1e-5)
+        out = float(ns.networks.scalings(c.alpha, c.beta, sd).out)
+        noise = np.asarray(den.denoise(c, x)) / out  # D = c_skip·0 + c_out·noise
+        np.testing.assert_allclose(noise, 0.25 * math.log(sigma / sd), rtol=1e-5)
     _, result = _gaussian_training(steps=2)
     assert result.denoiser.sigma_range == (0.05, 20.0)
+
+
+def test_a_checkpoint_of_another_training_is_refused(tmp_path):
+    law = ns.Gaussian(np.ones(3))
+    net = ns.MLP(3, width=4, depth=0, embed=4, key=jax.random.PRNGKey(0))
+    options = TrainOptions(steps=3, batch=8, checkpoint=tmp_path / "c.eqx", checkpoint_every=1)
+    ns.train_denoiser(net, law, jax.random.PRNGKey(0), options=options)
+    for change in ({"noise": LogUniformNoise(0.1, 1.0)}, {"sigma_data": 3.0}):
+        with pytest.raises(ValueError, match="belongs to another run"):
+            ns.train_denoiser(net, law, jax.random.PRNGKey(0), options=options, **change)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        ns.train_denoiser(net, law, jax.random.PRNGKey(9), options=options)
+    one = ns.train_denoiser(net, law, jax.random.PRNGKey(0), options=TrainOptions(steps=1))
+    assert len(one.history) == 1
+
+
+def test_a_failed_save_keeps_the_model_saved_before(tmp_path):
+    net = ns.MLP(3, width=4, depth=0, embed=4, key=jax.random.PRNGKey(0))
+    den = ns.NetworkDenoiser(network=net, d=3, sigma_data=1.0)
+    ns.save_denoiser(tmp_path, den)
+    with pytest.raises(ValueError, match="not JSON-serialisable"):
+        ns.save_denoiser(tmp_path, den, info={"x": object()})
+    assert isinstance(ns.load_denoiser(tmp_path), ns.NetworkDenoiser)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("sigma_range", [1.0], "sigma_range"),
+    ("network", {"name": 5}, "network"),
+    ("law", [1], "law"),
+    ("d", 4.7, "d must be an integer"),
+    ("d", 5, "is not valid"),
+    ("law", {"name": "gm", "d": 3, "bogus": 1}, "cannot be made"),
+    ("network", {"name": "mlp", "d": 3, "width": -1}, "cannot rebuild"),
+])
+def test_malformed_records_are_refused(tmp_path, field, value, message):
+    import json
+
+    net = ns.MLP(3, width=4, depth=0, embed=4, key=jax.random.PRNGKey(0))
+    record = ns.save_denoiser(tmp_path, ns.NetworkDenoiser(network=net, d=3, sigma_data=1.0))
+    data = json.loads(record.read_text())
+    data[field] = value
+    record.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message):
+        ns.load_denoiser(tmp_path)

@@ -187,3 +187,37 @@ def test_train_refuses_bad_settings(tmp_path, capsys, override, message):
     assert main(["train", str(config), "--set", override, "--out", str(tmp_path / "net")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "net").exists()
+
+
+def test_compare_refuses_models_of_different_laws(trained, tmp_path, capsys):
+    """A network is measured against the law it was trained on: beside an exact model of
+    another law its rows would sit under the wrong targets."""
+    base = RUN.format(folder=trained).replace('name = "learned:', 'name = "gm"\nd = 16\np = 0.6\n#')
+    config = tmp_path / "compare.toml"
+    config.write_text(base + f'\n[compare]\nmodels = ["gm", "learned:{trained}"]\nsteps = [2]\n')
+    assert main(["compare", str(config), "--out", str(tmp_path / "c")]) == 2
+    assert "different data laws" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_train_refuses_to_resume_on_changed_data(tmp_path, capsys):
+    """The data file is hashed by content: new samples under the same path are another run."""
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.random.default_rng(0).normal(size=(40, 16)))
+    config = tmp_path / "train.toml"
+    config.write_text(TRAIN.replace("steps = 30", "steps = 4").replace("warmup = 3", "warmup = 1")
+                      .replace("[train]", f'[train]\ndata_file = "{data}"'))
+    out = tmp_path / "net"
+    assert main(["train", str(config), "--out", str(out), "--no-progress"]) == 0
+    np.savez(data, x=np.random.default_rng(1).normal(size=(40, 16)))
+    assert main(["train", str(config), "--out", str(out), "--no-progress"]) == 2
+    assert "belongs to another run" in capsys.readouterr().err
+    assert main(["train", str(config), "--out", str(out), "--no-progress", "--restart"]) == 0
+
+
+def test_conv_network_shape_errors_are_one_line(tmp_path, capsys):
+    config = tmp_path / "train.toml"
+    config.write_text(TRAIN.replace('name = "mlp"\nwidth = 16\ndepth = 1\nembed = 8',
+                                    'name = "conv"\nimage_shape = 2'))
+    assert main(["train", str(config), "--out", str(tmp_path / "net")]) == 2
+    assert "network.image_shape must be a list" in capsys.readouterr().err

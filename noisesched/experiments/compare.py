@@ -4,13 +4,14 @@ prior draws.
 A compare config is a run config (the base of every cell: model options, shape, solver,
 ``sample.n`` and ``sample.seed``) plus a ``[compare]`` table:
 
-* ``models``: model names that replace ``model.name`` (``"gm"``, ``"learned:FOLDER"``, ...; the
-  base's options that the model takes are kept, so ``d`` is checked against a trained network);
+* ``models``: model names that replace ``model.name`` (``"gm"``, ``"learned:FOLDER"``, ...; a
+  registry model keeps the base's options, a saved network has its own);
 * ``schedules``: ``"kind:schedule"`` pairs (``"vp:vp_dilated"``, ``"ve:constant"``,
   ``"vp:@FOLDER/schedule.json"`` for a saved or learned schedule);
 * ``steps``: the step counts N.
 
-Every cell is validated before any sample is drawn. Each cell samples ``sample.n`` points from
+Every cell is validated before any sample is drawn, and every model must carry the same data
+law (a network: the law it was trained on). Each cell samples ``sample.n`` points from
 ``sample.seed`` (the same prior points in every cell of one interpolant kind) and reports every
 feature of the model's data law with its target, and the Monte-Carlo-free value of the
 discretisation where the law has an oracle (an exact model, not a learned one). Finished cells
@@ -28,11 +29,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import numpy as np
 
 from .._atomic import atomic_write, claim_folder
 from .._progress import progress_bar
+from ..models.base import AbstractDataLaw
+from ..networks import LearnedModel
 from .config import (
     SECTIONS,
     ConfigError,
@@ -108,7 +112,31 @@ def load_compare(path: str | Path, overrides: Sequence[str] = ()
                 cell.setdefault("output", {})["figures"] = False
                 where = f"{path} [{model}, {case}, N = {steps}]: "
                 cells.append(Cell(model, case, steps, from_mapping(cell, where=where)))
+    _check_one_law(cells, path)
     return base_config.name, settings, cells
+
+
+def _law_of(model) -> AbstractDataLaw:
+    return model.law if isinstance(model, LearnedModel) else model
+
+
+def _check_one_law(cells: list[Cell], path) -> None:
+    """Every model of a comparison must be measured against the same data law (a network
+    carries the law it was trained on), or its rows would sit under another law's targets."""
+    first = None
+    for cell in cells:
+        model = cell.config.build()[0]
+        if not isinstance(model, AbstractDataLaw):
+            raise ConfigError(f"{path}: compare.models entry {cell.model!r} has no data law to "
+                              "measure its samples against")
+        law = _law_of(model)
+        if first is None:
+            first = (cell.model, law)
+        elif type(law) is not type(first[1]) or not eqx.tree_equal(law, first[1]):
+            raise ConfigError(f"{path}: compare.models {first[0]!r} and {cell.model!r} have "
+                              f"different data laws ({type(first[1]).__name__} vs "
+                              f"{type(law).__name__} or other parameters): compare models of "
+                              "one law (a network's is the law it was trained on)")
 
 
 def _cell_key(cell: Cell) -> str:
@@ -125,7 +153,7 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a folder")
     start = time.perf_counter()
-    store = claim_folder(out / "cells", {"compare": name, "cells": [_cell_key(c) for c in cells]})
+    store = claim_folder(out / "cells", "compare cells")  # each cell by its own key
     rows = []
     bar = progress_bar(len(cells), desc="compare", enabled=progress)
     try:

@@ -132,12 +132,12 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
             except ConfigError as err:
                 errors.append(err)
         raise errors[0]  # no member takes the value (a list of strings for an array)
-    if origin is tuple:
+    if origin in (tuple, list):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list; got {value!r}")
         args = typing.get_args(annotation)
         item = args[0] if args else Any
-        return tuple(coerce(f"{where} entry", v, item) for v in value)
+        return origin(coerce(f"{where} entry", v, item) for v in value)
     if isinstance(value, list):  # arrays: lists of numbers
         if not all(_is_number(v) or isinstance(v, list) for v in value):
             raise ConfigError(f"{where} must be a list of numbers; got {value!r}")
@@ -216,7 +216,7 @@ class ModelLoader(typing.NamedTuple):
 
 #: Model names ``PREFIX:PATH`` that load a saved model, by prefix.
 MODEL_LOADERS: dict[str, ModelLoader] = {
-    "learned": ModelLoader(networks.learned, lambda path: networks.read_record(path)["sha256"]),
+    "learned": ModelLoader(networks.learned, networks.record_digest),
 }
 
 
@@ -224,6 +224,12 @@ def _saved_model(name: str) -> tuple[ModelLoader, str] | None:
     """(loader, path) of a model name ``PREFIX:PATH`` whose prefix is in ``MODEL_LOADERS``."""
     prefix, sep, path = name.partition(":")
     return (MODEL_LOADERS[prefix], path) if sep and prefix in MODEL_LOADERS else None
+
+
+def model_digest(name: str) -> str | None:
+    """The digest of a saved model's files (``learned:PATH``), None for any other model."""
+    loaded = _saved_model(name)
+    return None if loaded is None else loaded[0].digest(loaded[1])
 
 
 def model_constructor(name: str) -> Callable:
@@ -528,10 +534,9 @@ class RunConfig:
         """``to_dict()`` and, for a model loaded from a file (``learned:PATH``), that file's
         digest: what fingerprints of resumable work hash."""
         out = self.to_dict()
-        loaded = _saved_model(self.model.name)
-        if loaded is not None:
-            loader, path = loaded
-            out["model_digest"] = loader.digest(path)
+        digest = model_digest(self.model.name)
+        if digest is not None:
+            out["model_digest"] = digest
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from ..networks import (
     NETWORKS,
     NOISE_LAWS,
     ArrayData,
+    LearnedModel,
     TrainOptions,
     denoising_error,
     save_denoiser,
@@ -51,6 +52,7 @@ from .config import (
     construct,
     merge,
     model_constructor,
+    model_digest,
     parameters,
     parse_overrides,
     read_file,
@@ -100,7 +102,11 @@ class TrainSettings:
             check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
             check_real("train.learning_rate", self.learning_rate, lo=0.0)
             check_choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
-            check_int("train.warmup", self.warmup, lo=0, hi=self.steps - 1)
+            if self.lr_schedule == "warmup_cosine":
+                if self.steps < 2:
+                    raise ConfigError("train.steps must be >= 2 with train.lr_schedule = "
+                                      "'warmup_cosine'; got 1")
+                check_int("train.warmup", self.warmup, lo=0, hi=self.steps - 1)
             check_real("train.clip_norm", self.clip_norm, lo=0.0, lo_open=False)
             check_real("train.ema_decay", self.ema_decay, lo=0.0, hi=1.0, lo_open=False)
             check_choice("train.noise", self.noise, tuple(NOISE_LAWS))
@@ -192,7 +198,7 @@ class TrainConfig:
             options["image_shape"] = tuple(shape)
         if "d" not in parameters(cls):
             options.pop("d")
-        options["key"] = jax.random.PRNGKey(self.train.seed)
+        options["key"] = init_key(self.train.seed)
         network = construct("network", cls, options, self.network.name)
         shape = getattr(network, "d", data.d)
         if shape != data.d:
@@ -212,6 +218,12 @@ class TrainConfig:
         out["train"] = {k: list(v) if isinstance(v, tuple) else v
                         for k, v in dataclasses.asdict(self.train).items()}
         return out
+
+
+def init_key(seed: int):
+    """The key of the network's initial weights, apart from the training's ``PRNGKey(seed)``
+    (whose splits would otherwise coincide with the initialisation's)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
 
 
 def read_array(path: str, key: str = "") -> ArrayData:
@@ -298,10 +310,18 @@ def load_train(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
 
 
 def fingerprint(config: TrainConfig) -> str:
-    """A hash of everything that changes the trained weights."""
+    """A hash of everything that changes the trained weights: the config but its name, the
+    evaluation and the checkpoint interval; the data file by its content, not its path; a
+    saved data law (``learned:PATH``) by its digest."""
     keep = config.to_dict()
     keep.pop("name")
-    keep["train"] = {k: v for k, v in keep["train"].items() if not k.startswith("eval_")}
+    keep["train"] = {k: v for k, v in keep["train"].items()
+                     if not k.startswith("eval_") and k != "checkpoint_every"}
+    if config.train.data_file:
+        keep["train"]["data_file"] = hashlib.sha256(
+            Path(config.train.data_file).read_bytes()).hexdigest()
+    if config.model is not None:
+        keep["model_digest"] = model_digest(config.model.name)
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -339,7 +359,8 @@ def run_train(config: TrainConfig, out: str | Path, *, log=print, progress: bool
     }
     files = ["denoiser.eqx", "denoiser.json", "train.json", "loss.png", "checkpoint.eqx",
              "checkpoint.json"]
-    if isinstance(law, AbstractDenoiser):  # an exact denoiser to measure against
+    if isinstance(law, AbstractDenoiser) and not isinstance(law, LearnedModel):
+        # an exact denoiser to measure against
         error = denoising_error(result.denoiser, law, settings.levels(),
                                 jax.random.fold_in(jax.random.PRNGKey(settings.seed), 2),
                                 settings.eval_n)

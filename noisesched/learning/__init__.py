@@ -1,6 +1,6 @@
 """Schedule learning: learnable families, losses, an optax fit loop, saving and export."""
 
-from ._checkpoint import checkpoint_files
+from .._checkpoint import checkpoint_files
 from .export import export_schedule, load_schedule, save_schedule, schedule_arrays
 from .families import FAMILIES, NoiseRatioKnots, PiecewiseLinear, SigmoidSum
 from .fit import LR_SCHEDULES, OPTIMIZERS, FitOptions, FitResult, fit_schedule, make_optimizer

@@ -13,12 +13,12 @@ import jax
 import optax
 from jaxtyping import PRNGKeyArray
 
+from .._checkpoint import load_checkpoint, save_checkpoint
 from .._progress import progress_bar
 from .._validation import check_bool, check_choice, check_int, check_key, check_real
 from ..interpolants import Interpolant
 from ..sampling import sample_prior
 from ..schedules import AbstractSchedule
-from ._checkpoint import load_checkpoint, save_checkpoint
 from .losses import AbstractLoss
 
 __all__ = ["FitOptions", "FitResult", "fit_schedule", "make_optimizer", "OPTIMIZERS",
@@ -40,8 +40,9 @@ def make_optimizer(name: str = "adam", learning_rate: float = 3e-2, *,
     check_real("learning_rate", learning_rate, lo=0.0)
     check_int("iterations", iterations, lo=1)
     check_int("warmup", warmup, lo=0)
-    if lr_schedule == "warmup_cosine" and warmup >= iterations:
-        raise ValueError(f"warmup must be < iterations = {iterations}; got {warmup}")
+    if lr_schedule == "warmup_cosine" and max(warmup, 1) >= iterations:
+        raise ValueError(f"warmup must be < iterations = {iterations} (and iterations >= 2) "
+                         f"with lr_schedule 'warmup_cosine'; got {warmup}")
     if clip_norm is not None:
         check_real("clip_norm", clip_norm, lo=0.0)
     rate = {

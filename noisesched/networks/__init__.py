@@ -5,7 +5,15 @@ convolutional net, training (``train_denoiser``), saving and loading (``save_den
 from .conv import ConvNet
 from .denoiser import LearnedModel, NetworkDenoiser
 from .evaluation import denoising_error, sigma_coefficients
-from .io import NETWORKS, build_law, learned, load_denoiser, read_record, save_denoiser
+from .io import (
+    NETWORKS,
+    build_law,
+    learned,
+    load_denoiser,
+    read_record,
+    record_digest,
+    save_denoiser,
+)
 from .mlp import MLP
 from .preconditioning import regression_target, scalings, sigma_scalings
 from .training import (
@@ -37,6 +45,7 @@ __all__ = [
     "learned",
     "load_denoiser",
     "read_record",
+    "record_digest",
     "regression_target",
     "save_denoiser",
     "scalings",

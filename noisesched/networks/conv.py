@@ -70,7 +70,7 @@ class ConvNet(eqx.Module):
     def __init__(self, image_shape: tuple[int, int] | list[int] = (8, 8), channels: int = 64,
                  blocks: int = 4, embed: int = 64, groups: int = 8, frequencies: int = 16, *,
                  key: PRNGKeyArray):
-        if len(image_shape) != 2:
+        if not isinstance(image_shape, tuple | list) or len(image_shape) != 2:
             raise ValueError(f"image_shape must be (H, W); got {image_shape!r}")
         for name, value in (("image_shape[0]", image_shape[0]),
                             ("image_shape[1]", image_shape[1]), ("channels", channels),

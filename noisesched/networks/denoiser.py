@@ -23,9 +23,9 @@ from ..models.base import (
     check_data_law,
 )
 from ..schedules import AbstractSchedule
-from .preconditioning import Scalings, default_range, scalings, sigma_scalings
+from .preconditioning import Scalings, default_range, scalings
 
-__all__ = ["NetworkDenoiser", "LearnedModel"]
+__all__ = ["NetworkDenoiser", "LearnedModel", "apply_network"]
 
 
 class NetworkDenoiser(AbstractDenoiser):
@@ -72,37 +72,36 @@ class NetworkDenoiser(AbstractDenoiser):
             raise ValueError(f"network must be callable as network(x, noise); got "
                              f"{type(self.network).__name__}")
 
-    def _network(self, x_in: Batch, noise: Array) -> Batch:
-        rows = x_in.reshape(-1, self.d)
-        out = jax.vmap(self.network, in_axes=(0, None))(rows, noise.astype(x_in.dtype))
-        return out.astype(x_in.dtype).reshape(x_in.shape)
-
     def _parts(self, c: Coefficients, x: Batch) -> tuple[Scalings, Batch]:
         s = scalings(c.alpha, c.beta, self.sigma_data, self.sigma_range)
-        return s, self._network(x * s.inp.astype(x.dtype), s.noise)
+        return s, apply_network(self.network, x * s.inp.astype(x.dtype), s.noise)
 
     def denoise(self, c: Coefficients, x: Batch) -> Batch:
         s, f = self._parts(c, x)
         return s.skip * x + s.out * f
 
-    def denoise_sigma(self, y: Batch, sigma: Float[Array, "*batch 1"]) -> Batch:
-        """D(y; σ) = E[x1 | x1 + σ z = y] in σ-space, with one σ per row (training and
-        σ-space samplers)."""
-        s = sigma_scalings(sigma, self.sigma_data, self.sigma_range)
-        rows, noise = y.reshape(-1, self.d), s.noise.reshape(-1)
-        f = jax.vmap(self.network)(rows * s.inp.reshape(-1, 1), noise).reshape(y.shape)
-        return s.skip * y + s.out * f
-
     def velocity(self, c: Coefficients, x: Batch) -> Batch:
         """b = α α̇ x/q − α̇ β σ_d F/√q + β̇ η, q = α² + σ_d² β² (from η = (σ_d² β/q) x +
-        (α σ_d/√q) F in b = α α̇ (x − β η)/α² + β̇ η)."""
+        (α σ_d/√q) F in b = α α̇ (x − β η)/α² + β̇ η), without the cancellation of x − β η as
+        α → 0. nan at α = 0 (t = 1), where α̇ is not known from the coefficients (and is
+        infinite for the trig shape); the solvers never evaluate there."""
         s, f = self._parts(c, x)
         eta = s.skip * x + s.out * f
         positive = c.alpha > 0
-        dalpha = c.alpha_dalpha / jnp.where(positive, c.alpha, 1.0)
+        dalpha = jnp.where(positive, c.alpha_dalpha / jnp.where(positive, c.alpha, 1.0),
+                           jnp.nan)
         q = c.alpha_sq + self.sigma_data**2 * c.beta**2
         return (c.alpha_dalpha * x / q - dalpha * c.beta * self.sigma_data * s.inp * f
                 + c.dbeta * eta)
+
+
+def apply_network(network: Any, x_in: Batch, noise: Float[Array, "*rows"]) -> Batch:
+    """F = network(x_in, noise) row by row, for x_in of shape (..., d) and one noise input (a
+    scalar) or one per row (shape (...)); F in x_in's dtype."""
+    d = x_in.shape[-1]
+    rows = x_in.reshape(-1, d)
+    noise = jnp.broadcast_to(noise.astype(x_in.dtype), x_in.shape[:-1]).reshape(-1)
+    return jax.vmap(network)(rows, noise).astype(x_in.dtype).reshape(x_in.shape)
 
 
 class LearnedModel(AbstractModel):

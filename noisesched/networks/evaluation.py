@@ -51,6 +51,12 @@ def denoising_error(denoiser: AbstractDenoiser, exact: AbstractDenoiser,
     if levels.ndim != 1 or not np.all(np.isfinite(levels)) or np.any(levels <= 0):
         raise ValueError("sigmas must be a 1-D array of positive finite noise levels")
 
+    try:
+        probe = jax.eval_shape(lambda k: law.sample(k, 2), jax.random.PRNGKey(0))
+    except NotImplementedError:
+        raise ValueError(f"denoising_error needs exact samples of the law; "
+                         f"{type(law).__name__} has no sample_one") from None
+
     @jax.jit
     def one(k, sigma):
         kx, kz = jax.random.split(k)
@@ -66,18 +72,19 @@ def denoising_error(denoiser: AbstractDenoiser, exact: AbstractDenoiser,
                                                    "ratio", "ratio_se")}
     for i, sigma in enumerate(levels):
         err, excess = (np.asarray(v, np.float64)
-                       for v in one(jax.random.fold_in(key, i), jnp.asarray(sigma, jnp.float32)))
+                       for v in one(jax.random.fold_in(key, i), jnp.asarray(sigma, probe.dtype)))
         m_err, m_exc = err.mean(), excess.mean()
         cov = np.cov(np.stack([err, excess])) / n
         if m_err > 0:
             ratio = m_exc / m_err
             grad = np.array([-m_exc / m_err**2, 1.0 / m_err])
         else:  # a law of finitely many points is denoised exactly at small σ
-            ratio, grad = math.nan, np.zeros(2)
+            ratio, grad = math.nan, np.full(2, math.nan)
         out["mmse"].append(m_err)
         out["mmse_se"].append(math.sqrt(cov[0, 0]))
         out["excess"].append(m_exc)
         out["excess_se"].append(math.sqrt(cov[1, 1]))
         out["ratio"].append(ratio)
-        out["ratio_se"].append(math.sqrt(max(grad @ cov @ grad, 0.0)))
+        out["ratio_se"].append(math.sqrt(max(grad @ cov @ grad, 0.0))
+                               if math.isfinite(ratio) else math.nan)
     return {"sigma": levels, **{k: np.asarray(v) for k, v in out.items()}}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 from .._atomic import atomic_write
 from ..models import REGISTRY as MODEL_REGISTRY
@@ -24,7 +26,7 @@ from .denoiser import LearnedModel, NetworkDenoiser
 from .mlp import MLP
 
 __all__ = ["NETWORKS", "save_denoiser", "load_denoiser", "learned", "denoiser_files",
-           "read_record", "build_law"]
+           "read_record", "record_digest", "build_law"]
 
 #: Built-in networks by the name configs use (``[network] name = "mlp"``).
 NETWORKS: dict[str, Callable[..., Any]] = {"mlp": MLP, "conv": ConvNet}
@@ -55,12 +57,14 @@ def save_denoiser(path: str | os.PathLike, denoiser: NetworkDenoiser, *,
 
     Args:
         denoiser: a ``NetworkDenoiser`` whose network has ``hyperparameters()`` (the keyword
-            arguments of its constructor besides ``key``).
+            arguments of its constructor besides ``key``) and a class importable by name.
         law: the data law it was trained on, as a config section (``{"name": "gm", "d": 1000,
             ...}``, a ``noisesched.models.REGISTRY`` name and its options), so that
             ``load_denoiser`` returns a ``LearnedModel`` that every command can measure; None:
             a bare denoiser.
         info: anything JSON-serialisable to keep beside (training settings, measured errors).
+
+    Both files are made in memory first: a failure leaves a model saved there before intact.
     """
     if not isinstance(denoiser, NetworkDenoiser):
         raise ValueError(f"denoiser must be a NetworkDenoiser; got {type(denoiser).__name__}")
@@ -68,22 +72,30 @@ def save_denoiser(path: str | os.PathLike, denoiser: NetworkDenoiser, *,
     if not callable(getattr(network, "hyperparameters", None)):
         raise ValueError(f"{type(network).__name__} has no hyperparameters() (the keyword "
                          "arguments of its constructor besides key): it cannot be rebuilt to load")
+    name = _network_name(network)
+    if name.startswith("__main__:") or "<locals>" in name:
+        raise ValueError(f"the network class {name} cannot be imported by name to load it; "
+                         "define it in a module")
+    options = dict(network.hyperparameters())
+    if "name" in options or "key" in options:
+        raise ValueError("hyperparameters() must not hold 'name' or 'key'")
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, network)
+    weights = buffer.getvalue()
+    try:
+        text = json.dumps({
+            "format": FORMAT, "version": VERSION, "d": denoiser.d,
+            "sigma_data": denoiser.sigma_data, "sigma_range": list(denoiser.sigma_range),
+            "network": {"name": name, **options},
+            "law": dict(law) if law is not None else None,
+            "sha256": hashlib.sha256(weights).hexdigest(),
+            "info": dict(info or {}),
+        }, indent=1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the denoiser's record is not JSON-serialisable ({err})") from None
     arrays, record = denoiser_files(path)
     arrays.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            eqx.tree_serialise_leaves(f, network)
-
-    atomic_write(arrays, write)
-    text = json.dumps({
-        "format": FORMAT, "version": VERSION, "d": denoiser.d,
-        "sigma_data": denoiser.sigma_data, "sigma_range": list(denoiser.sigma_range),
-        "network": {"name": _network_name(network), **network.hyperparameters()},
-        "law": dict(law) if law is not None else None,
-        "sha256": _digest(arrays),
-        "info": dict(info or {}),
-    }, indent=1)
+    atomic_write(arrays, lambda tmp: Path(tmp).write_bytes(weights))
     atomic_write(record, lambda tmp: Path(tmp).write_text(text))
     return record
 
@@ -105,8 +117,18 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
         for key in ("d", "sigma_data", "network", "sha256"):
             if key not in data:
                 raise ValueError(f"no {key!r}")
-        if not isinstance(data["network"], dict) or "name" not in data["network"]:
-            raise ValueError("'network' has no 'name'")
+        if isinstance(data["d"], bool) or not isinstance(data["d"], int) or data["d"] < 1:
+            raise ValueError(f"d must be an integer >= 1; got {data['d']!r}")
+        if not isinstance(data["network"], dict) or not isinstance(data["network"].get("name"),
+                                                                   str):
+            raise ValueError("'network' has no name")
+        if data.get("law") is not None and not (isinstance(data["law"], dict)
+                                                and isinstance(data["law"].get("name"), str)):
+            raise ValueError(f"'law' must be a table with a name; got {data['law']!r}")
+        sigma_range = data.get("sigma_range")
+        if sigma_range is not None and not (isinstance(sigma_range, list)
+                                            and len(sigma_range) == 2):
+            raise ValueError(f"'sigma_range' must be [min, max]; got {sigma_range!r}")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError,
             ValueError) as err:
         raise ValueError(f"{str(record)!r} is not a readable denoiser record ({err})") from None
@@ -116,6 +138,13 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{str(arrays)!r} does not match its record {record.name} (SHA-256 "
                          "differs): the file is corrupt or from another training")
     return data
+
+
+def record_digest(path: str | os.PathLike) -> str:
+    """A SHA-256 of the whole record (which holds the weights' hash): it changes whenever the
+    saved denoiser, its σ range or its data law do."""
+    read_record(path)
+    return _digest(denoiser_files(path)[1])
 
 
 def _network_class(name: str) -> Callable[..., Any]:
@@ -139,7 +168,11 @@ def build_law(spec: Mapping[str, Any]) -> AbstractDataLaw:
     if name not in MODEL_REGISTRY:
         raise ValueError(f"data law {name!r} is not a noisesched.models.REGISTRY name "
                          f"({', '.join(MODEL_REGISTRY)})")
-    law = MODEL_REGISTRY[name](**spec)
+    try:
+        law = MODEL_REGISTRY[name](**spec)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"data law {name!r} with options {spec} cannot be made ({err})"
+                         ) from None
     if not isinstance(law, AbstractDataLaw):
         raise ValueError(f"data law {name!r} made a {type(law).__name__}, not a data law")
     return law
@@ -150,7 +183,9 @@ def load_denoiser(path: str | os.PathLike, *, d: int | None = None,
     """The denoiser saved at ``path`` by ``save_denoiser`` (``noisesched train``).
 
     Returns a ``LearnedModel`` (denoiser and data law) when ``law`` is given or the record
-    names the law it was trained on, else the bare ``NetworkDenoiser``.
+    names the law it was trained on, else the bare ``NetworkDenoiser``. Loading imports and
+    builds the network class the record names (as unpickling would): load only folders you
+    trust.
 
     Raises:
         ValueError: a missing or corrupt file, or ``d`` (when given) differs from the
@@ -165,7 +200,7 @@ def load_denoiser(path: str | os.PathLike, *, d: int | None = None,
     try:
         with jax.enable_x64(False):  # the shapes and dtypes of training (float32)
             skeleton = cls(**options, key=jax.random.PRNGKey(0))
-    except (TypeError, ValueError) as err:
+    except Exception as err:  # a user's constructor may raise anything on bad options
         raise ValueError(f"cannot rebuild the network of {str(path)!r} from its record "
                          f"({err})") from None
     arrays, _ = denoiser_files(path)
@@ -176,8 +211,13 @@ def load_denoiser(path: str | os.PathLike, *, d: int | None = None,
         raise ValueError(f"{str(arrays)!r} does not fit its recorded architecture ({err})"
                          ) from None
     sigma_range = data.get("sigma_range")
+    d = int(data["d"])
     try:
-        denoiser = NetworkDenoiser(network, int(data["d"]), float(data["sigma_data"]),
+        out = jax.eval_shape(network, jax.ShapeDtypeStruct((d,), jnp.float32),
+                             jax.ShapeDtypeStruct((), jnp.float32))
+        if getattr(out, "shape", None) != (d,):
+            raise ValueError(f"the network maps shape ({d},) to {getattr(out, 'shape', out)}")
+        denoiser = NetworkDenoiser(network, d, float(data["sigma_data"]),
                                    None if sigma_range is None else tuple(sigma_range))
     except (TypeError, ValueError) as err:
         raise ValueError(f"the record of {str(path)!r} is not valid ({err})") from None

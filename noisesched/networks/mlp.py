@@ -22,23 +22,23 @@ __all__ = ["NoiseEmbedding", "MLP"]
 
 
 class NoiseEmbedding(eqx.Module):
-    """The noise input (a scalar in [−¼ log 10⁶, ¼ log 10⁶]) as a vector of size ``width``:
-    sines and cosines at ``frequencies`` geometric frequencies, then a two-layer MLP."""
+    """The noise input (a scalar in [−¼ log 10⁶, ¼ log 10⁶] for the default range) as a vector of
+    size ``width``: sines and cosines at ``frequencies`` fixed geometric frequencies (one to 64
+    periods over that range), then a two-layer MLP."""
 
-    frequencies: Float[Array, " f"]
+    frequencies: int = eqx.field(static=True)
     mlp: eqx.nn.MLP
 
     def __init__(self, width: int, frequencies: int, *, key: PRNGKeyArray):
-        span = 0.5 * NOISE_CLIP  # the range of the noise input
-        # from one period over the range to 64 periods
-        self.frequencies = 2 * jnp.pi * jnp.geomspace(1.0, 64.0, frequencies) / span
+        self.frequencies = frequencies
         self.mlp = eqx.nn.MLP(2 * frequencies + 1, width, width, depth=2,
                               activation=jax.nn.silu, key=key)
 
     def __call__(self, noise: Float[Array, ""]) -> Float[Array, " width"]:
-        angles = jax.lax.stop_gradient(self.frequencies) * noise
-        features = jnp.concatenate([jnp.sin(angles), jnp.cos(angles), noise[None]])
-        return self.mlp(features)
+        span = 0.5 * NOISE_CLIP  # the width of the noise input's default range
+        omega = 2 * jnp.pi * jnp.geomspace(1.0, 64.0, self.frequencies, dtype=noise.dtype) / span
+        angles = omega * noise
+        return self.mlp(jnp.concatenate([jnp.sin(angles), jnp.cos(angles), noise[None]]))
 
 
 def zero_weights(layer: eqx.nn.Linear) -> eqx.nn.Linear:

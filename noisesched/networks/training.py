@@ -4,6 +4,8 @@ weights, checkpoints that resume to the same result, and a progress meter."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 from collections.abc import Callable
@@ -17,12 +19,12 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checkpoint import load_checkpoint, save_checkpoint
 from .._progress import progress_bar
 from .._validation import check_bool, check_int, check_key, check_positive, check_real
-from ..learning._checkpoint import load_checkpoint, save_checkpoint
 from ..learning.fit import make_optimizer
 from ..models.base import AbstractDataLaw
-from .denoiser import NetworkDenoiser
+from .denoiser import NetworkDenoiser, apply_network
 from .preconditioning import regression_target, sigma_scalings
 
 __all__ = ["LogNormalNoise", "LogUniformNoise", "NOISE_LAWS", "ArrayData", "TrainOptions",
@@ -112,12 +114,15 @@ class TrainOptions(eqx.Module):
     Attributes:
         steps: optimiser steps in total (a resumed training counts the earlier ones).
         batch: samples per step, each at its own noise level.
-        ema_decay: the EMA factor of the weights (the saved denoiser), with EDM-style warm-up
-            min(ema_decay, (1 + i)/(10 + i)).
+        ema_decay: the EMA factor of the weights (the saved denoiser), warmed up as
+            min(ema_decay, (1 + i)/(10 + i)) at step i (so early weights are not kept long).
         checkpoint: a file written atomically every ``checkpoint_every`` steps and at the end
             (with its loss history beside it, as ``fit_schedule``'s); if it exists, training
             resumes from it and ends with exactly the weights of an uninterrupted run.
-        fingerprint: any string stored in the checkpoint; another one is refused.
+        fingerprint: any string (e.g. a hash of the config), stored in the checkpoint with
+            a hash of what ``train_denoiser`` can see of the run (the key, d, σ_d, the noise
+            law, batch, steps, EMA factor, the parameters' shapes); a checkpoint of another run
+            is refused. The optimiser and the data cannot be hashed: put them in here.
         progress: a progress meter with the loss on stderr.
     """
 
@@ -220,9 +225,9 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
         raise ValueError(f"network(x, noise) must return shape (d,) = ({d},) for x of shape "
                          f"({d},); got {getattr(probe, 'shape', probe)}")
     if optimizer is None:
-        optimizer = make_optimizer("adam", 1e-3, lr_schedule="warmup_cosine",
-                                   iterations=options.steps,
-                                   warmup=min(options.steps - 1, max(1, options.steps // 20)))
+        optimizer = make_optimizer(
+            "adam", 1e-3, lr_schedule="warmup_cosine" if options.steps > 2 else "constant",
+            iterations=options.steps, warmup=max(1, options.steps // 20))
     params, static = eqx.partition(network, eqx.is_inexact_array)
     opt_state = optimizer.init(params)
     ema = params
@@ -230,9 +235,8 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
     sigma_range = noise.range()
 
     def loss_fn(p, x1, sigma, z):
-        net = eqx.combine(p, static)
         s = sigma_scalings(sigma, sd, sigma_range)
-        f = jax.vmap(net)(x1 * s.inp + sigma * z * s.inp, s.noise[:, 0])
+        f = apply_network(eqx.combine(p, static), (x1 + sigma * z) * s.inp, s.noise[:, 0])
         return jnp.mean(jnp.square(f - regression_target(x1, z, sigma, sd)))
 
     @eqx.filter_jit
@@ -250,8 +254,13 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
 
     history: list[float] = []
     if options.checkpoint is not None:
-        loaded = load_checkpoint(options.checkpoint, (params, ema), opt_state,
-                                 options.fingerprint)
+        run = json.dumps({"key": np.asarray(jax.random.key_data(key)).tolist(), "d": d,
+                          "sigma_data": sd, "noise": repr(noise), "batch": batch,
+                          "steps": options.steps, "ema_decay": decay,
+                          "shapes": str(jax.tree.map(lambda a: (a.shape, str(a.dtype)),
+                                                     params))})
+        fingerprint = f"{options.fingerprint}:{hashlib.sha256(run.encode()).hexdigest()[:16]}"
+        loaded = load_checkpoint(options.checkpoint, (params, ema), opt_state, fingerprint)
         if loaded is not None:
             (params, ema), opt_state, history = loaded
     bar = progress_bar(options.steps, desc="train", initial=len(history),
@@ -270,12 +279,11 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
                 callback(step, history[-1])
             if options.checkpoint is not None and (step + 1) % options.checkpoint_every == 0:
                 save_checkpoint(options.checkpoint, (params, ema), opt_state, history,
-                                options.fingerprint)
+                                fingerprint)
     finally:
         bar.close()
     if options.checkpoint is not None:
-        save_checkpoint(options.checkpoint, (params, ema), opt_state, history,
-                        options.fingerprint)
+        save_checkpoint(options.checkpoint, (params, ema), opt_state, history, fingerprint)
     return TrainResult(
         NetworkDenoiser(eqx.combine(ema, static), d, sd, sigma_range),
         NetworkDenoiser(eqx.combine(params, static), d, sd, sigma_range), history)

@@ -1,8 +1,9 @@
-"""Checkpoints of a fit, in two files written atomically (``noisesched._atomic``):
+"""Checkpoints of an optimisation (a schedule's fit, a network's training), in two files written
+atomically (``noisesched._atomic``):
 
 * ``PATH`` (e.g. ``checkpoint.eqx``): ``(iteration, params, opt_state)`` serialised by
   ``equinox.tree_serialise_leaves``;
-* ``PATH`` with the suffix ``.json`` (``checkpoint.json``): the fingerprint of the fit and the
+* ``PATH`` with the suffix ``.json`` (``checkpoint.json``): the fingerprint of the run and the
   loss at every iteration run.
 
 The history is written first, so a process killed between the two writes leaves a history at
@@ -23,7 +24,7 @@ import equinox as eqx
 import numpy as np
 from jaxtyping import PyTree
 
-from .._atomic import atomic_write
+from ._atomic import atomic_write
 
 FORMAT = "noisesched fit checkpoint"
 VERSION = 1
@@ -57,7 +58,7 @@ def load_checkpoint(path: str | os.PathLike, params: PyTree, opt_state: PyTree,
     ``opt_state`` give the structure, shapes and dtypes), or None if there is none.
 
     Raises:
-        ValueError: the checkpoint belongs to a fit with another ``fingerprint``, does not fit
+        ValueError: the checkpoint belongs to a run with another ``fingerprint``, does not fit
             ``params`` and ``opt_state``, or is not readable.
     """
     arrays, record = checkpoint_files(path)
@@ -68,7 +69,7 @@ def load_checkpoint(path: str | os.PathLike, params: PyTree, opt_state: PyTree,
         return None
     stored, history = _read_history(record)
     if stored != fingerprint:
-        raise ValueError(f"checkpoint {str(arrays)!r} belongs to another fit (fingerprint "
+        raise ValueError(f"checkpoint {str(arrays)!r} belongs to another run (fingerprint "
                          f"{stored!r}, expected {fingerprint!r}); remove it and {record.name} or "
                          "use another path")
     iteration = 0  # killed during the first write: only the history is there
@@ -104,7 +105,7 @@ def _read_history(path: Path) -> tuple[str, list[float]]:
             raise ValueError("a loss that is not finite")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
             ValueError) as err:
-        raise ValueError(f"{str(path)!r} is not a readable fit checkpoint history ({err}); "
+        raise ValueError(f"{str(path)!r} is not a readable checkpoint history ({err}); "
                          "remove it or use another path") from None
     return fingerprint, values
 
@@ -117,9 +118,9 @@ def _read_arrays(path: Path, params: PyTree, opt_state: PyTree) -> tuple[int, An
             extra = f.read(1)
     except Exception as err:  # equinox and NumPy raise several kinds
         reason = f"{err}: {err.__cause__}" if err.__cause__ is not None else str(err)
-        raise ValueError(f"checkpoint {str(path)!r} does not fit this schedule and optimiser "
+        raise ValueError(f"checkpoint {str(path)!r} does not fit these parameters and optimiser "
                          f"({reason}); remove it or use another path") from None
     if extra:
-        raise ValueError(f"checkpoint {str(path)!r} does not fit this schedule and optimiser "
+        raise ValueError(f"checkpoint {str(path)!r} does not fit these parameters and optimiser "
                          "(it holds more arrays); remove it or use another path")
     return int(iteration), params, opt_state
