@@ -220,11 +220,15 @@ def _figure(rows: list[dict], model, title: str):
 
     plt = pyplot()
     features = [f for f in model.features if f.target is not None] or list(model.features)[:1]
-    fig, axes = plt.subplots(1, len(features), figsize=(4.5 * len(features), 3.8), squeeze=False)
+    cols = min(4, len(features))
+    rows_ = math.ceil(len(features) / cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(4.5 * cols, 3.6 * rows_), squeeze=False)
+    for ax in axes.flat[len(features):]:
+        ax.set_visible(False)
     models = list(dict.fromkeys(r["model"] for r in rows))
     cases = list(dict.fromkeys(r["schedule"] for r in rows))
     styles = ["-", "--", ":", "-."]
-    for ax, f in zip(axes[0], features, strict=False):
+    for ax, f in zip(axes.flat, features, strict=False):
         for j, case in enumerate(cases):
             for i, name in enumerate(models):
                 pts = sorted((r["steps"], r[f.key]) for r in rows
