@@ -14,9 +14,10 @@ Built-in families (spec §4, with κ = k / √d):
 | ve_dilated      | 2t (1 − κ)      | 1 − κ + κ (2t − 1)     |
 | ve_dilated_trig | 2t √(1 − κ²)    | √(1 − 4κ²(1 − t)²)     |
 
-and two families of the diffusion literature, defined through the noise-to-signal ratio
-σ = α/β of a given interpolant: ``cosine`` (Nichol & Dhariwal 2021) and ``karras``
-(EDM ρ-schedule, Karras et al. 2022).
+and families of the diffusion literature, defined through the noise-to-signal ratio σ = α/β of a
+given interpolant: ``cosine`` (Nichol & Dhariwal 2021), and the laws of noise levels
+(``AbstractNoiseLevels``) ``karras`` (EDM ρ-schedule, Karras et al. 2022), ``log_snr_uniform``
+(DPM-Solver's default, Lu et al. 2022) and ``arctan_levels`` (the "KL-optimal" arctangent law).
 """
 
 from __future__ import annotations
@@ -65,12 +66,17 @@ __all__ = [
     "VEDilatedTrig",
     "Cosine",
     "Karras",
+    "AbstractNoiseLevels",
+    "LogSNRUniform",
+    "ArctanLevels",
     "constant",
     "vp_dilated",
     "ve_dilated",
     "ve_dilated_trig",
     "cosine",
     "karras",
+    "log_snr_uniform",
+    "arctan_levels",
     "make",
     "value_and_derivative",
     "tau_of_noise_ratio",
@@ -274,13 +280,64 @@ class Cosine(AbstractSchedule):
         return noise**2 / (r * (r + a0s))
 
 
-class Karras(AbstractSchedule):
-    """EDM ρ-schedule of noise levels, mapped to τ through the interpolant's σ = α/β.
+class AbstractNoiseLevels(AbstractSchedule):
+    """A schedule given as a law of noise levels σ(t) from ``sigma_max`` (t = 0) down to
+    ``sigma_min`` (t = 1), mapped to τ through the interpolant's σ = α/β.
 
-    σ(t) = ((1 − t) σ_max^(1/ρ) + t σ_min^(1/ρ))^ρ; τ_K(t) solves α/β = σ(t), and the ends
-    are pinned by the affine map τ = (τ_K(t) − τ_K(0)) / (τ_K(1) − τ_K(0)). The first step thus
-    starts from pure noise (σ = ∞) and the last one reaches the data (σ = 0), as in EDM samplers
-    whose final level is 0.
+    τ_K(t) solves α/β = σ(t), and the ends are pinned by the affine map
+    τ = (τ_K(t) − τ_K(0)) / (τ_K(1) − τ_K(0)): the first step starts from pure noise (σ = ∞)
+    and the last one reaches the data (σ = 0), as samplers whose final level is 0 do.
+    Subclasses implement ``levels(t)``, the method's σ(t), with the same floating-point
+    operations at every t (so that τ(0) = 0 and τ(1) = 1 exactly).
+    """
+
+    alpha0: eqx.AbstractVar[float]
+    shape: eqx.AbstractVar[str]
+    sigma_min: eqx.AbstractVar[float]
+    sigma_max: eqx.AbstractVar[float]
+
+    def _check_levels(self):
+        check_positive("alpha0", self.alpha0)
+        check_choice("shape", self.shape, ("linear", "trig"))
+        check_positive("sigma_min", self.sigma_min)
+        check_real("sigma_max", self.sigma_max, float(self.sigma_min), math.inf)
+
+    @abc.abstractmethod
+    def levels(self, t: ArrayLike) -> Array:
+        """The method's noise level σ(t), σ(0) = σ_max, σ(1) = σ_min, decreasing."""
+
+    def level_gap(self, t: ArrayLike) -> Array:
+        """σ(t) − σ_min; families whose difference cancels near t = 1 override it."""
+        t = jnp.asarray(t)
+        return self.levels(t) - self.levels(jnp.ones_like(t))
+
+    def _tau_gap(self, sigma, sigma1, gap=None):
+        """τ(σ1) − τ(σ) for σ ≥ σ1 (``gap`` = σ − σ1 when known without cancellation)."""
+        a0 = self.alpha0
+        gap = sigma - sigma1 if gap is None else gap
+        if self.shape == "linear":
+            return a0 * gap / ((a0 + sigma1) * (a0 + sigma))
+        r, r1 = jnp.sqrt(a0**2 + sigma**2), jnp.sqrt(a0**2 + sigma1**2)
+        return a0 * gap * (sigma + sigma1) / (r * r1 * (r + r1))
+
+    def _levels(self, t):
+        t = jnp.asarray(t)
+        return self.levels(t), self.levels(jnp.zeros_like(t)), self.levels(jnp.ones_like(t))
+
+    def __call__(self, t):
+        sigma, sigma0, sigma1 = self._levels(t)
+        return self._tau_gap(sigma0, sigma) / self._tau_gap(sigma0, sigma1)
+
+    def complement(self, t):
+        sigma, sigma0, sigma1 = self._levels(t)
+        return (self._tau_gap(sigma, sigma1, self.level_gap(t))
+                / self._tau_gap(sigma0, sigma1))
+
+
+class Karras(AbstractNoiseLevels):
+    """EDM ρ-schedule of noise levels (Karras et al. 2022), mapped to τ through the
+    interpolant's σ = α/β (see ``AbstractNoiseLevels``):
+    σ(t) = ((1 − t) σ_max^(1/ρ) + t σ_min^(1/ρ))^ρ, equal steps in σ^(1/ρ).
     """
 
     alpha0: float
@@ -290,34 +347,62 @@ class Karras(AbstractSchedule):
     rho: float = 7.0
 
     def __check_init__(self):
-        check_positive("alpha0", self.alpha0)
-        check_choice("shape", self.shape, ("linear", "trig"))
-        check_positive("sigma_min", self.sigma_min)
+        self._check_levels()
         check_positive("rho", self.rho)
-        check_real("sigma_max", self.sigma_max, float(self.sigma_min), math.inf)
 
-    def _tau_gap(self, sigma, sigma1):
-        """τ(σ1) − τ(σ) for σ ≥ σ1, without cancellation."""
-        a0 = self.alpha0
-        if self.shape == "linear":
-            return a0 * (sigma - sigma1) / ((a0 + sigma1) * (a0 + sigma))
-        r, r1 = jnp.sqrt(a0**2 + sigma**2), jnp.sqrt(a0**2 + sigma1**2)
-        return a0 * (sigma - sigma1) * (sigma + sigma1) / (r * r1 * (r + r1))
-
-    def _levels(self, t):
+    def levels(self, t):
         t = jnp.asarray(t)
         lo = jnp.asarray(self.sigma_max, t.dtype) ** (1.0 / self.rho)
         hi = jnp.asarray(self.sigma_min, t.dtype) ** (1.0 / self.rho)
-        # The same floating-point operations at t and at the ends, so τ(0) = 0 and τ(1) = 1.
-        return ((1.0 - t) * lo + t * hi) ** self.rho, lo**self.rho, hi**self.rho
+        return ((1.0 - t) * lo + t * hi) ** self.rho
 
-    def __call__(self, t):
-        sigma, sigma0, sigma1 = self._levels(t)
-        return self._tau_gap(sigma0, sigma) / self._tau_gap(sigma0, sigma1)
 
-    def complement(self, t):
-        sigma, sigma0, sigma1 = self._levels(t)
-        return self._tau_gap(sigma, sigma1) / self._tau_gap(sigma0, sigma1)
+class LogSNRUniform(AbstractNoiseLevels):
+    """Noise levels uniform in log-SNR λ = log(β²/α²) = −2 log σ, DPM-Solver's default
+    (Lu et al. 2022): σ(t) = σ_max^(1 − t) σ_min^t, equal steps in log σ (see
+    ``AbstractNoiseLevels`` for the map to τ)."""
+
+    alpha0: float
+    shape: str = eqx.field(static=True)
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+
+    def __check_init__(self):
+        self._check_levels()
+
+    def levels(self, t):
+        t = jnp.asarray(t)
+        log_hi = jnp.log(jnp.asarray(self.sigma_max, t.dtype))
+        log_lo = jnp.log(jnp.asarray(self.sigma_min, t.dtype))
+        return jnp.exp((1.0 - t) * log_hi + t * log_lo)
+
+    def level_gap(self, t):
+        """σ(t) − σ_min = σ_min (exp((1 − t) log(σ_max/σ_min)) − 1), by expm1."""
+        t = jnp.asarray(t)
+        ratio = jnp.log(jnp.asarray(self.sigma_max, t.dtype) / self.sigma_min)
+        return jnp.asarray(self.sigma_min, t.dtype) * jnp.expm1((1.0 - t) * ratio)
+
+
+class ArctanLevels(AbstractNoiseLevels):
+    """The arctangent law of noise levels, known in samplers as the "KL-optimal" schedule:
+    σ(t) = tan((1 − t) atan σ_max + t atan σ_min), equal steps in atan σ (see
+    ``AbstractNoiseLevels`` for the map to τ). atan σ is the angle of the VP-trig path
+    (α, β) = (cos θ, sin θ) seen from the data: equal steps in the angle between the noise and
+    the data directions."""
+
+    alpha0: float
+    shape: str = eqx.field(static=True)
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+
+    def __check_init__(self):
+        self._check_levels()
+
+    def levels(self, t):
+        t = jnp.asarray(t)
+        hi = jnp.arctan(jnp.asarray(self.sigma_max, t.dtype))
+        lo = jnp.arctan(jnp.asarray(self.sigma_min, t.dtype))
+        return jnp.tan((1.0 - t) * hi + t * lo)
 
 
 def constant() -> Constant:
@@ -343,6 +428,20 @@ def ve_dilated_trig(d: int, k: RealLike = 3.0) -> VEDilatedTrig:
 def cosine(interpolant: InterpolantLike, offset: float = 0.0) -> Cosine:
     """Cosine schedule expressed for ``interpolant`` (its α0 and shape)."""
     return Cosine(alpha0=interpolant.alpha0, shape=interpolant.shape, offset=offset)
+
+
+def log_snr_uniform(interpolant: InterpolantLike, sigma_min: float = 0.002,
+                    sigma_max: float = 80.0) -> LogSNRUniform:
+    """Noise levels uniform in log-SNR (DPM-Solver's default), for ``interpolant``."""
+    return LogSNRUniform(alpha0=interpolant.alpha0, shape=interpolant.shape,
+                         sigma_min=sigma_min, sigma_max=sigma_max)
+
+
+def arctan_levels(interpolant: InterpolantLike, sigma_min: float = 0.002,
+                  sigma_max: float = 80.0) -> ArctanLevels:
+    """The arctangent ("KL-optimal") law of noise levels, for ``interpolant``."""
+    return ArctanLevels(alpha0=interpolant.alpha0, shape=interpolant.shape,
+                        sigma_min=sigma_min, sigma_max=sigma_max)
 
 
 def karras(
@@ -403,6 +502,8 @@ REGISTRY: dict[str, Callable[..., AbstractSchedule]] = {
     "ve_dilated_trig": _ve_dilated_trig,
     "cosine": cosine,
     "karras": karras,
+    "log_snr_uniform": log_snr_uniform,
+    "arctan_levels": arctan_levels,
 }
 NAMES = tuple(REGISTRY)
 
@@ -411,8 +512,8 @@ def make(name: str, interpolant: InterpolantLike, *, k: RealLike = 3.0,
          **options: float) -> AbstractSchedule:
     """Build a built-in schedule by name for ``interpolant`` (which supplies d, α0 and shape).
 
-    ``k`` is used by the dilated families; ``options`` go to ``cosine`` (``offset``) or
-    ``karras`` (``sigma_min``, ``sigma_max``, ``rho``).
+    ``k`` is used by the dilated families; ``options`` go to ``cosine`` (``offset``) or the
+    laws of noise levels (``sigma_min``, ``sigma_max``; ``rho`` for ``karras``).
     """
     check_choice("schedule", name, NAMES)
     check_int("d", interpolant.d, lo=1)

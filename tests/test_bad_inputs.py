@@ -49,7 +49,8 @@ API_CASES = [
      "k must be a real number; got nan"),
     ("schedule name", lambda: ns.schedules.make("vp_dilate", _setup()[1]),
      "schedule must be one of 'constant', 'vp_dilated', 've_dilated', 've_dilated_trig', "
-     "'cosine', 'karras'; got 'vp_dilate' (did you mean 'vp_dilated'?)"),
+     "'cosine', 'karras', 'log_snr_uniform', 'arctan_levels'; got 'vp_dilate' (did you mean "
+     "'vp_dilated'?)"),
     ("schedule option", lambda: ns.schedules.make("cosine", _setup()[1], rho=7.0),
      "schedule option 'rho' is not used by schedule 'cosine'; allowed: offset"),
     ("karras sigma_max < sigma_min",

@@ -120,3 +120,50 @@ def test_complement_keeps_relative_precision_near_the_data_in_float32(name, sche
     with jax.enable_x64(True):
         ref = np.asarray(jax.vmap(sched.complement)(jnp.asarray(np.asarray(t32), jnp.float64)))
     np.testing.assert_allclose(got, ref, rtol=1e-4)
+
+
+def _levels_through_tau(sched, interp, sigma_min, sigma_max, t):
+    """The noise levels σ_K(t) of a law of noise levels, recovered from the schedule's τ by
+    undoing the affine pinning and inverting the interpolant's α/β (independent of the
+    schedule's own level function)."""
+    a0 = interp.alpha0
+    if interp.shape == "linear":
+        tau0, tau1 = a0 / (a0 + sigma_max), a0 / (a0 + sigma_min)
+    else:
+        tau0, tau1 = a0 / math.hypot(a0, sigma_max), a0 / math.hypot(a0, sigma_min)
+    tau_k = tau0 + np.asarray(jax.vmap(sched)(t)) * (tau1 - tau0)
+    return np.asarray(jax.vmap(interp.alpha_of_tau)(tau_k)) / tau_k
+
+
+@pytest.mark.parametrize("kind,shape", [("vp", "linear"), ("ve", "trig")])
+def test_log_snr_uniform_has_equal_log_snr_steps(x64, kind, shape):
+    """DPM-Solver's default: equal increments of log-SNR = −2 log σ at uniform t."""
+    interp = ns.Interpolant(kind=kind, shape=shape, d=16)
+    sched = schedules.make("log_snr_uniform", interp, sigma_min=0.01, sigma_max=50.0)
+    t = jnp.linspace(0.0, 1.0, 11, dtype=jnp.float64)
+    log_snr = -2 * np.log(_levels_through_tau(sched, interp, 0.01, 50.0, t))
+    np.testing.assert_allclose(np.diff(log_snr), np.full(10, 2 * math.log(5000.0) / 10),
+                               rtol=1e-8)
+    assert float(sched(0.0)) == 0.0 and float(sched(1.0)) == 1.0
+
+
+@pytest.mark.parametrize("kind,shape", [("vp", "linear"), ("ve", "linear"), ("vp", "trig")])
+def test_arctan_levels_have_equal_angle_steps(x64, kind, shape):
+    """The "KL-optimal" law: equal increments of atan σ at uniform t; for VP-trig, where
+    σ = cot θ for the path angle θ, τ = sin θ moves at constant angular speed between its
+    pinned ends."""
+    interp = ns.Interpolant(kind=kind, shape=shape, d=16)
+    sched = schedules.make("arctan_levels", interp, sigma_min=0.002, sigma_max=80.0)
+    t = jnp.linspace(0.0, 1.0, 11, dtype=jnp.float64)
+    angles = np.arctan(_levels_through_tau(sched, interp, 0.002, 80.0, t))
+    np.testing.assert_allclose(np.diff(angles),
+                               np.full(10, (math.atan(0.002) - math.atan(80.0)) / 10), rtol=1e-8)
+
+
+def test_noise_level_laws_refuse_bad_ranges():
+    interp = ns.Interpolant("vp", "linear", 4)
+    for name in ("karras", "log_snr_uniform", "arctan_levels"):
+        with pytest.raises(ValueError, match=r"sigma_max must be in \(1, inf\); got 1.0"):
+            schedules.make(name, interp, sigma_min=1.0, sigma_max=1.0)
+        with pytest.raises(ValueError, match="sigma_min"):
+            schedules.make(name, interp, sigma_min=0.0)
