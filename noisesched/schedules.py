@@ -291,12 +291,12 @@ class AbstractNoiseLevels(AbstractSchedule):
     operations at every t (so that τ(0) = 0 and τ(1) = 1 exactly).
     """
 
-    alpha0: eqx.AbstractVar[float]
-    shape: eqx.AbstractVar[str]
-    sigma_min: eqx.AbstractVar[float]
-    sigma_max: eqx.AbstractVar[float]
+    alpha0: float
+    shape: str = eqx.field(static=True)
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
 
-    def _check_levels(self):
+    def __check_init__(self):
         check_positive("alpha0", self.alpha0)
         check_choice("shape", self.shape, ("linear", "trig"))
         check_positive("sigma_min", self.sigma_min)
@@ -340,14 +340,9 @@ class Karras(AbstractNoiseLevels):
     σ(t) = ((1 − t) σ_max^(1/ρ) + t σ_min^(1/ρ))^ρ, equal steps in σ^(1/ρ).
     """
 
-    alpha0: float
-    shape: str = eqx.field(static=True)
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
     rho: float = 7.0
 
     def __check_init__(self):
-        self._check_levels()
         check_positive("rho", self.rho)
 
     def levels(self, t):
@@ -361,14 +356,6 @@ class LogSNRUniform(AbstractNoiseLevels):
     """Noise levels uniform in log-SNR λ = log(β²/α²) = −2 log σ, DPM-Solver's default
     (Lu et al. 2022): σ(t) = σ_max^(1 − t) σ_min^t, equal steps in log σ (see
     ``AbstractNoiseLevels`` for the map to τ)."""
-
-    alpha0: float
-    shape: str = eqx.field(static=True)
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-
-    def __check_init__(self):
-        self._check_levels()
 
     def levels(self, t):
         t = jnp.asarray(t)
@@ -389,14 +376,6 @@ class ArctanLevels(AbstractNoiseLevels):
     ``AbstractNoiseLevels`` for the map to τ). atan σ is the angle of the VP-trig path
     (α, β) = (cos θ, sin θ) seen from the data: equal steps in the angle between the noise and
     the data directions."""
-
-    alpha0: float
-    shape: str = eqx.field(static=True)
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-
-    def __check_init__(self):
-        self._check_levels()
 
     def levels(self, t):
         t = jnp.asarray(t)
