@@ -31,6 +31,20 @@ def _add_config(parser: argparse.ArgumentParser, help: str) -> None:
                         help="the same, as an option")
 
 
+def _add_resumable(parser: argparse.ArgumentParser, set_help: str, out_help: str, *,
+                   restart: bool) -> None:
+    """``--set``, ``--out``, ``--no-progress`` (and ``--restart``) of a command that resumes
+    its work from its output folder."""
+    parser.add_argument("--set", action="append", nargs="+", default=[],
+                        metavar="SECTION.KEY=VALUE", help=set_help)
+    parser.add_argument("--out", default=None,
+                        help=f"output folder (default noisesched-out/<config name>); {out_help}")
+    if restart:
+        parser.add_argument("--restart", action="store_true",
+                            help="ignore a checkpoint in the output folder and start afresh")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _config_path(args) -> str:
     if (args.config is None) == (args.config_option is None):
         stray = [item for item in _overrides(args) if "=" not in item]
@@ -81,41 +95,20 @@ def _build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="learn a schedule (TOML config with a [fit] table), save it, "
                          "evaluate it on fresh keys")
     _add_config(fit, "path to a .toml fit config, or a fit's history.json")
-    fit.add_argument("--set", action="append", nargs="+", default=[],
-                     metavar="SECTION.KEY=VALUE",
-                     help="override config keys (section.key=value) or fit keys "
-                          "(fit.key=value); repeatable")
-    fit.add_argument("--out", default=None,
-                     help="output folder (default noisesched-out/<config name>); a checkpoint "
-                          "there is resumed")
-    fit.add_argument("--restart", action="store_true",
-                     help="ignore a checkpoint in the output folder and start afresh")
-    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_resumable(fit, "override config keys (section.key=value) or fit keys (fit.key=value); "
+                   "repeatable", "a checkpoint there is resumed", restart=True)
 
     train = sub.add_parser("train", help="train a network as a denoiser (TOML config with "
                            "[model], [network], [train]); use it as model.name = learned:OUT")
     _add_config(train, "path to a .toml train config, or a train.json")
-    train.add_argument("--set", action="append", nargs="+", default=[],
-                       metavar="SECTION.KEY=VALUE",
-                       help="override config keys, e.g. --set train.steps=500 (repeatable)")
-    train.add_argument("--out", default=None,
-                       help="output folder (default noisesched-out/<config name>); a checkpoint "
-                            "there is resumed")
-    train.add_argument("--restart", action="store_true",
-                       help="ignore a checkpoint in the output folder and start afresh")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_resumable(train, "override config keys, e.g. --set train.steps=500 (repeatable)",
+                   "a checkpoint there is resumed", restart=True)
 
     compare = sub.add_parser("compare", help="a table of models x schedules x step counts "
                              "(run config with a [compare] table)")
     _add_config(compare, "path to a .toml compare config")
-    compare.add_argument("--set", action="append", nargs="+", default=[],
-                         metavar="SECTION.KEY=VALUE",
-                         help="override config keys, e.g. --set sample.n=2000 "
-                              "compare.steps=[10] (repeatable)")
-    compare.add_argument("--out", default=None,
-                         help="output folder (default noisesched-out/<config name>); finished "
-                              "cells there are kept")
-    compare.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_resumable(compare, "override config keys, e.g. --set sample.n=2000 compare.steps=[10] "
+                   "(repeatable)", "finished cells there are kept", restart=False)
 
     scaling = sub.add_parser("scaling", help="fewest steps N*(d) per schedule, with fitted slopes")
     _add_config(scaling, "path to a scaling .toml config")
