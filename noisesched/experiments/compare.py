@@ -47,7 +47,7 @@ from .config import (
     read_file,
     settings_from_table,
 )
-from .fit import evaluate
+from .fit import evaluate, feature_columns
 from .io import environment, save_figure, write_json
 
 __all__ = ["CompareSettings", "load_compare", "run_compare"]
@@ -195,14 +195,7 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
 def table(rows: list[dict], model) -> str:
     """Markdown: one row per (model, schedule, N), a column per feature (target in the
     heading) and its Monte-Carlo-free value where there is one."""
-    columns: list[tuple[str, str]] = []
-    for f in model.features:
-        head = f.label.replace("|", "\\|")
-        if f.target is not None and f.target in rows[0]:
-            head += f" (target {rows[0][f.target]:.4f})"
-        columns.append((head, f.key))
-        if f.exact is not None and any(f.exact in r for r in rows):
-            columns.append(("exact drift, no MC", f.exact))
+    columns = feature_columns(model, rows, "exact drift, no MC")
     lines = ["| model | schedule | N | " + " | ".join(h for h, _ in columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
     for r in rows:

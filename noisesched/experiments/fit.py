@@ -383,17 +383,25 @@ def _evaluate_all(config, settings, model, interp, learned, initial, schedule_fi
     return rows
 
 
-def table(rows: list[dict], model) -> str:
-    """The evaluation as a markdown table: each feature of the data law, its target in the
-    heading, and its exact value for the discretisation where there is one."""
+def feature_columns(law, rows: list[dict], exact_label: str = "exact"
+                    ) -> list[tuple[str, str]]:
+    """(heading, key) of each markdown column of a table of ``rows``: every feature of the
+    data law, its target in the heading, and its exact value for the discretisation (headed
+    ``exact_label``) where some row has one."""
     columns: list[tuple[str, str]] = []
-    for f in model.features:
+    for f in law.features:
         head = f.label.replace("|", "\\|")  # in a table
         if f.target is not None and f.target in rows[0]:
             head += f" (target {rows[0][f.target]:.4f})"
         columns.append((head, f.key))
         if f.exact is not None and any(f.exact in r for r in rows):
-            columns.append(("exact", f.exact))
+            columns.append((exact_label, f.exact))
+    return columns
+
+
+def table(rows: list[dict], model) -> str:
+    """The evaluation as a markdown table (``feature_columns``)."""
+    columns = feature_columns(model, rows)
     lines = ["| schedule | d | " + " | ".join(head for head, _ in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for r in rows:
