@@ -79,6 +79,25 @@ def combined_loss(model, x: Samples, weight_high: float = 1.0, weight_low: float
             + weight_low * low_level_loss(model, x))
 
 
+def _check_solve(loss) -> None:
+    """The fields of a loss that solves from the prior batch: ``model`` (a denoiser),
+    ``interpolant`` of its d, ``steps``, ``method``, ``solver``, ``checkpoints``."""
+    if not isinstance(loss.model, AbstractDenoiser):
+        raise ValueError(f"model must be a denoiser (noisesched.AbstractDenoiser); got "
+                         f"{type(loss.model).__name__}")
+    if not isinstance(loss.interpolant, Interpolant):
+        raise ValueError(f"interpolant must be an ns.Interpolant; got "
+                         f"{type(loss.interpolant).__name__}")
+    check_int("steps", loss.steps, lo=1)
+    check_choice("method", loss.method, METHODS)
+    check_choice("solver", loss.solver, SCAN_SOLVERS if loss.method == "scan" else SOLVERS)
+    if loss.checkpoints is not None:
+        check_int("checkpoints", loss.checkpoints, lo=1)
+    if loss.interpolant.d != loss.model.d:
+        raise ValueError(f"interpolant d = {loss.interpolant.d} must equal the model's "
+                         f"d = {loss.model.d}")
+
+
 class AbstractLoss(eqx.Module):
     """The loss protocol of ``noisesched.learning.fit_schedule``: ``loss(schedule, x0) ->
     scalar``, differentiable in the schedule's array leaves.
@@ -134,20 +153,7 @@ class SampleLoss(AbstractLoss):
         if not callable(self.fn):
             raise ValueError(f"fn must be a function (model, x) -> scalar; got "
                              f"{type(self.fn).__name__}")
-        if not isinstance(self.model, AbstractDenoiser):
-            raise ValueError(f"model must be a denoiser (noisesched.AbstractDenoiser); got "
-                             f"{type(self.model).__name__}")
-        if not isinstance(self.interpolant, Interpolant):
-            raise ValueError(f"interpolant must be an ns.Interpolant; got "
-                             f"{type(self.interpolant).__name__}")
-        check_int("steps", self.steps, lo=1)
-        check_choice("method", self.method, METHODS)
-        check_choice("solver", self.solver, SCAN_SOLVERS if self.method == "scan" else SOLVERS)
-        if self.checkpoints is not None:
-            check_int("checkpoints", self.checkpoints, lo=1)
-        if self.interpolant.d != self.model.d:
-            raise ValueError(f"interpolant d = {self.interpolant.d} must equal the model's "
-                             f"d = {self.model.d}")
+        _check_solve(self)
 
     def final(self, schedule: AbstractSchedule, x0: Samples) -> Samples:
         """X_1, the final states of the solve from ``x0``."""
@@ -365,20 +371,7 @@ class TeacherLoss(AbstractLoss):
     teacher_max_steps: int = eqx.field(static=True, default=16_384)
 
     def __check_init__(self):
-        if not isinstance(self.model, AbstractDenoiser):
-            raise ValueError(f"model must be a denoiser (noisesched.AbstractDenoiser); got "
-                             f"{type(self.model).__name__}")
-        if not isinstance(self.interpolant, Interpolant):
-            raise ValueError(f"interpolant must be an ns.Interpolant; got "
-                             f"{type(self.interpolant).__name__}")
-        if self.interpolant.d != self.model.d:
-            raise ValueError(f"interpolant d = {self.interpolant.d} must equal the model's "
-                             f"d = {self.model.d}")
-        check_int("steps", self.steps, lo=1)
-        check_choice("method", self.method, METHODS)
-        check_choice("solver", self.solver, SCAN_SOLVERS if self.method == "scan" else SOLVERS)
-        if self.checkpoints is not None:
-            check_int("checkpoints", self.checkpoints, lo=1)
+        _check_solve(self)
         if self.reference is not None and not isinstance(self.reference, AbstractSchedule):
             raise ValueError(f"reference must be a schedule (noisesched.schedules."
                              f"AbstractSchedule) or None; got {type(self.reference).__name__}")
