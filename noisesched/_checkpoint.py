@@ -30,6 +30,24 @@ FORMAT = "noisesched fit checkpoint"
 VERSION = 1
 
 
+def check_checkpoint_option(path: object) -> None:
+    """A checkpoint option: None, or a path not ending in .json (the history's suffix)."""
+    if path is None:
+        return
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"checkpoint must be a path or None; got {path!r}")
+    if Path(path).suffix == ".json":
+        raise ValueError(f"checkpoint must not end in .json (its loss history is written beside "
+                         f"it as NAME.json); got {str(path)!r}")
+
+
+def check_not_folder(path: str | os.PathLike | None) -> None:
+    """At the start of a run: the checkpoint must not be an existing folder."""
+    if path is not None and Path(path).is_dir():
+        raise ValueError(f"checkpoint {str(path)!r} is a folder; give a file such as "
+                         "FOLDER/checkpoint.eqx")
+
+
 def checkpoint_files(path: str | os.PathLike) -> tuple[Path, Path]:
     """The two files of the checkpoint ``path``: the arrays (``path`` itself) and the loss
     history beside it (``path`` with the suffix ``.json``)."""

@@ -6,14 +6,18 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import equinox as eqx
 import jax
 import optax
 from jaxtyping import PRNGKeyArray
 
-from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checkpoint import (
+    check_checkpoint_option,
+    check_not_folder,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .._progress import progress_bar
 from .._validation import check_bool, check_choice, check_int, check_key, check_real
 from ..interpolants import Interpolant
@@ -118,12 +122,7 @@ class FitOptions(eqx.Module):
             check_int("patience", self.patience, lo=1)
         check_real("min_delta", self.min_delta, lo=0.0, lo_open=False)
         check_real("smoothing", self.smoothing, lo=0.0, hi=1.0, lo_open=False)
-        if self.checkpoint is not None:
-            if not isinstance(self.checkpoint, str | os.PathLike):
-                raise ValueError(f"checkpoint must be a path or None; got {self.checkpoint!r}")
-            if Path(self.checkpoint).suffix == ".json":
-                raise ValueError(f"checkpoint must not end in .json (its loss history is "
-                                 f"written beside it as NAME.json); got {str(self.checkpoint)!r}")
+        check_checkpoint_option(self.checkpoint)
         check_int("checkpoint_every", self.checkpoint_every, lo=1)
         if not isinstance(self.fingerprint, str):
             raise ValueError(f"fingerprint must be a string; got {self.fingerprint!r}")
@@ -174,9 +173,7 @@ def fit_schedule(
     options = FitOptions() if options is None else options
     if not isinstance(options, FitOptions):
         raise ValueError(f"options must be a FitOptions; got {type(options).__name__}")
-    if options.checkpoint is not None and Path(options.checkpoint).is_dir():
-        raise ValueError(f"checkpoint {str(options.checkpoint)!r} is a folder; give a file "
-                         "such as FOLDER/checkpoint.eqx")
+    check_not_folder(options.checkpoint)
     optimizer = make_optimizer() if optimizer is None else optimizer
     params, static = eqx.partition(schedule, eqx.is_inexact_array)
     if not jax.tree.leaves(params):

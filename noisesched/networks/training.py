@@ -9,7 +9,6 @@ import json
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -19,7 +18,12 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checkpoint import (
+    check_checkpoint_option,
+    check_not_folder,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .._progress import progress_bar
 from .._validation import check_bool, check_int, check_key, check_positive, check_real
 from ..learning.fit import make_optimizer
@@ -140,8 +144,9 @@ class TrainOptions(eqx.Module):
         check_real("ema_decay", self.ema_decay, lo=0.0, hi=1.0, lo_open=False)
         check_int("checkpoint_every", self.checkpoint_every, lo=1)
         check_bool("progress", self.progress)
-        if self.checkpoint is not None and not isinstance(self.checkpoint, str | os.PathLike):
-            raise ValueError(f"checkpoint must be a path or None; got {self.checkpoint!r}")
+        check_checkpoint_option(self.checkpoint)
+        if not isinstance(self.fingerprint, str):
+            raise ValueError(f"fingerprint must be a string; got {self.fingerprint!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,9 +212,7 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
     if not callable(network):
         raise ValueError(f"network must be callable as network(x, noise); got "
                          f"{type(network).__name__}")
-    if options.checkpoint is not None and Path(options.checkpoint).is_dir():
-        raise ValueError(f"checkpoint {str(options.checkpoint)!r} is a folder; give a file "
-                         "such as FOLDER/checkpoint.eqx")
+    check_not_folder(options.checkpoint)
     d = data.d
     data_key, train_key = jax.random.split(key)
     if sigma_data is None:
