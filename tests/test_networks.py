@@ -226,6 +226,7 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
     loaded = ns.load_denoiser(tmp_path / "m")
     assert isinstance(loaded, ns.LearnedModel)
     assert loaded.law.d == d and [f.exact for f in loaded.features] == [None] * 3
+    assert loaded.data_law() is loaded.law and loaded.law.data_law() is loaded.law
     c = sigma_coefficients(jnp.float32(0.7))
     x = jax.random.normal(jax.random.PRNGKey(1), (5, d))
     np.testing.assert_array_equal(loaded.denoise(c, x), den.denoise(c, x))

@@ -36,7 +36,6 @@ import numpy as np
 from .._atomic import atomic_write, claim_folder
 from .._progress import progress_bar
 from ..models.base import AbstractDataLaw
-from ..networks import LearnedModel
 from .config import (
     SECTIONS,
     ConfigError,
@@ -116,10 +115,6 @@ def load_compare(path: str | Path, overrides: Sequence[str] = ()
     return base_config.name, settings, cells
 
 
-def _law_of(model) -> AbstractDataLaw:
-    return model.law if isinstance(model, LearnedModel) else model
-
-
 def _check_one_law(cells: list[Cell], path) -> None:
     """Every model of a comparison must be measured against the same data law (a network
     carries the law it was trained on), or its rows would sit under another law's targets."""
@@ -129,7 +124,7 @@ def _check_one_law(cells: list[Cell], path) -> None:
         if not isinstance(model, AbstractDataLaw):
             raise ConfigError(f"{path}: compare.models entry {cell.model!r} has no data law to "
                               "measure its samples against")
-        law = _law_of(model)
+        law = model.data_law()
         if first is None:
             first = (cell.model, law)
         elif type(law) is not type(first[1]) or not eqx.tree_equal(law, first[1]):

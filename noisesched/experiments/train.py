@@ -38,7 +38,6 @@ from ..networks import (
     NETWORKS,
     NOISE_LAWS,
     ArrayData,
-    LearnedModel,
     TrainOptions,
     denoising_error,
     save_denoiser,
@@ -359,9 +358,9 @@ def run_train(config: TrainConfig, out: str | Path, *, log=print, progress: bool
     }
     files = ["denoiser.eqx", "denoiser.json", "train.json", "loss.png", "checkpoint.eqx",
              "checkpoint.json"]
-    if isinstance(law, AbstractDenoiser) and not isinstance(law, LearnedModel):
-        # an exact denoiser to measure against
-        error = denoising_error(result.denoiser, law, settings.levels(),
+    exact = None if law is None else law.data_law()
+    if isinstance(exact, AbstractDenoiser):  # the exact denoiser of the training law
+        error = denoising_error(result.denoiser, exact, settings.levels(),
                                 jax.random.fold_in(jax.random.PRNGKey(settings.seed), 2),
                                 settings.eval_n)
         record["denoising_error"] = {k: v.tolist() for k, v in error.items()}

@@ -184,6 +184,11 @@ class AbstractDataLaw(eqx.Module):
         """Every metric with its exact target from ``row_statistics`` of a whole batch
         (per-row entries concatenated, ``chunk_sums`` stacked), as Python floats."""
 
+    def data_law(self) -> AbstractDataLaw:
+        """The law whose exact denoiser and features this model stands for: itself, or for a
+        trained network (``noisesched.LearnedModel``) the law it was trained on."""
+        return self
+
     def sample_one(self, key: PRNGKeyArray) -> Float[Array, " d"]:
         """One exact sample of ρ1."""
         raise NotImplementedError(f"{type(self).__name__} has no exact sampler")

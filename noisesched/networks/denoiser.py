@@ -168,6 +168,9 @@ class LearnedModel(AbstractModel):
     def summary_from_rows(self, rows: dict[str, np.ndarray]) -> dict[str, float]:
         return self.law.summary_from_rows(rows)
 
+    def data_law(self) -> AbstractDataLaw:
+        return self.law.data_law()
+
     def sample_one(self, key: PRNGKeyArray) -> Float[Array, " d"]:
         return self.law.sample_one(key)
 
