@@ -12,7 +12,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .._validation import check_int, check_positive, check_real
-from ..interpolants import Coefficients, Interpolant
+from ..interpolants import Coefficients
 from ..models.base import (
     AbstractDataLaw,
     AbstractDenoiser,
@@ -22,7 +22,6 @@ from ..models.base import (
     ModeSplit,
     check_data_law,
 )
-from ..schedules import AbstractSchedule
 from .preconditioning import Scalings, default_range, scalings
 
 __all__ = ["NetworkDenoiser", "LearnedModel", "apply_network"]
@@ -188,7 +187,3 @@ class LearnedModel(AbstractModel):
 
     def feature_figure(self, rows: dict[str, np.ndarray], title: str):
         return self.law.feature_figure(rows, title)
-
-    def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: int,
-                      solver: str = "euler") -> dict[str, float]:
-        return {}
