@@ -3,7 +3,7 @@
 Conventions (see README): t = 0 is noise, t = 1 is data; x_t = α(t) z + β(t) x1 with β = τ(t).
 """
 
-from . import learning, metrics, networks, schedules, streaming, theory
+from . import learning, methods, metrics, networks, schedules, streaming, theory
 from .interpolants import Coefficients, Interpolant
 from .models import (
     AbstractDataLaw,
@@ -77,6 +77,7 @@ __all__ = [
     "learning",
     "load_denoiser",
     "mean_field_magnetization",
+    "methods",
     "metrics",
     "networks",
     "sample",

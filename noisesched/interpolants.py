@@ -105,6 +105,12 @@ class Interpolant(eqx.Module):
             alpha=self.alpha(tau, comp), beta=tau, dbeta=dtau, alpha_sq=a2, alpha_dalpha=0.5 * da2
         )
 
+    def prior_scale(self, schedule: AbstractSchedule) -> Array:
+        """α(0), the scale of the prior X_0 = α(0) z: α0 for a schedule from pure noise
+        (τ(0) = 0), less for one that starts at a finite noise level (τ(0) > 0)."""
+        t0 = jnp.zeros((), jnp.result_type(float))
+        return self.alpha(schedule(t0), schedule.complement(t0))
+
     def noise_ratio(self, schedule: AbstractSchedule, t: ArrayLike) -> Array:
         """σ(t) = α/β, the noise level of score-based samplers (∞ at t = 0)."""
         t = jnp.asarray(t)

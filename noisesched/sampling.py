@@ -8,7 +8,9 @@ Two interchangeable paths over the same uniform grid t_i = i/N:
 
 Both return the same numbers up to floating-point rounding. The grid in t is always uniform: the
 schedule carries all non-uniformity. A solver is a name of ``SOLVERS`` or a diffrax solver
-instance (``diffrax.Tsit5()``).
+instance (``diffrax.Tsit5()``). Besides diffrax's Runge–Kutta methods in t, ``SOLVERS`` holds
+the samplers in noise level that most practitioners use, ``"sigma_euler"`` (DDIM,
+k-diffusion's Euler) and ``"dpmpp_2m"`` (DPM-Solver++(2M)), on both paths (fixed grid only).
 
 This module is the public entry point and checks every argument; each job behind it lives in
 a small module of ``noisesched._solve``: the grid and its kinks (``grid``: one-sided evaluation
@@ -41,6 +43,7 @@ from ._solve.problem import Problem
 from ._solve.solution import Solution
 from ._solve.solvers import (
     ADAPTIVE_SOLVERS,
+    NOISE_LEVEL_SOLVERS,
     SCAN_SOLVERS,
     SOLVERS,
     SolverLike,
@@ -69,19 +72,24 @@ FINAL_STEPS = ("auto", "euler", "solver")
 
 def sample_prior(
     interp: Interpolant, key: PRNGKeyArray, n: int, dtype: Any = None, *,
-    start: int | Int[Array, ""] = 0,
+    start: int | Int[Array, ""] = 0, schedule: AbstractSchedule | None = None,
 ) -> Float[Array, "n d"]:
-    """X_0 = α0 z, z ~ N(0, I_d), shape (n, d): rows ``start, …, start + n − 1`` of the batch
+    """X_0 = α(0) z, z ~ N(0, I_d), shape (n, d): rows ``start, …, start + n − 1`` of the batch
     drawn from ``key``. Row i depends only on ``fold_in(key, i)``, so a large batch can be drawn
-    in slices that together equal the batch drawn at once."""
+    in slices that together equal the batch drawn at once.
+
+    α(0) = α0 (``interp.alpha0``) for every schedule from pure noise; pass the ``schedule``
+    where it may start at a finite noise level (τ(0) > 0, ``Interpolant.prior_scale``)."""
     check_int("n", n, lo=1)
     check_key("key", key)
     if not isinstance(start, jax.Array):
         check_int("start", start, lo=0)
     dtype = jnp.result_type(float) if dtype is None else dtype
+    scale = (interp.alpha0 if schedule is None
+             else interp.prior_scale(schedule).astype(dtype))
 
     def one(k):
-        return interp.alpha0 * jax.random.normal(k, (interp.d,), dtype=dtype)
+        return scale * jax.random.normal(k, (interp.d,), dtype=dtype)
 
     return sample_rows(one, key, start, n)
 
@@ -117,8 +125,9 @@ def _check_scan_solver(solver: SolverLike) -> None:
     if isinstance(solver, str):
         check_choice("solver (method='scan')", solver, SCAN_SOLVERS)
     elif registry_name(solver) not in SCAN_SOLVERS:
-        raise ValueError("solver (method='scan') must be one of 'euler', 'heun', or "
-                         f"diffrax.Euler() or diffrax.Heun(); got {_given(solver)}")
+        raise ValueError(f"solver (method='scan') must be one of "
+                         f"{', '.join(map(repr, SCAN_SOLVERS))} or a default instance of their "
+                         f"classes (diffrax.Euler(), diffrax.Heun(), ...); got {_given(solver)}")
 
 
 def _check_adaptive_solver(solver: SolverLike) -> None:
@@ -155,6 +164,9 @@ def _check_options(*, steps, solver, method, adaptive, rtol, atol, final_step, t
         check_positive("rtol", rtol)
         check_positive("atol", atol)
     check_real("terminal_dt", terminal_dt, 0.0, 1.0)
+    if registry_name(solver) in NOISE_LEVEL_SOLVERS and final_step == "euler":
+        raise ValueError(f"final_step='euler' does not apply to solver {solver!r}: it steps in "
+                         "noise level and never evaluates the denoiser at t = 1; use 'auto'")
 
 
 def _check_problem(model: AbstractDenoiser, interp: Interpolant, x0: Array) -> None:
@@ -205,7 +217,8 @@ def solve(
         observe: ``None`` (keep only X_1), ``"overlap"`` (``model.overlap``) or a function of the
             (n, d) state returning a pytree; saved on the grid without storing full states.
         final_step: ``"auto"`` (Euler on the last interval iff ``model.singular_at_data``),
-            ``"euler"`` or ``"solver"``.
+            ``"euler"`` or ``"solver"``. The noise-level samplers never evaluate the
+            denoiser at t = 1: they take their own last step (``"auto"`` or ``"solver"``).
         terminal_dt: adaptive solves with a final Euler step stop at ``1 − terminal_dt``.
         adjoint: diffrax adjoint (default ``RecursiveCheckpointAdjoint(checkpoints)``).
         checkpoints: how many states reverse-mode differentiation stores. ``method="diffrax"``:
@@ -245,7 +258,8 @@ def solve(
         rtol=rtol,
         atol=atol,
         max_steps=max_steps,
-        final_euler=final_step == "euler" or (final_step == "auto" and model.singular_at_data),
+        final_euler=registry_name(solver) not in NOISE_LEVEL_SOLVERS and (
+            final_step == "euler" or (final_step == "auto" and model.singular_at_data)),
         terminal_dt=terminal_dt,
         checkpoints=checkpoints,
         observe=_resolve_observe(model, observe),
@@ -281,5 +295,5 @@ def sample(
     check_key("key", key)
     if interp.d != model.d:
         raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
-    x0 = sample_prior(interp, key, n)
+    x0 = sample_prior(interp, key, n, schedule=schedule)
     return solve(model, interp, schedule, x0, steps=steps, solver=solver, **options).x

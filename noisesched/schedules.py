@@ -32,9 +32,10 @@ from typing import Any, Protocol, runtime_checkable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._typing import RealLike
+from ._typing import ArrayOrSequence, RealLike
 from ._validation import check_choice, check_int, check_positive, check_real
 
 
@@ -69,6 +70,7 @@ __all__ = [
     "AbstractNoiseLevels",
     "LogSNRUniform",
     "ArctanLevels",
+    "KnotSchedule",
     "constant",
     "vp_dilated",
     "ve_dilated",
@@ -87,7 +89,13 @@ __all__ = [
 
 
 class AbstractSchedule(eqx.Module):
-    """A monotone map τ: [0, 1] → [0, 1] with τ(0) = 0 and τ(1) = 1.
+    """A monotone map τ: [0, 1] → [0, 1] with τ(1) = 1, and τ(0) = 0 for a sampler that starts
+    from pure noise.
+
+    A schedule may start at τ(0) > 0: a finite largest noise level σ_max = α(0)/β(0), as the
+    samplers in use do. The sampler then starts from X_0 = α(0) z (``Interpolant.prior_scale``)
+    and ignores the data's share β(0) x1 of x_0: the truncation error of such samplers, which
+    vanishes only when σ_max is large compared with the data.
 
     Subclasses implement ``__call__(t) -> τ`` for a scalar ``t`` with pure ``jax.numpy`` code, so
     that the schedule can be jitted, vmapped and differentiated (in ``t`` and in its parameters).
@@ -118,6 +126,19 @@ def tau_of_noise_ratio(sigma: ArrayLike, alpha0: ArrayLike, shape: str
         return a0 / (a0 + sigma), sigma / (a0 + sigma)
     root = jnp.sqrt(a0**2 + sigma**2)
     return a0 / root, sigma**2 / (root * (root + a0))
+
+
+def noise_levels_to_tau(sigmas: ArrayOrSequence, alpha0: float, shape: str
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(τ, 1 − τ) in float64 at the noise levels ``sigmas`` (σ = ∞ gives τ = 0, σ = 0 gives
+    τ = 1), for an interpolant of base scale ``alpha0`` and ``shape``."""
+    sigma = np.asarray(sigmas, np.float64)
+    finite = np.where(np.isfinite(sigma), sigma, 1.0)
+    with jax.enable_x64(True):
+        tau, comp = (np.asarray(a, np.float64) for a in tau_of_noise_ratio(
+            jnp.asarray(finite, jnp.float64), float(alpha0), shape))
+    infinite = np.isinf(sigma)
+    return np.where(infinite, 0.0, tau), np.where(infinite, 1.0, comp)
 
 
 def value_and_derivative(schedule: AbstractSchedule, t: ArrayLike) -> tuple[Scalar, Scalar]:
@@ -382,6 +403,79 @@ class ArctanLevels(AbstractNoiseLevels):
         hi = jnp.arctan(jnp.asarray(self.sigma_max, t.dtype))
         lo = jnp.arctan(jnp.asarray(self.sigma_min, t.dtype))
         return jnp.tan((1.0 - t) * hi + t * lo)
+
+
+class KnotSchedule(AbstractSchedule):
+    """τ piecewise linear in t through knots (i/N, τ_i), i = 0 … N, with τ_N = 1: the
+    schedule of an N-step sampler on the uniform grid t_i = i/N, exact at its points.
+
+    Every N-point schedule method (``noisesched.methods``) returns one, built from its noise
+    levels σ_0 > σ_1 > … > σ_N = 0 (``from_noise_levels``): σ_0 = ∞ starts from pure noise
+    (τ_0 = 0), a finite σ_0 is a truncated start (see ``AbstractSchedule``). τ_i and 1 − τ_i
+    are both stored, so that 1 − τ is free of cancellation near the data. The knots are array
+    leaves: a method that learns its points (LD3) differentiates through them.
+
+    Attributes:
+        tau: τ_0 ≤ … ≤ τ_N = 1, shape (N + 1,).
+        rest: 1 − τ_i, shape (N + 1,).
+    """
+
+    tau: Float[Array, " points"]
+    rest: Float[Array, " points"]
+
+    def __init__(self, tau: ArrayLike, rest: ArrayLike | None = None):
+        tau = jnp.asarray(tau, dtype=jnp.result_type(float))
+        rest = 1.0 - tau if rest is None else jnp.asarray(rest, dtype=tau.dtype)
+        if tau.ndim != 1 or tau.shape[0] < 3 or rest.shape != tau.shape:
+            raise ValueError("tau (and rest) must be 1-D arrays of N + 1 >= 3 knot values "
+                             f"(N >= 2 steps); got shapes {tau.shape} and {rest.shape}")
+        if not isinstance(tau, jax.core.Tracer):
+            values = np.asarray(tau, np.float64)
+            if not (np.all(np.isfinite(values)) and values[0] >= 0.0 and values[-1] == 1.0
+                    and np.all(np.diff(values) >= 0.0)):
+                raise ValueError("tau must be nondecreasing from tau[0] >= 0 to tau[-1] = 1; "
+                                 f"got {values.tolist()}")
+        self.tau, self.rest = tau, rest
+
+    @classmethod
+    def from_noise_levels(cls, interpolant: InterpolantLike, sigmas: ArrayOrSequence
+                          ) -> KnotSchedule:
+        """The schedule through the noise levels σ_0 > … > σ_N = 0 of ``interpolant`` (its α0
+        and shape) at t_i = i/N; σ_0 may be ∞ (pure noise)."""
+        sigma = np.asarray(sigmas, np.float64)
+        if sigma.ndim != 1 or sigma.shape[0] < 3:
+            raise ValueError("sigmas must be a 1-D list of N + 1 >= 3 noise levels "
+                             f"(N >= 2 steps); got shape {sigma.shape}")
+        if sigma[-1] != 0.0:
+            raise ValueError("sigmas must end with 0 (the data: σ_N = 0; append it to a list "
+                             f"without the trailing zero); got last level {sigma[-1]!r}")
+        if np.any(np.isnan(sigma)) or np.any(np.isinf(sigma[1:])) or not np.all(
+                np.diff(sigma) < 0):
+            raise ValueError("sigmas must decrease strictly, be finite after the first (which "
+                             f"may be inf, pure noise) and end at 0; got {sigma.tolist()}")
+        tau, rest = noise_levels_to_tau(sigma, interpolant.alpha0, interpolant.shape)
+        tau[-1], rest[-1] = 1.0, 0.0
+        return cls(tau, rest)
+
+    @property
+    def steps(self) -> int:
+        """N, the number of steps the knots were made for."""
+        return self.tau.shape[0] - 1
+
+    @property
+    def jump_times(self) -> tuple[float, ...]:
+        return tuple(i / self.steps for i in range(1, self.steps))
+
+    def _interp(self, t, values):
+        t = jnp.asarray(t)
+        knots = jnp.linspace(0.0, 1.0, self.steps + 1, dtype=t.dtype)
+        return jnp.interp(t, knots, values.astype(t.dtype))
+
+    def __call__(self, t):
+        return self._interp(t, self.tau)
+
+    def complement(self, t):
+        return self._interp(t, self.rest)
 
 
 def constant() -> Constant:

@@ -253,7 +253,7 @@ def _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype, options,
                                   options.get("atol", 1e-4))
         valid = min(rows, n - start)
         if not bool(all_finite(x[:valid])):
-            x0 = sample_prior(interp, key, valid, dtype, start=start)
+            x0 = sample_prior(interp, key, valid, dtype, start=start, schedule=schedule)
             raise nonfinite_error(model, interp, schedule, x0, start, options)
         yield Chunk(start, x, num_steps)
 
@@ -325,6 +325,6 @@ def _solve_rows(model, interp, schedule, key, start, rows, dtype, sharding, opti
     """Rows ``start … start + rows − 1`` of X_1, drawn and solved on ``sharding``'s devices
     (the constraints keep every intermediate split by rows)."""
     x0 = jax.lax.with_sharding_constraint(
-        sample_prior(interp, key, rows, dtype, start=start), sharding)
+        sample_prior(interp, key, rows, dtype, start=start, schedule=schedule), sharding)
     sol = solve(model, interp, schedule, x0, **options)
     return jax.lax.with_sharding_constraint(sol.x, sharding), sol.num_steps, sol.reached_end

@@ -5,12 +5,14 @@ x = M μ + x_⊥ with M = μ·x/|μ|², the ODE splits into
 
     dM/dt = a M + c tanh(h + β |μ|² M / D),        dx_⊥/dt = a x_⊥.
 
-A Runge–Kutta step preserves this split, so an N-step solve in any dimension d equals the same
-N-step solve of the 2-D system (M, y) with y' = a y, y(0) = 1: X_N = M_N μ + y_N x_⊥(0). Hence,
+A Runge–Kutta step preserves this split, and so does a step in noise level (σ-space Euler,
+DPM-Solver++(2M): x ← A x + B D with the denoiser D = a' x + c' μ tanh(h + β μ·x/v) and
+scalars A, B; spec §7), so an N-step solve in any dimension d equals the same N-step solve of
+the 2-D system (M, y), y(0) = 1: X_N = M_N μ + y_N x_⊥(0). Hence,
 for the same grid, kink rule and final step as ``noisesched.solve``,
 
-* within-mode variance E|x_⊥|²/(d − 1) = α0² y_N² exactly;
-* mode weight P(μ·X_N > 0) = P(M_0 > M_0*), M_0 ~ N(0, α0²/|μ|²), where M_0* is the root of the
+* within-mode variance E|x_⊥|²/(d − 1) = α(0)² y_N² exactly (X_0 = α(0) z);
+* mode weight P(μ·X_N > 0) = P(M_0 > M_0*), M_0 ~ N(0, α(0)²/|μ|²), where M_0* is the root of the
   increasing map M_0 ↦ M_N, found by repeated grid refinement (no Monte Carlo).
 
 The number of steps may be a traced integer, so one compiled oracle serves every N.
@@ -28,6 +30,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._solve.grid import Step, on_kink
+from ._solve.noise_level import NOISE_LEVEL_STEPS
 from ._solve.stepping import STEP_METHODS, EulerStep, HeunStep
 from ._validation import check_choice, check_int, check_positive, check_real
 from .interpolants import Coefficients, Interpolant
@@ -35,7 +38,7 @@ from .schedules import AbstractSchedule
 
 __all__ = ["TwoModeReduction", "reduced_solve", "gm_oracle", "ORACLE_SOLVERS"]
 
-ORACLE_SOLVERS = ("euler", "heun")
+ORACLE_SOLVERS = ("euler", "heun", "sigma_euler", "dpmpp_2m")
 
 
 class TwoModeReduction(eqx.Module):
@@ -83,6 +86,14 @@ class TwoModeReduction(eqx.Module):
         b = (c.dbeta * c.alpha_sq - c.alpha_dalpha * c.beta) / var
         return a * M + b * jnp.tanh(self.h + c.beta * self.mu_sq * M / var), a * y
 
+    def denoise(self, c: Coefficients, M: Array, y: Array) -> tuple[Array, Array]:
+        """The denoiser η = (σ²β/v) x + (α²/v) μ tanh(h + β μ·x/v), v = α² + σ²β², on the
+        state x = M μ + y x_⊥(0): its μ-component and its factor on x_⊥(0)."""
+        var = c.alpha_sq + self.sigma**2 * c.beta**2
+        a = self.sigma**2 * c.beta / var
+        return (a * M + c.alpha_sq / var * jnp.tanh(self.h + c.beta * self.mu_sq * M / var),
+                a * y)
+
 
 def _reduction(model) -> TwoModeReduction:
     return model if isinstance(model, TwoModeReduction) else TwoModeReduction.of(model)
@@ -100,8 +111,9 @@ def reduced_solve(
     """(M_N, y_N) for initial overlaps ``m0`` after ``steps`` steps of ``solver``.
 
     The same grid t_i = i/N, one-sided evaluation at schedule kinks on the grid, and final-step
-    rule as ``noisesched.solve``, and the same Euler/Heun step (``noisesched._solve.stepping``)
-    acting on the state (M, y). ``steps`` may be traced.
+    rule as ``noisesched.solve``, and the same step (Euler/Heun of
+    ``noisesched._solve.stepping``, or a noise-level sampler of
+    ``noisesched._solve.noise_level``) acting on the state (M, y). ``steps`` may be traced.
     """
     check_choice("solver", solver, ORACLE_SOLVERS)
     check_choice("final_step", final_step, ("auto", "euler", "solver"))
@@ -135,6 +147,14 @@ def reduced_solve(
     state = (m0, jnp.ones((), dtype))
     # a Python int gives a scan (reverse-differentiable); a traced count a while loop
     upper = steps if isinstance(steps, int) else n
+    if solver in NOISE_LEVEL_STEPS:
+        method = NOISE_LEVEL_STEPS[solver]
+
+        def level_step(i, carry):
+            return method(lambda c, s: red.denoise(c, *s), interp.coefficients(schedule, time(i)),
+                          interp.coefficients(schedule, time(i + 1)), *carry)
+
+        return jax.lax.fori_loop(0, upper, level_step, (state, method.init(state)))[0]
     return jax.lax.fori_loop(0, upper, step, state)
 
 
@@ -163,8 +183,8 @@ def gm_oracle(
     ``model`` is a two-mode mixture with means ±μ, or its ``TwoModeReduction`` (use
     ``TwoModeReduction.two_modes(d, …)`` for any d without forming the means).
 
-    Returns a dict with ``mode_weight`` (P(μ·X_N > 0)), ``within_mode_var`` (α0² y_N²),
-    ``threshold`` (M_0*, in units of the standard deviation α0/|μ| of M_0) and ``monotone``
+    Returns a dict with ``mode_weight`` (P(μ·X_N > 0)), ``within_mode_var`` (α(0)² y_N²),
+    ``threshold`` (M_0*, in units of the standard deviation α(0)/|μ| of M_0) and ``monotone``
     (whether M_N was found nondecreasing in M_0 on the first grid: the root is unique only then).
     The root is bracketed in ±``span`` standard deviations and refined ``rounds`` times on grids
     of ``points`` points; a root beyond ±``span`` is extrapolated by a Newton step from the end
@@ -176,7 +196,8 @@ def gm_oracle(
     """
     red = _reduction(model)
     dtype = jnp.result_type(float)
-    scale = interp.alpha0 / jnp.sqrt(red.mu_sq)  # std of M_0 = μ·(α0 z)/|μ|²
+    prior = interp.prior_scale(schedule)  # X_0 = α(0) z
+    scale = prior / jnp.sqrt(red.mu_sq)  # std of M_0 = μ·X_0/|μ|²
 
     def final_overlap(u):  # u: initial overlaps in units of the standard deviation
         return reduced_solve(red, interp, schedule, u * scale, steps, solver, final_step)[0]
@@ -202,7 +223,7 @@ def gm_oracle(
                         final_step)[1]
     return {
         "mode_weight": weight,
-        "within_mode_var": interp.alpha0**2 * y_n**2,
+        "within_mode_var": prior**2 * y_n**2,
         "threshold": threshold,
         "monotone": monotone,
     }

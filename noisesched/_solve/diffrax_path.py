@@ -18,6 +18,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 from ..models.base import AbstractDenoiser
 from .fused import FusedEuler
 from .grid import Grid
+from .noise_level import AbstractNoiseLevelSolver
 from .options import Options
 from .problem import Batch, Piece, Problem, has_statistics
 from .solvers import SolverLike, as_diffrax
@@ -84,8 +85,10 @@ def fixed_solve(problem: Problem, x0: Batch, grid: Grid, options: Options
     inner = grid.inner_kinks()
     solver = fixed_grid_solver(options.solver, problem.model, x0,
                                grid.ts[jnp.asarray(inner, int)])
-    # FusedEuler evaluates each step at its start, on the step's side of a kink: one solve
-    bounds = (0, last) if isinstance(solver, FusedEuler) else (0, *inner, last)
+    # FusedEuler evaluates each step at its start, on the step's side of a kink, and the
+    # noise-level samplers need no derivative of the schedule: one solve
+    one_piece = isinstance(solver, FusedEuler | AbstractNoiseLevelSolver)
+    bounds = (0, last) if one_piece else (0, *inner, last)
     x, pieces = x0, []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         ts = grid.ts[a : b + 1]

@@ -1,5 +1,6 @@
 """Euler and Heun fused with the model: a ``lax.scan`` loop with no solver machinery
-(``method="scan"``), and ``FusedEuler``, the same Euler step as a diffrax solver.
+(``method="scan"``, which also runs the noise-level samplers of ``noise_level``), and
+``FusedEuler``, the same Euler step as a diffrax solver.
 
 For a model with a statistics form (``AbstractDenoiser.statistics``), both carry the drift's sums
 over coordinates at the current state beside it, and each step computes those of the state it
@@ -18,20 +19,57 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 from .grid import Grid, Step, on_kink, one_sided
+from .noise_level import NOISE_LEVEL_STEPS, noise_level_loop
 from .options import Options
 from .problem import Batch, Piece, Problem, has_statistics
 from .solvers import registry_name
 from .stepping import STEP_METHODS, EulerStep
 
 
+def blocked_scan(body, carry: PyTree, steps: int, checkpoints: int | None
+                 ) -> tuple[PyTree, PyTree]:
+    """``lax.scan(body, carry, arange(steps))`` run as blocks of steps, each under
+    ``jax.checkpoint``: reverse mode stores one carry per block (``checkpoints`` blocks, or
+    ⌈√steps⌉). Same numbers as the plain scan."""
+    blocks = (math.ceil(math.sqrt(steps)) if checkpoints is None else min(checkpoints, steps))
+    size = math.ceil(steps / blocks)
+    full, rest = divmod(steps, size)
+
+    @jax.checkpoint
+    def block(carry, indices):
+        return jax.lax.scan(body, carry, indices)
+
+    carry, out = jax.lax.scan(block, carry, jnp.arange(full * size).reshape(full, size))
+    out = jax.tree.map(lambda a: a.reshape(full * size, *a.shape[2:]), out)
+    if rest:
+        carry, out_rest = block(carry, jnp.arange(full * size, steps))
+        out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, out_rest)
+    return carry, out
+
+
+def _with_start(observe, x0: Batch, obs: PyTree) -> PyTree | None:
+    """The observations at every grid point: ``observe(x0)`` before those after each step."""
+    if observe is None:
+        return None
+    return jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a]), observe(x0), obs)
+
+
 def fused_solve(problem: Problem, x0: Batch, grid: Grid, options: Options
                 ) -> tuple[Batch, PyTree | None]:
     """Euler or Heun (``options.solver``) over every step of ``grid``, in blocks of steps under
-    ``jax.checkpoint`` (reverse mode stores one state per block: ``options.checkpoints`` blocks,
-    or ⌈√M⌉). Returns X at the end of the grid and ``options.observe`` at each of its points."""
+    ``jax.checkpoint`` (``blocked_scan``), or a noise-level sampler (``noise_level``). Returns X
+    at the end of the grid and ``options.observe`` at each of its points."""
     model, observe, last = problem.model, options.observe, grid.steps
     name = registry_name(options.solver)
-    assert name is not None  # Euler or Heun, checked by noisesched.solve
+    assert name is not None  # checked by noisesched.solve
+
+    def scan(body, carry, indices):
+        return blocked_scan(body, carry, indices.shape[0], options.checkpoints)
+
+    if name in NOISE_LEVEL_STEPS:
+        x, obs = noise_level_loop(NOISE_LEVEL_STEPS[name], model.denoise, problem.coefficients,
+                                  grid.ts, x0, observe, scan)
+        return x, _with_start(observe, x0, obs)
     method = STEP_METHODS[name]
     fused = has_statistics(model, x0)
 
@@ -55,25 +93,8 @@ def fused_solve(problem: Problem, x0: Batch, grid: Grid, options: Options
         stats = statistics(table.start[jnp.minimum(i + 1, last - 1)], x)
         return (x, stats), (None if observe is None else observe(x))
 
-    @jax.checkpoint
-    def block(carry, indices):
-        return jax.lax.scan(step, carry, indices)
-
-    blocks = (math.ceil(math.sqrt(last)) if options.checkpoints is None
-              else min(options.checkpoints, last))
-    size = math.ceil(last / blocks)
-    full, rest = divmod(last, size)
-    carry = (x0, statistics(table.start[0], x0))
-    carry, obs = jax.lax.scan(block, carry, jnp.arange(full * size).reshape(full, size))
-    if observe is not None:
-        obs = jax.tree.map(lambda a: a.reshape(full * size, *a.shape[2:]), obs)
-    if rest:
-        carry, obs_rest = block(carry, jnp.arange(full * size, last))
-        if observe is not None:
-            obs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), obs, obs_rest)
-    if observe is not None:
-        obs = jax.tree.map(lambda a0, a: jnp.concatenate([a0[None], a]), observe(x0), obs)
-    return carry[0], obs
+    (x, _), obs = scan(step, (x0, statistics(table.start[0], x0)), jnp.arange(last))
+    return x, _with_start(observe, x0, obs)
 
 
 class FusedEuler(diffrax.AbstractSolver):

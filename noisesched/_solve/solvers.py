@@ -1,4 +1,5 @@
-"""The solvers ``solve`` knows by name, and the diffrax solver each name stands for.
+"""The solvers ``solve`` knows by name, and the diffrax solver each name stands for: the
+Runge–Kutta methods of diffrax in t, and the samplers in noise level of ``noise_level``.
 
 ``solver`` is a name of ``SOLVERS`` or a diffrax solver instance. A default instance of a class
 of ``SOLVERS`` (``diffrax.Tsit5()``) stands for its name, so it gives the name's numbers on every
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import diffrax
 
+from .noise_level import DPMSolverPP2M, SigmaEuler
+
 SOLVERS: dict[str, type[diffrax.AbstractSolver]] = {
     "euler": diffrax.Euler,
     "heun": diffrax.Heun,
@@ -17,11 +20,16 @@ SOLVERS: dict[str, type[diffrax.AbstractSolver]] = {
     "bosh3": diffrax.Bosh3,
     "tsit5": diffrax.Tsit5,
     "dopri5": diffrax.Dopri5,
+    "sigma_euler": SigmaEuler,
+    "dpmpp_2m": DPMSolverPP2M,
 }
 #: Solvers with an embedded error estimate, usable with ``adaptive=True``.
 ADAPTIVE_SOLVERS = ("bosh3", "tsit5", "dopri5")
 #: Solvers of the fused ``method="scan"`` path.
-SCAN_SOLVERS = ("euler", "heun")
+SCAN_SOLVERS = ("euler", "heun", "sigma_euler", "dpmpp_2m")
+#: Solvers that step in noise level (``noise_level``): they evaluate the denoiser at the grid
+#: points before t = 1 only, so they take no final Euler step.
+NOISE_LEVEL_SOLVERS = ("sigma_euler", "dpmpp_2m")
 
 SolverLike = str | diffrax.AbstractSolver
 

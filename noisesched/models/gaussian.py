@@ -122,10 +122,10 @@ class Gaussian(AbstractModel):
     def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: int,
                       solver: str = "euler") -> dict[str, float]:
         """The exact ``variance_ratio`` and n → ∞ log-spectrum error of the N-step solve, from
-        one solve from X_0 = α0 (1, …, 1) (the solve is linear and diagonal)."""
+        one solve from X_0 = α(0) (1, …, 1) (the solve is linear and diagonal)."""
         from ..sampling import solve
 
-        ones = jnp.full((1, self.d), interp.alpha0, dtype=jnp.result_type(float))
+        ones = jnp.full((1, self.d), interp.prior_scale(schedule), dtype=jnp.result_type(float))
         final = solve(self, interp, schedule, ones, steps=steps, solver=solver).x[0]
         ratio = np.asarray(final, np.float64) ** 2 / np.asarray(self.scales, np.float64) ** 2
         return {"variance_ratio_exact": float(np.mean(ratio)),

@@ -200,7 +200,7 @@ class GaussianMixture(AbstractModel):
     def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: int,
                       solver: str = "euler") -> dict[str, float]:
         """The exact mode weight and within-mode variance of the N-step solve
-        (``noisesched.theory.gm_oracle``) for means ±μ and Euler or Heun."""
+        (``noisesched.theory.gm_oracle``) for means ±μ and a solver of ``ORACLE_SOLVERS``."""
         reduction = self.two_mode_reduction()
         if reduction is None or solver not in ORACLE_SOLVERS:
             return {}
