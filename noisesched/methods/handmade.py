@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,8 @@ from ._levels import SIGMA_MAX, SIGMA_MIN, check_range, finite_top, through_leve
 
 
 def _equal_steps(steps: int, sigma_min: float, sigma_max: float,
-                 forward: Callable[[np.ndarray], np.ndarray],
-                 inverse: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+                 forward: Callable[[Any], Any],
+                 inverse: Callable[[Any], Any]) -> np.ndarray:
     top = finite_top(sigma_max, sigma_min)
     u = np.arange(steps) / (steps - 1)
     levels = inverse((1.0 - u) * forward(np.float64(top)) + u * forward(np.float64(sigma_min)))
