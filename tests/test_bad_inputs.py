@@ -81,10 +81,11 @@ API_CASES = [
     ("n = 0", lambda: _sample(n=0), "n must be an integer >= 1; got 0"),
     ("steps = 10.0", lambda: _sample(steps=10.0), "steps must be an integer >= 1; got 10.0"),
     ("solver", lambda: _sample(solver="rk4"),
-     "solver must be one of 'euler', 'heun', 'midpoint', 'ralston', 'bosh3', 'tsit5', 'dopri5'; "
-     "got 'rk4'"),
+     "solver must be one of 'euler', 'heun', 'midpoint', 'ralston', 'bosh3', 'tsit5', 'dopri5', "
+     "'sigma_euler', 'dpmpp_2m'; got 'rk4'"),
     ("scan solver", lambda: _sample(method="scan", solver="tsit5"),
-     "solver (method='scan') must be one of 'euler', 'heun'; got 'tsit5'"),
+     "solver (method='scan') must be one of 'euler', 'heun', 'sigma_euler', 'dpmpp_2m'; got "
+     "'tsit5'"),
     ("adaptive solver", lambda: _sample(adaptive=True, solver="euler"),
      "solver (adaptive) must be one of 'bosh3', 'tsit5', 'dopri5'; got 'euler'"),
     ("rtol", lambda: _sample(adaptive=True, solver="tsit5", rtol=0.0),

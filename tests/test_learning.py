@@ -140,7 +140,8 @@ def test_fit_rejects_bad_input(unchecked_types):
         SampleLoss(combined_loss, model, ns.Interpolant("vp", "linear", 30), 10)
     with pytest.raises(ValueError, match="steps must be an integer >= 1; got 0"):
         SampleLoss(combined_loss, model, interp, 0)
-    with pytest.raises(ValueError, match="solver must be one of 'euler', 'heun'; got 'tsit5'"):
+    with pytest.raises(ValueError, match="solver must be one of 'euler', 'heun', 'sigma_euler', "
+                                         "'dpmpp_2m'; got 'tsit5'"):
         SampleLoss(combined_loss, model, interp, 10, solver="tsit5")
     with pytest.raises(ValueError, match="checkpoints must be an integer >= 1; got 0"):
         SampleLoss(combined_loss, model, interp, 10, checkpoints=0)
@@ -859,7 +860,8 @@ def test_teacher_loss_rejects_bad_arguments_naming_them(unchecked_types):
         (dict(steps=0), "steps must be an integer >= 1; got 0"),
         (dict(steps=8, teacher_steps=8), "teacher_steps must exceed steps = 8"),
         (dict(teacher_steps=0), "teacher_steps must be an integer >= 1; got 0"),
-        (dict(solver="tsit5"), "solver must be one of 'euler', 'heun'; got 'tsit5'"),
+        (dict(solver="tsit5"),
+         "solver must be one of 'euler', 'heun', 'sigma_euler', 'dpmpp_2m'; got 'tsit5'"),
         (dict(method="loop"), "method must be one of 'diffrax', 'scan'"),
         (dict(teacher_solver="rk4"), "teacher_solver must be one of"),
         (dict(teacher_adaptive=True), "teacher_solver (teacher_adaptive) must be one of "

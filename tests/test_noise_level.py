@@ -187,3 +187,19 @@ def test_noise_level_reduction_is_exact(x64):
         m_n, y_n = theory.reduced_solve(model, interp, sched, m0, steps, solver)
         recon = m_n[:, None] * mu + y_n * (x0 - m0[:, None] * mu)
         np.testing.assert_allclose(recon, x, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["sigma_euler", "dpmpp_2m"])
+def test_oracle_gradient_matches_finite_differences(solver, x64):
+    """Schedules can be learned through the oracle under the noise-level samplers: the
+    derivative of the exact mode weight in the dilation k against central differences."""
+    red = theory.TwoModeReduction.two_modes(d=1000)
+    interp = ns.Interpolant("vp", "linear", 1000)
+
+    def weight(k):
+        sched = ns.schedules.VPDilated(d=1000, k=k)
+        return theory.gm_oracle(red, interp, sched, 10, solver)["mode_weight"]
+
+    h = 1e-5
+    numeric = (weight(3.0 + h) - weight(3.0 - h)) / (2 * h)
+    assert float(jax.grad(weight)(3.0)) == pytest.approx(float(numeric), rel=1e-6)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import time
@@ -33,9 +34,11 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from .. import metrics as metrics_mod
 from .._atomic import atomic_write, claim_folder
 from .._progress import progress_bar
 from ..models.base import AbstractDataLaw
+from ..sampling import SOLVERS
 from .config import (
     SECTIONS,
     ConfigError,
@@ -54,14 +57,27 @@ __all__ = ["CompareSettings", "load_compare", "run_compare"]
 
 @dataclasses.dataclass(frozen=True)
 class CompareSettings:
-    """The ``[compare]`` table."""
+    """The ``[compare]`` table (see the module's docstring)."""
 
     models: tuple[str, ...] = ()  # empty: the base config's model
     schedules: tuple[str, ...] = ("vp:constant", "vp:vp_dilated", "ve:constant",
                                   "ve:ve_dilated")
     steps: tuple[int, ...] = (10, 30, 100)
+    solvers: tuple[str, ...] = ()  # empty: the base config's solver
+    dims: tuple[int, ...] = ()  # empty: the base config's d
+    tolerance: float = 0.0  # > 0: the fewest steps N* with both errors within it
+    monte_carlo: bool = True  # false: the oracle alone, where the law has one for the solver
 
     def __post_init__(self):
+        for name in self.solvers:
+            if name not in SOLVERS:
+                raise ConfigError(f"compare.solvers entries must be among "
+                                  f"{', '.join(SOLVERS)}; got {name!r}")
+        for d in self.dims:
+            if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+                raise ConfigError(f"compare.dims entries must be integers >= 1; got {d!r}")
+        if not (isinstance(self.tolerance, float) and 0.0 <= self.tolerance < 1.0):
+            raise ConfigError(f"compare.tolerance must be in [0, 1); got {self.tolerance!r}")
         for case in self.schedules:
             if not isinstance(case, str) or case.partition(":")[0] not in ("vp", "ve") \
                     or not case.partition(":")[2]:
@@ -79,12 +95,21 @@ class CompareSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One (model, kind:schedule, N) of the comparison, with its validated run config."""
+    """One (model, kind:schedule, solver, d, N) of the comparison, with its validated run
+    config."""
 
     model: str
     case: str
     steps: int
     config: RunConfig
+
+    @property
+    def solver(self) -> str:
+        return self.config.solver.name
+
+    @property
+    def d(self) -> int:
+        return self.config.d
 
 
 def load_compare(path: str | Path, overrides: Sequence[str] = ()
@@ -96,30 +121,65 @@ def load_compare(path: str | Path, overrides: Sequence[str] = ()
         raise ConfigError(f"{path}: compare must be a table [compare]")
     updates = parse_overrides(overrides, (*SECTIONS, "compare"))
     table.update(updates.pop("compare", {}))
+    variants = table.pop("variants", {})
+    if not isinstance(variants, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("name"), str) for v in variants.values()):
+        raise ConfigError(f"{path}: compare.variants must be tables [compare.variants.LABEL] "
+                          "each with a schedule name (name = \"edm\") and its options")
     settings = settings_from_table("compare", CompareSettings, table)
     base = merge(data, updates)
     base_config = from_mapping(base, where=f"{path}: ")
     models = settings.models or (base_config.model.name,)
+    solvers = settings.solvers or (base_config.solver.name,)
     cells = []
-    for model in models:
-        for case in settings.schedules:
-            kind, _, schedule = case.partition(":")
-            for steps in settings.steps:
-                cell = merge(base, {"model": {"name": model}, "interpolant": {"kind": kind},
-                                    "solver": {"steps": steps}})
-                cell["schedule"] = {"name": schedule}
-                cell.setdefault("output", {})["figures"] = False
-                where = f"{path} [{model}, {case}, N = {steps}]: "
-                cells.append(Cell(model, case, steps, from_mapping(cell, where=where)))
-    _check_one_law(cells, path)
+    for model, case, solver, d, steps in itertools.product(
+            models, settings.schedules, solvers, settings.dims or (None,), settings.steps):
+        kind, _, schedule = case.partition(":")
+        cell = merge(base, {"model": {"name": model}, "interpolant": {"kind": kind},
+                            "solver": {"steps": steps, "name": solver}})
+        if d is not None:
+            cell["model"]["d"] = d
+        cell["schedule"] = dict(variants.get(schedule, {"name": schedule}))
+        cell.setdefault("output", {})["figures"] = False
+        where = f"{path} [{model}, {case}, {solver}, d = {d}, N = {steps}]: "
+        cells.append(Cell(model, case, steps, from_mapping(cell, where=where)))
+    _check_one_law(cells, path, same_d=not settings.dims)
+    if not settings.monte_carlo:
+        _check_oracles(cells, path)
     return base_config.name, settings, cells
 
 
-def _check_one_law(cells: list[Cell], path) -> None:
+def _check_oracles(cells: list[Cell], path) -> None:
+    """Every (model, solver) of the cells has an oracle (``compare.monte_carlo = false``),
+    tried once each on a 2-step constant schedule at the smallest d."""
+    from ..schedules import Constant
+
+    tried = set()
+    for cell in sorted(cells, key=lambda c: c.d):
+        if (cell.model, cell.solver) in tried:
+            continue
+        tried.add((cell.model, cell.solver))
+        model, interp, _ = cell.config.build()
+        if not model.exact_metrics(interp, Constant(), 2, cell.solver):
+            raise ConfigError(f"{path}: compare.monte_carlo = false needs an oracle for every "
+                              f"cell; model {cell.model!r} has none for solver "
+                              f"{cell.solver!r} (set monte_carlo = true)")
+
+
+def _check_one_law(cells: list[Cell], path, same_d: bool = True) -> None:
     """Every model of a comparison must be measured against the same data law (a network
-    carries the law it was trained on), or its rows would sit under another law's targets."""
+    carries the law it was trained on), or its rows would sit under another law's targets;
+    with ``compare.dims``, the same law at each d."""
+    if not same_d:
+        for d in dict.fromkeys(cell.d for cell in cells):
+            _check_one_law([cell for cell in cells if cell.d == d], path)
+        return
     first = None
+    seen = set()
     for cell in cells:
+        if cell.model in seen:
+            continue
+        seen.add(cell.model)
         model = cell.config.build()[0]
         if not isinstance(model, AbstractDataLaw):
             raise ConfigError(f"{path}: compare.models entry {cell.model!r} has no data law to "
@@ -134,9 +194,9 @@ def _check_one_law(cells: list[Cell], path) -> None:
                               "one law (a network's is the law it was trained on)")
 
 
-def _cell_key(cell: Cell) -> str:
-    text = json.dumps({"identity": cell.config.identity(), "backend": jax.default_backend()},
-                      sort_keys=True, default=str)
+def _cell_key(cell: Cell, monte_carlo: bool) -> str:
+    text = json.dumps({"identity": cell.config.identity(), "backend": jax.default_backend(),
+                       "monte_carlo": monte_carlo}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -153,50 +213,168 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
     bar = progress_bar(len(cells), desc="compare", enabled=progress)
     try:
         for cell in cells:
-            file = store / f"{_cell_key(cell)}.json"
+            file = store / f"{_cell_key(cell, settings.monte_carlo)}.json"
             if file.is_file():
                 row = json.loads(file.read_text())
             else:
                 t0 = time.perf_counter()
-                x64 = cell.config.sample.dtype == "float64"
-                with jax.enable_x64(x64):
-                    model, interp, schedule = cell.config.build()
-                    metrics = evaluate(model, interp, schedule, cell.config)
-                row = {"model": cell.model, "schedule": cell.case, "steps": cell.steps,
-                       "n": cell.config.sample.n, "seconds": time.perf_counter() - t0,
-                       **metrics}
+                if settings.monte_carlo:
+                    x64 = cell.config.sample.dtype == "float64"
+                    with jax.enable_x64(x64):
+                        model, interp, schedule = cell.config.build()
+                        metrics = evaluate(model, interp, schedule, cell.config)
+                else:
+                    metrics = _oracle(cell)
+                row = {"model": cell.model, "schedule": cell.case, "solver": cell.solver,
+                       "d": cell.d, "steps": cell.steps,
+                       "n": cell.config.sample.n if settings.monte_carlo else 0,
+                       "seconds": time.perf_counter() - t0, **metrics}
                 write_json(file, row)
+            law = cell.config.build()[0]
+            row.update(errors(law, row))
             rows.append(row)
             bar.update(1)
     finally:
         bar.close()
     model, _, _ = cells[0].config.build()
     text = table(rows, model)
+    how = (f"n = {cells[0].config.sample.n} samples per cell, seed {cells[0].config.sample.seed}"
+           if settings.monte_carlo else "exact oracle, no Monte Carlo")
+    budget = ""
+    files = ["compare.json", "compare.md", "compare.png", "cells/"]
+    steps_needed: list[dict] = []
+    if settings.tolerance > 0:
+        steps_needed = fewest_steps(rows, settings.tolerance)
+        budget = (f"\n\n## Fewest steps N* with both errors ≤ {settings.tolerance:g}\n\n"
+                  + budget_table(steps_needed, settings))
+        save_figure(out / "steps_vs_d.png", _budget_figure(steps_needed, name))
+        files.append("steps_vs_d.png")
     atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(
-        f"# {name}: n = {cells[0].config.sample.n} samples per cell, seed "
-        f"{cells[0].config.sample.seed}, {cells[0].config.solver.name}\n\n{text}\n"))
+        f"# {name}: {how}\n\n{ERRORS_NOTE}\n\n{text}{budget}\n"))
     save_figure(out / "compare.png", _figure(rows, model, name))
-    record = {"name": name, "compare": {k: list(v) for k, v in
-                                        dataclasses.asdict(settings).items()},
-              "base": cells[0].config.to_dict(), "rows": rows,
-              "seconds": time.perf_counter() - start,
-              "files": ["compare.json", "compare.md", "compare.png", "cells/"],
+    record = {"name": name, "compare": {k: list(v) if isinstance(v, tuple) else v
+                                        for k, v in dataclasses.asdict(settings).items()},
+              "base": cells[0].config.to_dict(), "rows": rows, "fewest_steps": steps_needed,
+              "seconds": time.perf_counter() - start, "files": files,
               "environment": environment()}
     write_json(out / "compare.json", record)
-    log(text)
+    log(text + budget)
     return record
+
+
+def _oracle(cell: Cell) -> dict[str, float]:
+    """The targets of the features (from a few exact samples: they depend on the law only)
+    and the Monte-Carlo-free values of the cell's discretisation, in float64."""
+    with jax.enable_x64(True):
+        model, interp, schedule = cell.config.build()
+        law = model.data_law()
+        summary = metrics_mod.summary(law, law.sample(jax.random.key(0), 8))
+        out = {f.target: summary[f.target] for f in law.features if f.target is not None}
+        out.update(model.exact_metrics(interp, schedule, cell.steps, cell.solver))
+    return {k: float(v) for k, v in out.items()}
+
+
+ERRORS_NOTE = ("Errors: high level = the largest |value − target| of the high-level features "
+               "(mode or phase weights); low level = the largest |value/target − 1| of the "
+               "low-level features with a nonzero target (|value| where it is 0); each from "
+               "the Monte-Carlo-free value where the law has one, else the sample estimate.")
+
+
+def errors(law, row: dict) -> dict[str, float]:
+    """``high_error`` and ``low_error`` of a row (see ``ERRORS_NOTE``); nan where the law has
+    no feature of that level with a target."""
+    out = {"high_error": math.nan, "low_error": math.nan}
+    for f in law.features:
+        if f.target is None or f.target not in row:
+            continue
+        value = row.get(f.exact) if f.exact is not None and f.exact in row else row.get(f.key)
+        if value is None:
+            continue
+        target = row[f.target]
+        if f.level == "high":
+            err = abs(value - target)
+        else:
+            err = abs(value / target - 1.0) if target != 0 else abs(value)
+        key = f"{f.level}_error"
+        out[key] = err if math.isnan(out[key]) else max(out[key], err)
+    return out
+
+
+def fewest_steps(rows: list[dict], tolerance: float) -> list[dict]:
+    """For each (model, schedule, solver): N*(d), the fewest steps among the compared N with
+    both errors within ``tolerance`` (None where none is), and the least-squares slope of
+    log N* in log d over the d's where N* exists (None with fewer than two)."""
+    out = []
+    groups = dict.fromkeys((r["model"], r["schedule"], r["solver"]) for r in rows)
+    for model, case, solver in groups:
+        mine = [r for r in rows if (r["model"], r["schedule"], r["solver"]) == (model, case,
+                                                                                 solver)]
+        per_d: dict[int, int | None] = {}
+        for d in sorted({r["d"] for r in mine}):
+            good = [r["steps"] for r in mine if r["d"] == d
+                    and all(not math.isnan(r[k]) and r[k] <= tolerance
+                            for k in ("high_error", "low_error") if not math.isnan(r[k]))
+                    and not all(math.isnan(r[k]) for k in ("high_error", "low_error"))]
+            per_d[d] = min(good) if good else None
+        found = [(d, n) for d, n in per_d.items() if n is not None]
+        slope = None
+        if len(found) >= 2 and len({d for d, _ in found}) >= 2:
+            logd, logn = np.log([d for d, _ in found]), np.log([n for _, n in found])
+            slope = float(np.polyfit(logd, logn, 1)[0])
+        out.append({"model": model, "schedule": case, "solver": solver,
+                    "steps": {str(d): n for d, n in per_d.items()}, "slope": slope})
+    return out
+
+
+def budget_table(entries: list[dict], settings: CompareSettings) -> str:
+    """Markdown: N*(d) per (model, schedule, solver) and its slope in log d ("> N_max" where no
+    compared N reaches the tolerance)."""
+    dims = sorted({int(d) for e in entries for d in e["steps"]})
+    top = max(settings.steps)
+    lines = ["| model | schedule | solver | " + " | ".join(f"d = {d:.0e}" for d in dims)
+             + " | slope of log N* in log d |",
+             "|---|---|---|" + "---|" * (len(dims) + 1)]
+    for e in entries:
+        cells = [str(e["steps"].get(str(d))) if e["steps"].get(str(d)) is not None
+                 else f"> {top}" for d in dims]
+        slope = "–" if e["slope"] is None else f"{e['slope']:.2f}"
+        lines.append(f"| {_short(e['model'])} | {_short(e['schedule'])} | {e['solver']} | "
+                     + " | ".join(cells) + f" | {slope} |")
+    return "\n".join(lines)
+
+
+def _budget_figure(entries: list[dict], title: str):
+    from .._plotting import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles: dict[str, str] = {}
+    for j, e in enumerate(entries):
+        pts = sorted((int(d), n) for d, n in e["steps"].items() if n is not None)
+        if not pts:
+            continue
+        ls = styles.setdefault(e["solver"], ["-", "--", ":", "-."][len(styles) % 4])
+        d, n = np.asarray(pts).T
+        ax.plot(d, n, ls, marker="o", ms=3, color=f"C{j % 10}",
+                label=f"{_short(e['schedule'])} / {e['solver']}")
+    ax.set(xscale="log", yscale="log", xlabel="d", ylabel="fewest steps N*", title=title)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
 
 
 def table(rows: list[dict], model) -> str:
     """Markdown: one row per (model, schedule, N), a column per feature (target in the
     heading) and its Monte-Carlo-free value where there is one."""
     columns = feature_columns(model, rows, "exact drift, no MC")
-    lines = ["| model | schedule | N | " + " | ".join(h for h, _ in columns) + " |",
-             "|---|---|---|" + "---|" * len(columns)]
+    columns += [("high-level error", "high_error"), ("low-level error", "low_error")]
+    lines = ["| model | schedule | solver | d | N | " + " | ".join(h for h, _ in columns)
+             + " |", "|---|---|---|---|---|" + "---|" * len(columns)]
     for r in rows:
         cells = [f"{r[key]:.4f}" if key in r and math.isfinite(r[key]) else "–"
                  for _, key in columns]
-        lines.append(f"| {_short(r['model'])} | {_short(r['schedule'])} | {r['steps']} | "
+        lines.append(f"| {_short(r['model'])} | {_short(r['schedule'])} | "
+                     f"{r.get('solver', '')} | {r.get('d', '')} | {r['steps']} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
 

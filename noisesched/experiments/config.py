@@ -40,6 +40,7 @@ from typing import Any
 
 import jax
 
+from .. import methods as methods_mod
 from .. import models as models_mod
 from .. import networks
 from .. import schedules as schedules_mod
@@ -47,6 +48,7 @@ from .._typing import RealLike
 from .._validation import check_choice, check_int, check_positive
 from ..interpolants import Interpolant
 from ..learning.families import FAMILIES
+from ..models.base import check_data_law
 from ..sampling import ADAPTIVE_SOLVERS, SCAN_SOLVERS, SOLVERS
 
 DTYPES = ("float32", "float64")
@@ -202,7 +204,12 @@ def _plain(value):
 
 #: What the model section's constructor receives from nothing else; the schedule's maker also
 #: receives the interpolant (``interpolant``) where it takes one.
-_SCHEDULE_CONTEXT = ("interpolant",)
+#: Arguments of a schedule maker that come from the rest of the config, not from [schedule]:
+#: the interpolant of a built-in schedule, and the model, interpolant and N of a method.
+_SCHEDULE_CONTEXT = ("interpolant", "model", "interp", "steps")
+#: ``[schedule] sigma_max = "dimension_aware"``: σ_max from the model's data law
+#: (``noisesched.methods.dimension_aware_sigma_max``), resolved when the schedule is built.
+DIMENSION_AWARE = "dimension_aware"
 
 
 class ModelLoader(typing.NamedTuple):
@@ -299,9 +306,10 @@ def check_choice_config(where: str, value: str, choices: Sequence[str]) -> None:
 
 
 def _schedule_registry() -> dict[str, Callable[..., Any]]:
-    """Built-in schedules (``noisesched.schedules.REGISTRY``) and learnable families
-    (``noisesched.learning.FAMILIES``), by name."""
-    return {**schedules_mod.REGISTRY, **FAMILIES}
+    """Built-in schedules (``noisesched.schedules.REGISTRY``), learnable families
+    (``noisesched.learning.FAMILIES``) and schedule methods (``noisesched.methods.METHODS``),
+    by name."""
+    return {**schedules_mod.REGISTRY, **FAMILIES, **methods_mod.METHODS}
 
 
 def schedule_maker(name: str) -> Callable[..., Any]:
@@ -342,6 +350,9 @@ def resolve_choice(section: str, data: Mapping[str, Any], target: Callable,
                 continue
             raise ConfigError(f"unknown {section} key {key!r} for {section} {data['name']!r}"
                               + suggest(key, list(params) + sorted(others)))
+        if key == "sigma_max" and value == DIMENSION_AWARE:
+            out[key] = value  # resolved from the model when the schedule is built
+            continue
         out[key] = coerce(f"{section}.{key}", value, hints.get(key, Any))
     return out
 
@@ -495,6 +506,10 @@ class RunConfig:
     solver: SolverSettings = SolverSettings()
     sample: SampleSettings = SampleSettings()
     output: OutputSettings = OutputSettings()
+    #: a schedule method's result by precision (x64 or not): a method may cost seconds (it
+    #: optimises against the model), and a config is built several times
+    _method_schedules: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                                compare=False)
 
     def __post_init__(self):
         if not isinstance(self.name, str):
@@ -517,11 +532,21 @@ class RunConfig:
                                  d=model.d))
         maker = schedule_maker(self.schedule.name)
         options = dict(self.schedule.options)
-        if "interpolant" in parameters(maker):
+        if options.get("sigma_max") == DIMENSION_AWARE:
+            options["sigma_max"] = methods_mod.dimension_aware_sigma_max(
+                check_data_law(model, "sigma_max = 'dimension_aware'").data_law())
+        if self.schedule.name in methods_mod.METHODS:
+            options.update(model=model, interp=interp, steps=self.solver.steps)
+        elif "interpolant" in parameters(maker):
             options["interpolant"] = interp
+        precision = bool(jax.config.jax_enable_x64)
+        if precision in self._method_schedules:
+            return model, interp, self._method_schedules[precision]
         with warnings.catch_warnings():  # said once, when the config was made
             warnings.simplefilter("ignore", schedules_mod.ScheduleKindWarning)
             schedule = construct("schedule", maker, options, self.schedule.name)
+        if self.schedule.name in methods_mod.METHODS:
+            self._method_schedules[precision] = schedule
         return model, interp, schedule
 
     @property
