@@ -3,7 +3,7 @@
 Conventions (see README): t = 0 is noise, t = 1 is data; x_t = α(t) z + β(t) x1 with β = τ(t).
 """
 
-from . import learning, methods, metrics, networks, schedules, streaming, theory
+from . import cards, learning, methods, metrics, networks, schedules, streaming, theory
 from .interpolants import Coefficients, Interpolant
 from .models import (
     AbstractDataLaw,
@@ -72,6 +72,7 @@ __all__ = [
     "SOLVERS",
     "Solution",
     "TrainOptions",
+    "cards",
     "denoising_error",
     "first_nonfinite",
     "learning",

@@ -115,6 +115,31 @@ def _build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--out", default=None,
                          help="output folder (default noisesched-out/<config name>)")
 
+    export = sub.add_parser("export", help="a schedule card and the noise-level lists of "
+                            "samplers (diffusers, k-diffusion, ComfyUI, CSV) from a run config")
+    _add_config(export, "path to a .toml run config ([model], [interpolant], [schedule], "
+                "[solver]); optional with --card")
+    export.add_argument("--set", action="append", nargs="+", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override config keys, e.g. --set schedule.name=karras (repeatable)")
+    export.add_argument("--method", default=None,
+                        help="a schedule method of noisesched.methods (edm, log_snr, arctan, "
+                             "...) in place of the config's [schedule]")
+    export.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of --method, e.g. --option sigma_max=80 (repeatable)")
+    export.add_argument("--steps", type=int, default=None,
+                        help="N, the number of steps (default: the config's solver.steps)")
+    export.add_argument("--format", dest="formats", action="extend", nargs="+", default=None,
+                        metavar="FORMAT", help="one or several of diffusers, diffusers_euler, "
+                        "k_diffusion, comfyui, csv (default: all)")
+    export.add_argument("--sigma-max", type=float, default=None,
+                        help="a finite first level (> sigma_1) in place of sigma_0 = inf, which "
+                             "samplers cannot start from; recorded in the card")
+    export.add_argument("--card", default=None,
+                        help="export a card.json again (with CONFIG: checked against its d)")
+    export.add_argument("--out", default=None,
+                        help="output folder (default noisesched-out/<config name>/export)")
+
     repro = sub.add_parser("reproduce", help="every experiment at CPU sizes, with a report")
     repro.add_argument("--configs", default="configs",
                        help="folder of configs (default %(default)s)")
@@ -220,6 +245,84 @@ def _scaling(args) -> None:
     print(f"wrote {out}/scaling.json and {out}/scaling.png")
 
 
+def _export_source(path: str, overrides: list[str], config) -> dict:
+    """Where the config's schedule comes from: a built-in schedule or learnable family with
+    its options, or a learned schedule file (``schedule.name = "@path"``)."""
+    import hashlib
+    from pathlib import Path
+
+    from .experiments.config import merge, parse_overrides, read_file
+
+    raw = merge(read_file(path), parse_overrides(overrides)).get("schedule", {})
+    name = raw.get("name") if isinstance(raw, dict) else None
+    resolved = config.to_dict()["schedule"]
+    options = {k: v for k, v in resolved.items() if k != "name"}
+    if isinstance(name, str) and name.startswith("@"):
+        file = Path(name[1:])
+        return {"type": "schedule_file", "path": str(file), "family": resolved["name"],
+                "sha256": hashlib.sha256(file.read_bytes()).hexdigest(), "options": options}
+    return {"type": "schedule", "name": resolved["name"], "options": options}
+
+
+def _export(args) -> None:
+    from pathlib import Path
+
+    import jax
+
+    from .cards import export_card, load_card
+    from .experiments.config import load
+
+    given = args.config if args.config is not None else args.config_option
+    if args.card is not None:
+        if args.config is not None and args.config_option is not None:
+            _config_path(args)  # refuses both
+        extra = [flag for flag, value in (("--method", args.method), ("--option", args.option),
+                                          ("--steps", args.steps), ("--set", args.set))
+                 if value]
+        if extra:
+            raise ValueError(f"--card exports a card as it is and takes no {', '.join(extra)} "
+                             "(make a new card from a config instead)")
+        d = load(given).d if given is not None else None
+        card = load_card(args.card, d=d)
+        out = args.out or f"noisesched-out/{Path(args.card).stem}/export"
+    else:
+        if given is None:
+            raise ValueError("export takes a config path (CONFIG or --config CONFIG) or a card "
+                             "(--card CARD); got neither")
+        path = _config_path(args)
+        if args.option and args.method is None:
+            raise ValueError("--option sets an option of --method; give --method NAME")
+        config = load(path, _overrides(args))
+        steps = config.solver.steps if args.steps is None else args.steps
+        with jax.enable_x64(True):  # the levels in float64, whatever the sampling dtype
+            card = _export_card(args, path, config, steps)
+        out = args.out or f"noisesched-out/{config.name}/export"
+    paths = export_card(card, out, args.formats, sigma_max=args.sigma_max)
+    print(f"wrote {out}/: " + ", ".join(p.name for p in paths.values()))
+
+
+def _export_card(args, path: str, config, steps: int):
+    """The card of the config's schedule, or of ``--method`` with its ``--option``s."""
+    from . import methods
+    from .cards import make_card
+    from .experiments.config import parse_value
+
+    model, interp, schedule = config.build()
+    if args.method is not None:
+        options = {}
+        for item in args.option:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--option takes KEY=VALUE; got {item!r}")
+            options[key.strip()] = parse_value(raw)
+        schedule = methods.make(args.method, model, interp, steps, **options)
+        source = {"type": "method", "name": args.method, "options": options,
+                  "model": config.to_dict()["model"]}
+    else:
+        source = _export_source(path, _overrides(args), config)
+    return make_card(schedule, interp, steps, solver=config.solver.name, source=source)
+
+
 def _reproduce(args) -> None:
     from .experiments.reproduce import run_reproduce
 
@@ -265,7 +368,7 @@ def _failure(err: BaseException) -> tuple[int, str] | None:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     commands = {"demo": _demo, "run": _run, "fit": _fit, "train": _train, "compare": _compare,
-                "scaling": _scaling,
+                "scaling": _scaling, "export": _export,
                 "reproduce": _reproduce}
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
