@@ -539,7 +539,7 @@ class RunConfig:
             options.update(model=model, interp=interp, steps=self.solver.steps)
         elif "interpolant" in parameters(maker):
             options["interpolant"] = interp
-        precision = bool(jax.config.jax_enable_x64)
+        precision = jax.numpy.result_type(float) == jax.numpy.float64  # x64 on
         if precision in self._method_schedules:
             return model, interp, self._method_schedules[precision]
         with warnings.catch_warnings():  # said once, when the config was made
