@@ -206,13 +206,16 @@ def gm_oracle(
     first = jnp.linspace(lo, hi, points)
     first_vals = jax.lax.stop_gradient(final_overlap(first))
     monotone = jnp.all(jnp.diff(first_vals) >= 0)
-    grid, vals = first, first_vals
-    for r in range(rounds):
-        if r > 0:
-            grid = jnp.linspace(lo, hi, points)
-            vals = jax.lax.stop_gradient(final_overlap(grid))
+
+    def bracket(grid, vals):
         idx = jnp.clip(jnp.argmax(vals > 0), 1, points - 1)
-        lo, hi = grid[idx - 1], grid[idx]
+        return grid[idx - 1], grid[idx]
+
+    def refine(_, ends):  # one solve in the program for every round (compiles once)
+        grid = jnp.linspace(*ends, points)
+        return bracket(grid, jax.lax.stop_gradient(final_overlap(grid)))
+
+    lo, hi = jax.lax.fori_loop(1, max(rounds, 1), refine, bracket(first, first_vals))
     # every start ends positive → the root lies below −span; none does → above +span. There the
     # Newton step below extrapolates from the end of the bracket.
     root = jnp.where(first_vals[0] > 0, -span, jnp.where(first_vals[-1] <= 0, span,

@@ -65,7 +65,8 @@ class CompareSettings:
     steps: tuple[int, ...] = (10, 30, 100)
     solvers: tuple[str, ...] = ()  # empty: the base config's solver
     dims: tuple[int, ...] = ()  # empty: the base config's d
-    tolerance: float = 0.0  # > 0: the fewest steps N* with both errors within it
+    tol_high: float = 0.0  # > 0 (with tol_low): the fewest steps N* with both errors within
+    tol_low: float = 0.0
     monte_carlo: bool = True  # false: the oracle alone, where the law has one for the solver
 
     def __post_init__(self):
@@ -76,8 +77,13 @@ class CompareSettings:
         for d in self.dims:
             if isinstance(d, bool) or not isinstance(d, int) or d < 1:
                 raise ConfigError(f"compare.dims entries must be integers >= 1; got {d!r}")
-        if not (isinstance(self.tolerance, float) and 0.0 <= self.tolerance < 1.0):
-            raise ConfigError(f"compare.tolerance must be in [0, 1); got {self.tolerance!r}")
+        for key in ("tol_high", "tol_low"):
+            value = getattr(self, key)
+            if not (isinstance(value, float) and 0.0 <= value < 1.0):
+                raise ConfigError(f"compare.{key} must be in [0, 1); got {value!r}")
+        if (self.tol_high > 0) != (self.tol_low > 0):
+            raise ConfigError("compare.tol_high and compare.tol_low must be set together "
+                              f"(both > 0 for N*); got {self.tol_high!r} and {self.tol_low!r}")
         for case in self.schedules:
             if not isinstance(case, str) or case.partition(":")[0] not in ("vp", "ve") \
                     or not case.partition(":")[2]:
@@ -243,9 +249,10 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
     budget = ""
     files = ["compare.json", "compare.md", "compare.png", "cells/"]
     steps_needed: list[dict] = []
-    if settings.tolerance > 0:
-        steps_needed = fewest_steps(rows, settings.tolerance)
-        budget = (f"\n\n## Fewest steps N* with both errors ≤ {settings.tolerance:g}\n\n"
+    if settings.tol_high > 0:
+        steps_needed = fewest_steps(rows, settings.tol_high, settings.tol_low)
+        budget = (f"\n\n## Fewest steps N* with high-level error ≤ {settings.tol_high:g} and "
+                  f"low-level error ≤ {settings.tol_low:g}\n\n"
                   + budget_table(steps_needed, settings))
         save_figure(out / "steps_vs_d.png", _budget_figure(steps_needed, name))
         files.append("steps_vs_d.png")
@@ -300,10 +307,12 @@ def errors(law, row: dict) -> dict[str, float]:
     return out
 
 
-def fewest_steps(rows: list[dict], tolerance: float) -> list[dict]:
+def fewest_steps(rows: list[dict], tol_high: float, tol_low: float) -> list[dict]:
     """For each (model, schedule, solver): N*(d), the fewest steps among the compared N with
-    both errors within ``tolerance`` (None where none is), and the least-squares slope of
+    the high-level error within ``tol_high`` and the low-level one within ``tol_low`` (a level
+    the law lacks is not checked; None where no N qualifies), and the least-squares slope of
     log N* in log d over the d's where N* exists (None with fewer than two)."""
+    tolerances = {"high_error": tol_high, "low_error": tol_low}
     out = []
     groups = dict.fromkeys((r["model"], r["schedule"], r["solver"]) for r in rows)
     for model, case, solver in groups:
@@ -312,9 +321,9 @@ def fewest_steps(rows: list[dict], tolerance: float) -> list[dict]:
         per_d: dict[int, int | None] = {}
         for d in sorted({r["d"] for r in mine}):
             good = [r["steps"] for r in mine if r["d"] == d
-                    and all(not math.isnan(r[k]) and r[k] <= tolerance
-                            for k in ("high_error", "low_error") if not math.isnan(r[k]))
-                    and not all(math.isnan(r[k]) for k in ("high_error", "low_error"))]
+                    and all(r[k] <= tol for k, tol in tolerances.items()
+                            if not math.isnan(r[k]))
+                    and not all(math.isnan(r[k]) for k in tolerances)]
             per_d[d] = min(good) if good else None
         found = [(d, n) for d, n in per_d.items() if n is not None]
         slope = None
@@ -380,37 +389,42 @@ def table(rows: list[dict], model) -> str:
 
 
 def _figure(rows: list[dict], model, title: str):
+    """Both errors against N: a column per d, a colour per schedule, a line style per solver
+    and a marker per model."""
     from matplotlib.lines import Line2D
 
     from .._plotting import pyplot
 
     plt = pyplot()
-    features = [f for f in model.features if f.target is not None] or list(model.features)[:1]
-    cols = min(4, len(features))
-    rows_ = math.ceil(len(features) / cols)
-    fig, axes = plt.subplots(rows_, cols, figsize=(4.5 * cols, 3.6 * rows_), squeeze=False)
-    for ax in axes.flat[len(features):]:
-        ax.set_visible(False)
+    dims = sorted({r.get("d", 0) for r in rows})
     models = list(dict.fromkeys(r["model"] for r in rows))
     cases = list(dict.fromkeys(r["schedule"] for r in rows))
-    styles = ["-", "--", ":", "-."]
-    for ax, f in zip(axes.flat, features, strict=False):
-        for j, case in enumerate(cases):
-            for i, name in enumerate(models):
-                pts = sorted((r["steps"], r[f.key]) for r in rows
-                             if r["model"] == name and r["schedule"] == case)
-                if pts:
-                    steps, values = np.asarray(pts).T
-                    ax.plot(steps, values, styles[i % len(styles)], marker="o", ms=3,
-                            color=f"C{j}")
-        target = rows[0].get(f.target) if f.target is not None else None
-        if target is not None:
-            ax.axhline(target, color="gray", lw=0.8, ls="--")
-        ax.set(xscale="log", xlabel="steps N", ylabel=f.label, title=f.label)
-    handles = [Line2D([], [], color=f"C{j}", marker="o", ms=3, label=_short(case))
+    solvers = list(dict.fromkeys(r.get("solver", "") for r in rows))
+    levels = [k for k in ("high_error", "low_error")
+              if any(math.isfinite(r.get(k, math.nan)) for r in rows)] or ["high_error"]
+    fig, axes = plt.subplots(len(levels), len(dims), figsize=(4.2 * len(dims),
+                                                             3.4 * len(levels)), squeeze=False)
+    styles, markers = ["-", "--", ":", "-."], ["o", "s", "^", "v", "D"]
+    for (li, level), (di, d) in itertools.product(enumerate(levels), enumerate(dims)):
+        ax = axes[li, di]
+        for (mi, name), (ci, case), (si, solver) in itertools.product(
+                enumerate(models), enumerate(cases), enumerate(solvers)):
+            pts = sorted((r["steps"], r[level]) for r in rows
+                         if (r["model"], r["schedule"], r.get("solver", ""), r.get("d", 0))
+                         == (name, case, solver, d) and math.isfinite(r.get(level, math.nan)))
+            if pts:
+                steps, values = np.asarray(pts).T
+                ax.plot(steps, np.maximum(values, 1e-6), styles[si % len(styles)],
+                        marker=markers[mi % len(markers)], ms=3, color=f"C{ci % 10}")
+        label = "high-level error" if level == "high_error" else "low-level error"
+        ax.set(xscale="log", yscale="log", xlabel="steps N", ylabel=label,
+               title=f"d = {d}" if d else label)
+    handles = [Line2D([], [], color=f"C{j % 10}", label=_short(case))
                for j, case in enumerate(cases)]
-    handles += [Line2D([], [], color="black", ls=styles[i % len(styles)], label=_short(name))
-                for i, name in enumerate(models)]
+    handles += [Line2D([], [], color="black", ls=styles[i % len(styles)], label=solver)
+                for i, solver in enumerate(solvers) if solver]
+    handles += [Line2D([], [], color="black", ls="", marker=markers[i % len(markers)],
+                       label=_short(name)) for i, name in enumerate(models)]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
