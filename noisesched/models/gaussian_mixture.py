@@ -205,6 +205,8 @@ class GaussianMixture(AbstractModel):
         reduction = self.two_mode_reduction()
         if reduction is None or solver not in ORACLE_SOLVERS:
             return {}
+        if interp.kind == "vp":  # α0 = 1 whatever d: one compiled oracle serves every d
+            interp = Interpolant("vp", interp.shape, 1)
         exact = _compiled_oracle(reduction, interp, schedule, jnp.asarray(steps), solver)
         return {"mode_weight_exact": float(exact["mode_weight"]),
                 "within_mode_var_exact": float(exact["within_mode_var"])}
