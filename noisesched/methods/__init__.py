@@ -19,16 +19,23 @@ from .._validation import check_choice
 from ..models.base import AbstractDenoiser
 from ..schedules import AbstractSchedule, InterpolantLike
 from ._levels import SIGMA_MAX, SIGMA_MIN, dimension_aware_sigma_max, equidistributed
+from .entropic import entropic
 from .handmade import arctan, edm, edm_levels, log_snr
+from .lipschitz import lipschitz
+from .score_optimal import score_optimal
 
 __all__ = ["METHODS", "make", "edm", "log_snr", "arctan", "edm_levels", "equidistributed",
            "dimension_aware_sigma_max", "SIGMA_MIN", "SIGMA_MAX"]
+__all__ += ["score_optimal", "lipschitz", "entropic"]
 
 #: Schedule methods by name.
 METHODS: dict[str, Callable[..., AbstractSchedule]] = {
     "edm": edm,
     "log_snr": log_snr,
     "arctan": arctan,
+    "score_optimal": score_optimal,
+    "lipschitz": lipschitz,
+    "entropic": entropic,
 }
 
 
