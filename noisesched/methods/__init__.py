@@ -19,12 +19,16 @@ from .._validation import check_choice
 from ..models.base import AbstractDenoiser
 from ..schedules import AbstractSchedule, InterpolantLike
 from ._levels import SIGMA_MAX, SIGMA_MIN, dimension_aware_sigma_max, equidistributed
+from .entropic import entropic
 from .gits import gits
 from .handmade import arctan, edm, edm_levels, log_snr
+from .lipschitz import lipschitz
 from .oss import oss
+from .score_optimal import score_optimal
 
 __all__ = ["METHODS", "make", "edm", "log_snr", "arctan", "edm_levels", "equidistributed",
-           "dimension_aware_sigma_max", "SIGMA_MIN", "SIGMA_MAX", "gits", "oss"]
+           "dimension_aware_sigma_max", "SIGMA_MIN", "SIGMA_MAX", "gits", "oss",
+           "score_optimal", "lipschitz", "entropic"]
 
 #: Schedule methods by name.
 METHODS: dict[str, Callable[..., AbstractSchedule]] = {
@@ -33,6 +37,9 @@ METHODS: dict[str, Callable[..., AbstractSchedule]] = {
     "arctan": arctan,
     "gits": gits,
     "oss": oss,
+    "score_optimal": score_optimal,
+    "lipschitz": lipschitz,
+    "entropic": entropic,
 }
 
 
