@@ -64,7 +64,7 @@ from .models.base import AbstractDenoiser, sample_rows
 from .schedules import AbstractSchedule
 
 __all__ = ["Solution", "sample", "solve", "sample_prior", "first_nonfinite", "MaxStepsReached",
-           "SOLVERS", "ADAPTIVE_SOLVERS", "FusedEuler"]
+           "SOLVERS", "ADAPTIVE_SOLVERS", "NOISE_LEVEL_SOLVERS", "FusedEuler"]
 
 METHODS = ("diffrax", "scan")
 FINAL_STEPS = ("auto", "euler", "solver")

@@ -6,8 +6,11 @@ A run config has a ``name`` and six sections:
   for a user's model) and the constructor's arguments (``d``, ...);
 * ``[interpolant]``: ``kind``, ``shape`` of ``noisesched.Interpolant`` (d is the model's);
 * ``[schedule]``: ``name`` (a ``noisesched.schedules.REGISTRY`` entry, a learnable family of
-  ``noisesched.learning.FAMILIES``, or ``"@file.json"`` for a saved schedule) and its options
-  (``k``, ...);
+  ``noisesched.learning.FAMILIES``, a schedule method of ``noisesched.methods.METHODS``, or
+  ``"@file.json"`` for a saved schedule) and its options (``k``, ...). A method is made for the
+  config's model, interpolant and ``solver.steps``, and for ``solver.name`` when it takes a
+  ``solver`` option and the solver is a noise-level sampler; ``sigma_max = "dimension_aware"``
+  sets σ_max from the model's data law (``noisesched.methods.dimension_aware_sigma_max``);
 * ``[solver]``: ``name``, ``steps``, ``method``, ``adaptive``, ``rtol``, ``atol``,
   ``max_steps`` (the options of ``noisesched.solve``);
 * ``[sample]``: ``n``, ``seed``, ``dtype``, ``chunk_size``, ``devices``
@@ -49,7 +52,7 @@ from .._validation import check_choice, check_int, check_positive
 from ..interpolants import Interpolant
 from ..learning.families import FAMILIES
 from ..models.base import check_data_law
-from ..sampling import ADAPTIVE_SOLVERS, SCAN_SOLVERS, SOLVERS
+from ..sampling import ADAPTIVE_SOLVERS, NOISE_LEVEL_SOLVERS, SCAN_SOLVERS, SOLVERS
 
 DTYPES = ("float32", "float64")
 METHODS = ("diffrax", "scan")
@@ -537,6 +540,9 @@ class RunConfig:
                 check_data_law(model, "sigma_max = 'dimension_aware'").data_law())
         if self.schedule.name in methods_mod.METHODS:
             options.update(model=model, interp=interp, steps=self.solver.steps)
+            if "solver" in parameters(maker) and "solver" not in options \
+                    and self.solver.name in NOISE_LEVEL_SOLVERS:
+                options["solver"] = self.solver.name  # made for the sampler it will meet
         elif "interpolant" in parameters(maker):
             options["interpolant"] = interp
         precision = jax.numpy.result_type(float) == jax.numpy.float64  # x64 on
