@@ -19,16 +19,20 @@ from .._validation import check_choice
 from ..models.base import AbstractDenoiser
 from ..schedules import AbstractSchedule, InterpolantLike
 from ._levels import SIGMA_MAX, SIGMA_MIN, dimension_aware_sigma_max, equidistributed
+from .ays import ays
 from .handmade import arctan, edm, edm_levels, log_snr
+from .ld3 import ld3
 
 __all__ = ["METHODS", "make", "edm", "log_snr", "arctan", "edm_levels", "equidistributed",
-           "dimension_aware_sigma_max", "SIGMA_MIN", "SIGMA_MAX"]
+           "dimension_aware_sigma_max", "SIGMA_MIN", "SIGMA_MAX", "ays", "ld3"]
 
 #: Schedule methods by name.
 METHODS: dict[str, Callable[..., AbstractSchedule]] = {
     "edm": edm,
     "log_snr": log_snr,
     "arctan": arctan,
+    "ays": ays,
+    "ld3": ld3,
 }
 
 
