@@ -19,15 +19,17 @@ from .._validation import check_choice
 from ..models.base import AbstractDenoiser
 from ..schedules import AbstractSchedule, InterpolantLike
 from ._levels import SIGMA_MAX, SIGMA_MIN, dimension_aware_sigma_max, equidistributed
+from .ays import ays
 from .entropic import entropic
 from .gits import gits
 from .handmade import arctan, edm, edm_levels, log_snr
+from .ld3 import ld3
 from .lipschitz import lipschitz
 from .oss import oss
 from .score_optimal import score_optimal
 
 __all__ = ["METHODS", "make", "edm", "log_snr", "arctan", "edm_levels", "equidistributed",
-           "dimension_aware_sigma_max", "SIGMA_MIN", "SIGMA_MAX", "gits", "oss",
+           "dimension_aware_sigma_max", "SIGMA_MIN", "SIGMA_MAX", "ays", "gits", "oss", "ld3",
            "score_optimal", "lipschitz", "entropic"]
 
 #: Schedule methods by name.
@@ -35,8 +37,10 @@ METHODS: dict[str, Callable[..., AbstractSchedule]] = {
     "edm": edm,
     "log_snr": log_snr,
     "arctan": arctan,
+    "ays": ays,
     "gits": gits,
     "oss": oss,
+    "ld3": ld3,
     "score_optimal": score_optimal,
     "lipschitz": lipschitz,
     "entropic": entropic,
