@@ -358,13 +358,14 @@ def _budget_figure(entries: list[dict], title: str):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles: dict[str, str] = {}
-    for j, e in enumerate(entries):
+    cases = list(dict.fromkeys(e["schedule"] for e in entries))
+    for e in entries:
         pts = sorted((int(d), n) for d, n in e["steps"].items() if n is not None)
         if not pts:
             continue
         ls = styles.setdefault(e["solver"], ["-", "--", ":", "-."][len(styles) % 4])
         d, n = np.asarray(pts).T
-        ax.plot(d, n, ls, marker="o", ms=3, color=f"C{j % 10}",
+        ax.plot(d, n, ls, marker="o", ms=3, color=_colour(plt, cases.index(e["schedule"])),
                 label=f"{_short(e['schedule'])} / {e['solver']}")
     ax.set(xscale="log", yscale="log", xlabel="d", ylabel="fewest steps N*", title=title)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -415,11 +416,11 @@ def _figure(rows: list[dict], model, title: str):
             if pts:
                 steps, values = np.asarray(pts).T
                 ax.plot(steps, np.maximum(values, 1e-6), styles[si % len(styles)],
-                        marker=markers[mi % len(markers)], ms=3, color=f"C{ci % 10}")
+                        marker=markers[mi % len(markers)], ms=3, color=_colour(plt, ci))
         label = "high-level error" if level == "high_error" else "low-level error"
         ax.set(xscale="log", yscale="log", xlabel="steps N", ylabel=label,
                title=f"d = {d}" if d else label)
-    handles = [Line2D([], [], color=f"C{j % 10}", label=_short(case))
+    handles = [Line2D([], [], color=_colour(plt, j), label=_short(case))
                for j, case in enumerate(cases)]
     handles += [Line2D([], [], color="black", ls=styles[i % len(styles)], label=solver)
                 for i, solver in enumerate(solvers) if solver]
@@ -429,6 +430,11 @@ def _figure(rows: list[dict], model, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _colour(plt, index: int):
+    """A distinct colour for each of up to 20 schedules."""
+    return plt.get_cmap("tab20")(index % 20)
 
 
 def _short(name: str) -> str:

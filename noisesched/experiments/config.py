@@ -509,8 +509,9 @@ class RunConfig:
     solver: SolverSettings = SolverSettings()
     sample: SampleSettings = SampleSettings()
     output: OutputSettings = OutputSettings()
-    #: a schedule method's result by precision (x64 or not): a method may cost seconds (it
-    #: optimises against the model), and a config is built several times
+    #: a schedule method's result, made once: a method may cost minutes (it optimises against
+    #: the model), and a config is built several times (in float32 and float64 alike; the
+    #: knots are cast to the precision of each solve)
     _method_schedules: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
                                                 compare=False)
 
@@ -545,14 +546,13 @@ class RunConfig:
                 options["solver"] = self.solver.name  # made for the sampler it will meet
         elif "interpolant" in parameters(maker):
             options["interpolant"] = interp
-        precision = jax.numpy.result_type(float) == jax.numpy.float64  # x64 on
-        if precision in self._method_schedules:
-            return model, interp, self._method_schedules[precision]
+        if "schedule" in self._method_schedules:
+            return model, interp, self._method_schedules["schedule"]
         with warnings.catch_warnings():  # said once, when the config was made
             warnings.simplefilter("ignore", schedules_mod.ScheduleKindWarning)
             schedule = construct("schedule", maker, options, self.schedule.name)
         if self.schedule.name in methods_mod.METHODS:
-            self._method_schedules[precision] = schedule
+            self._method_schedules["schedule"] = schedule
         return model, interp, schedule
 
     @property
