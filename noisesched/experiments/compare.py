@@ -1,5 +1,5 @@
-"""``noisesched compare CONFIG``: a table of models × schedules × step counts on the same
-prior draws.
+"""``noisesched compare CONFIG``: a table of models × schedules × samplers × d × step counts
+on the same prior draws, or on the exact oracle alone.
 
 A compare config is a run config (the base of every cell: model options, shape, solver,
 ``sample.n`` and ``sample.seed``) plus a ``[compare]`` table:
@@ -7,8 +7,16 @@ A compare config is a run config (the base of every cell: model options, shape, 
 * ``models``: model names that replace ``model.name`` (``"gm"``, ``"learned:FOLDER"``, ...; a
   registry model keeps the base's options, a saved network has its own);
 * ``schedules``: ``"kind:schedule"`` pairs (``"vp:vp_dilated"``, ``"ve:constant"``,
-  ``"vp:@FOLDER/schedule.json"`` for a saved or learned schedule);
-* ``steps``: the step counts N.
+  ``"vp:edm"`` for a schedule method, ``"vp:@FOLDER/schedule.json"`` for a saved or learned
+  schedule, ``"vp:LABEL"`` for a ``[compare.variants.LABEL]`` table: a schedule name and its
+  options, e.g. ``name = "edm"``, ``sigma_max = "dimension_aware"``);
+* ``steps``: the step counts N; ``solvers``: solver names (default: the base's); ``dims``: the
+  dimensions d (default: the base's);
+* ``tol_high``, ``tol_low``: with both > 0, the fewest steps N* among ``steps`` whose high-level
+  error (|value − target| of the mode or phase weight) and low-level error (|value/target − 1|)
+  are within them, per (model, schedule, solver) and d, and the slope of log N* in log d;
+* ``monte_carlo = false``: the oracle alone (``AbstractDataLaw.exact_metrics``), no samples;
+  every (model, solver) must have one.
 
 Every cell is validated before any sample is drawn, and every model must carry the same data
 law (a network: the law it was trained on). Each cell samples ``sample.n`` points from
