@@ -97,26 +97,27 @@ def test_several_key_values_after_one_set(tmp_path, capsys):
                                        "model.d=50", "--no-progress"])
     assert _overrides(args) == ["fit.iterations=3", "model.d=50"] and args.no_progress
 
+    # one --set per item is the same list of overrides as all items after one --set
+    one = _build_parser().parse_args(["run", "c.toml", "--set", "model.d=100", "sample.n=16",
+                                      "solver.steps=4", "output.figures=false"])
+    each = _build_parser().parse_args(["run", "c.toml", "--set", "model.d=100", "--set",
+                                       "sample.n=16", "--set", "solver.steps=4", "--set",
+                                       "output.figures=false"])
+    assert _overrides(one) == _overrides(each) == ["model.d=100", "sample.n=16",
+                                                  "solver.steps=4", "output.figures=false"]
+
+    # a run with both forms mixed: every item reaches the config, and a later item wins,
+    # within one --set and across them
     config = tmp_path / "c.toml"
     config.write_text("name = 'c'\n")
-    one, each = tmp_path / "one", tmp_path / "each"
-    assert main(["run", str(config), "--set", "model.d=100", "sample.n=16", "solver.steps=4",
-                 "output.figures=false", "--out", str(one)]) == 0
-    assert main(["run", str(config), "--set", "model.d=100", "--set", "sample.n=16", "--set",
-                 "solver.steps=4", "--set", "output.figures=false", "--out", str(each)]) == 0
-    a = json.loads((one / "results.json").read_text())
-    b = json.loads((each / "results.json").read_text())
-    assert a["config"] == b["config"] and a["metrics"] == b["metrics"]
-    c = a["config"]
-    assert (c["model"]["d"], c["sample"]["n"], c["solver"]["steps"], c["output"]["figures"]) == (
-        100, 16, 4, False)
-    assert sorted(p.name for p in one.iterdir()) == ["results.json"]
-    # a later item wins, within one --set and across them
+    last = tmp_path / "last"
     assert main(["run", str(config), "--set", "model.d=100", "sample.n=16", "sample.n=8",
                  "solver.steps=4", "--set", "output.figures=false", "model.d=64", "--out",
-                 str(tmp_path / "last")]) == 0
-    last = json.loads((tmp_path / "last" / "results.json").read_text())["config"]
-    assert last["model"]["d"] == 64 and last["sample"]["n"] == 8
+                 str(last)]) == 0
+    c = json.loads((last / "results.json").read_text())["config"]
+    assert (c["model"]["d"], c["sample"]["n"], c["solver"]["steps"], c["output"]["figures"]) == (
+        64, 8, 4, False)
+    assert sorted(p.name for p in last.iterdir()) == ["results.json"]
     # `--set` with nothing after it is argparse's one-line error
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
