@@ -420,21 +420,24 @@ class KnotSchedule(AbstractSchedule):
         rest: 1 − τ_i, shape (N + 1,).
     """
 
-    tau: Float[Array, " points"]
-    rest: Float[Array, " points"]
+    tau: Float[Array | np.ndarray, " points"]
+    rest: Float[Array | np.ndarray, " points"]
 
     def __init__(self, tau: ArrayLike, rest: ArrayLike | None = None):
-        tau = jnp.asarray(tau, dtype=jnp.result_type(float))
-        rest = 1.0 - tau if rest is None else jnp.asarray(rest, dtype=tau.dtype)
+        traced = isinstance(tau, jax.core.Tracer) or isinstance(rest, jax.core.Tracer)
+        if traced:  # knots that are being differentiated (LD3)
+            tau = jnp.asarray(tau)
+            rest = 1.0 - tau if rest is None else jnp.asarray(rest, dtype=tau.dtype)
+        else:  # float64 on the host: exact in a float64 solve, cast to float32 in others
+            tau = np.asarray(tau, np.float64)
+            rest = 1.0 - tau if rest is None else np.asarray(rest, np.float64)
         if tau.ndim != 1 or tau.shape[0] < 3 or rest.shape != tau.shape:
             raise ValueError("tau (and rest) must be 1-D arrays of N + 1 >= 3 knot values "
                              f"(N >= 2 steps); got shapes {tau.shape} and {rest.shape}")
-        if not isinstance(tau, jax.core.Tracer):
-            values = np.asarray(tau, np.float64)
-            if not (np.all(np.isfinite(values)) and values[0] >= 0.0 and values[-1] == 1.0
-                    and np.all(np.diff(values) >= 0.0)):
-                raise ValueError("tau must be nondecreasing from tau[0] >= 0 to tau[-1] = 1; "
-                                 f"got {values.tolist()}")
+        if not traced and not (np.all(np.isfinite(tau)) and tau[0] >= 0.0 and tau[-1] == 1.0
+                               and np.all(np.diff(tau) >= 0.0)):
+            raise ValueError("tau must be nondecreasing from tau[0] >= 0 to tau[-1] = 1; "
+                             f"got {tau.tolist()}")
         self.tau, self.rest = tau, rest
 
     @classmethod
@@ -469,7 +472,7 @@ class KnotSchedule(AbstractSchedule):
     def _interp(self, t, values):
         t = jnp.asarray(t)
         knots = jnp.linspace(0.0, 1.0, self.steps + 1, dtype=t.dtype)
-        return jnp.interp(t, knots, values.astype(t.dtype))
+        return jnp.interp(t, knots, jnp.asarray(values).astype(t.dtype))
 
     def __call__(self, t):
         return self._interp(t, self.tau)
