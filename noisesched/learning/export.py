@@ -21,8 +21,9 @@ from ..schedules import AbstractSchedule
 def schedule_arrays(schedule: AbstractSchedule, interp: Interpolant, steps: int
                     ) -> dict[str, np.ndarray]:
     """On the grid t_i = i/N (N + 1 points): ``times``, ``tau``, ``alpha``, ``beta`` and the
-    decreasing noise levels ``sigma`` = α/β of EDM/k-diffusion-style samplers (σ_0 = ∞ at t = 0,
-    σ_N = 0 at t = 1), as float64 NumPy arrays."""
+    decreasing noise levels ``sigma`` = α/β of EDM/k-diffusion-style samplers (σ_0 = ∞ for a
+    schedule from pure noise, σ_N = 0 at t = 1), as float64 NumPy arrays (``noisesched.cards``
+    writes them in the formats samplers read)."""
     check_int("steps", steps, lo=1)
     with jax.enable_x64(True):
         t = jnp.linspace(0.0, 1.0, steps + 1, dtype=jnp.float64)
