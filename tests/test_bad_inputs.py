@@ -142,6 +142,10 @@ CLI_CASES = [
      "error: schedule file 'nowhere.json' (schedule.name = '@nowhere.json') does not exist"),
     (["run", "CONFIG", "--set", "model.name=gm_random"], 2,
      "error: model.weights is required for model 'gm_random'"),
+    (["run", "CONFIG", "--set", "model.name=1", "interpolant.kind=1"], 2,
+     "error: model.name must be a string; got 1"),
+    (["run", "CONFIG", "--set", "schedule.name=edm", "schedule.sigma_max=1e-9"], 2,
+     "error: schedule.sigma_max must be greater than sigma_min = 0.002"),
     (["run", "CONFIG", "--set", "model.name=.relative:Model"], 2,
      "error: model.name must be a registry name, 'learned:PATH' or 'package.module:Name'; got "
      "'.relative:Model'"),

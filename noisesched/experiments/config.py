@@ -246,6 +246,9 @@ def model_constructor(name: str) -> Callable:
     """The constructor of ``[model] name``: a registry entry, a saved model
     (``"learned:PATH"``, see ``MODEL_LOADERS``), or ``"package.module:Name"`` imported and
     checked against the protocol."""
+    if not isinstance(name, str):
+        raise ConfigError(f"model.name must be a string (a model of the registry, "
+                          f"'learned:PATH' or 'package.module:Name'); got {name!r}")
     loaded = _saved_model(name)
     if loaded is not None:
         loader, path = loaded
