@@ -252,6 +252,7 @@ def _export_source(path: str, overrides: list[str], config) -> dict:
     from pathlib import Path
 
     from .experiments.config import merge, parse_overrides, read_file
+    from .methods import METHODS
 
     raw = merge(read_file(path), parse_overrides(overrides)).get("schedule", {})
     name = raw.get("name") if isinstance(raw, dict) else None
@@ -261,6 +262,9 @@ def _export_source(path: str, overrides: list[str], config) -> dict:
         file = Path(name[1:])
         return {"type": "schedule_file", "path": str(file), "family": resolved["name"],
                 "sha256": hashlib.sha256(file.read_bytes()).hexdigest(), "options": options}
+    if resolved["name"] in METHODS:
+        return {"type": "method", "name": resolved["name"], "options": options,
+                "model": config.to_dict()["model"]}
     return {"type": "schedule", "name": resolved["name"], "options": options}
 
 
@@ -292,8 +296,11 @@ def _export(args) -> None:
         path = _config_path(args)
         if args.option and args.method is None:
             raise ValueError("--option sets an option of --method; give --method NAME")
-        config = load(path, _overrides(args))
-        steps = config.solver.steps if args.steps is None else args.steps
+        overrides = _overrides(args)
+        if args.steps is not None:  # a method in [schedule] is made for these steps too
+            overrides = [*overrides, f"solver.steps={args.steps}"]
+        config = load(path, overrides)
+        steps = config.solver.steps
         with jax.enable_x64(True):  # the levels in float64, whatever the sampling dtype
             card = _export_card(args, path, config, steps)
         out = args.out or f"noisesched-out/{config.name}/export"

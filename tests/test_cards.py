@@ -377,3 +377,22 @@ def test_cli_export_needs_a_config_or_a_card(capsys):
     assert code == 2
     assert err == ("noisesched: error: export takes a config path (CONFIG or --config CONFIG) "
                    "or a card (--card CARD); got neither\n")
+
+
+def test_cli_export_of_a_method_in_the_config(tmp_path, capsys, x64):
+    """``[schedule] name = "edm"``: the card holds EDM's levels for ``--steps`` (the method is
+    made for them, not for the config's solver.steps) and names the method and its model."""
+    from noisesched.cards import load_card
+    from noisesched.methods import edm_levels
+
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(CONFIG.replace('name = "vp_dilated"\nk = 2.0',
+                                  'name = "edm"\nsigma_max = 40.0'))
+    code, _, err = run_cli([cfg, "--steps", 5, "--format", "csv", "--out", tmp_path / "o"],
+                           capsys)
+    assert code == 0, err
+    card = load_card(tmp_path / "o" / "card.json")
+    np.testing.assert_allclose(card.sigmas, np.r_[edm_levels(5, sigma_max=40.0), 0.0],
+                               rtol=1e-12)
+    assert card.source["type"] == "method" and card.source["name"] == "edm"
+    assert card.source["model"]["name"] == "gm"
