@@ -142,3 +142,16 @@ def test_float32_drift_at_a_million_dimensions(t):
 def test_bad_parameters(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 400), (1, 64, 200), (2, 8, 400), (1, 400), (400,)])
+@pytest.mark.parametrize("K", [2, 4])
+def test_projection_under_jit_on_any_batch_shape(shape, K):
+    """μ_k·x under jit against numpy for batches with a leading axis of size 1 (a vmap of one
+    configuration), which XLA:CPU once reduced with the first mean for every k."""
+    from noisesched.models.gaussian_mixture import project
+
+    means = jax.random.normal(jax.random.PRNGKey(K), (K, shape[-1]))
+    x = jax.random.normal(jax.random.PRNGKey(1), shape)
+    expected = np.asarray(x, np.float64) @ np.asarray(means, np.float64).T
+    np.testing.assert_allclose(jax.jit(project)(x, means), expected, rtol=1e-4, atol=1e-3)

@@ -257,7 +257,10 @@ def project(x: Batch, means: Float[Array, "K d"]) -> Float[Array, "*batch K"]:
         return x @ means.T
 
     def one_reduction(x, means):  # XLA:CPU vectorises one reduction over (..., K, d) best
-        return jnp.sum(x[..., None, :] * means, axis=-1)
+        # on rows flattened to (m, d): with a leading axis of size 1, (1, n, K, d) reduced under
+        # jit gives every k the sum of the first mean (XLA:CPU, JAX 0.10), as in a vmap of one
+        rows = x.reshape(-1, x.shape[-1])
+        return jnp.sum(rows[:, None, :] * means, axis=-1).reshape(*x.shape[:-1], means.shape[0])
 
     def k_reductions(x, means):  # K sums of (..., d): a GPU fuses them with the pass making x
         return jnp.stack([jnp.sum(x * means[k], axis=-1) for k in range(means.shape[0])],
