@@ -31,8 +31,11 @@ from ._stack import Stacking, structure
 from ._sweep import GroupReport, SweepResult, expand, parameters, row_key, sweep
 from ._table import PARTS, RESULTS, ResultStore, to_table
 from ._vmapped import (
+    CPU_VMAP_WIDTH,
     Point,
+    PointSource,
     PointSummary,
+    call_sizes,
     point_structure,
     sample_summaries,
     solve_group,
@@ -40,10 +43,12 @@ from ._vmapped import (
 )
 
 __all__ = [
+    "CPU_VMAP_WIDTH",
     "GroupReport",
     "Grid",
     "PARTS",
     "Point",
+    "PointSource",
     "PointSummary",
     "RESULTS",
     "Range",
@@ -51,6 +56,7 @@ __all__ = [
     "SEEDS",
     "Stacking",
     "SweepResult",
+    "call_sizes",
     "expand",
     "parameters",
     "point_structure",

@@ -136,7 +136,7 @@ class Grid:
             else:
                 raise ConfigError(f"unknown sweep key {key!r}: sweep keys are section.key "
                                   f"(e.g. 'model.p') or {SEEDS!r}"
-                                  + suggest(key, [SEEDS, "configs_per_call"]))
+                                  + suggest(key, [SEEDS, "configs_per_call", "vmap_width"]))
         if not axes:
             raise ConfigError("a sweep needs at least one axis (section.key = [values], or "
                               f"{SEEDS} = [...])")

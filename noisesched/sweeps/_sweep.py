@@ -44,7 +44,7 @@ from ..experiments.config import (
 from ..models.base import check_data_law
 from ._grid import Grid
 from ._table import ResultStore, merge_metadata, to_table
-from ._vmapped import Point, PointSummary, point_structure, solve_group
+from ._vmapped import Point, PointSummary, call_sizes, point_structure, solve_group
 
 __all__ = ["sweep", "SweepResult", "GroupReport", "expand", "row_key", "parameters"]
 
@@ -95,7 +95,8 @@ class GroupReport(NamedTuple):
         configs: its configurations in the grid.
         solved: how many were solved by this sweep (the others had rows already).
         calls: compiled calls made (each ``configs_per_call`` configurations, all rows).
-        configs_per_call: configurations per call.
+        configs_per_call: configurations per call (the last call padded to it).
+        vmap_width: configurations solved side by side within a call.
         seconds: wall time of its calls, compilation and metrics included.
     """
 
@@ -104,6 +105,7 @@ class GroupReport(NamedTuple):
     solved: int
     calls: int
     configs_per_call: int
+    vmap_width: int
     seconds: float
 
 
@@ -171,7 +173,9 @@ def _config(base: RunConfig, point: Mapping[str, Any]) -> RunConfig:
         try:
             return from_mapping(updates, base=base)
         except ConfigWarning as warning:
-            raise ConfigError(f"{where}{warning}") from None
+            text = str(warning).removesuffix("; ignored")
+            raise ConfigError(f"{where}{text}: a sweep over it would repeat one "
+                              "configuration") from None
         except ConfigError as err:
             raise ConfigError(f"{where}{err}") from None
 
@@ -285,7 +289,8 @@ def _row(config: RunConfig, key: str, summary: PointSummary, seconds: float, gro
 
 
 def _solve_rows(configs: list[RunConfig], keys: list[str], description: str,
-                configs_per_call: int | None) -> Iterator[tuple[list[dict[str, Any]], float]]:
+                configs_per_call: int | None, vmap_width: int | None
+                ) -> Iterator[tuple[list[dict[str, Any]], float]]:
     """The rows of ``configs`` (one group), yielded after each compiled call with its wall
     time."""
     first = configs[0]
@@ -293,7 +298,7 @@ def _solve_rows(configs: list[RunConfig], keys: list[str], description: str,
         solved = solve_group(_Points(configs), first.sample.n, dtype=first.sample.dtype,
                              chunk_size=first.sample.chunk_size or None,
                              configs_per_call=configs_per_call or None,
-                             **first.solver.options())
+                             vmap_width=vmap_width or None, **first.solver.options())
         start = time.perf_counter()
         for indices, summaries in solved:
             elapsed = time.perf_counter() - start
@@ -309,6 +314,7 @@ def sweep(
     *,
     out: str | os.PathLike | None = None,
     configs_per_call: int | None = None,
+    vmap_width: int | None = None,
     progress: bool = True,
     log=print,
 ) -> SweepResult:
@@ -326,14 +332,18 @@ def sweep(
         configs_per_call: configurations per compiled call (None or 0: as many as fit a quarter
             of the free memory of the device with their ``sample.n`` rows each; a config's
             ``sample.chunk_size`` caps the rows per call).
+        vmap_width: configurations solved side by side within a call (None or 0: a few on a
+            CPU, ``noisesched.sweeps.CPU_VMAP_WIDTH``, whose cache a wide vmap leaves; all of the
+            call's elsewhere).
         progress: a progress bar (stderr) over the configurations.
         log: where a line per group goes.
 
     Every configuration is validated before any work. A configuration whose solve fails (nan
     or inf, an adaptive solve out of steps) gets a row with its ``error`` and no metrics.
     """
-    if configs_per_call is not None:
-        check_int("configs_per_call", configs_per_call, lo=0)
+    for setting, value in (("configs_per_call", configs_per_call), ("vmap_width", vmap_width)):
+        if value is not None:
+            check_int(setting, value, lo=0)
     points, configs = expand(base, grid)
     keys = [row_key(config) for config in configs]
     store = ResultStore(out) if out is not None else None
@@ -352,25 +362,29 @@ def sweep(
         for members in groups.values():
             description = _group_description(configs[members[0]])
             todo = [i for i in members if keys[i] not in rows]
-            calls, per_call, seconds = 0, 0, 0.0
+            calls, seconds = 0, 0.0
+            first = configs[members[0]]
+            _, per_call, width = call_sizes(
+                first.d, first.sample.n, max(len(todo), 1), jax.numpy.dtype(first.sample.dtype),
+                first.sample.chunk_size or None, configs_per_call or None, vmap_width or None)
             bar.set_postfix_str(description, refresh=False)
             for new, elapsed in _solve_rows([configs[i] for i in todo], [keys[i] for i in todo],
-                                            description, configs_per_call) if todo else ():
+                                            description, configs_per_call,
+                                            vmap_width) if todo else ():
                 part = _metadata(configs[todo[0]], new)
                 metadata = merge_metadata([metadata, part])
                 if store is not None:
                     store.write_part(new, part)
                 rows.update((row["key"], row) for row in new)
                 calls, seconds = calls + 1, seconds + elapsed
-                per_call = per_call or len(new)
                 bar.update(len(new))
             reports.append(GroupReport(description, len(members), len(todo), calls, per_call,
-                                       seconds))
+                                       width, seconds))
             if todo:
                 if store is not None:
                     store.write_results([rows[k] for k in keys if k in rows], metadata)
                 log(f"{name}: {description}: {len(todo)} configuration(s) in {calls} call(s) "
-                    f"of {per_call}, {seconds:.2f} s")
+                    f"of {per_call} ({width} side by side), {seconds:.2f} s")
     finally:
         bar.close()
     ordered = [rows[k] for k in keys]
