@@ -1,4 +1,4 @@
-"""A sweep as one vmapped call against a loop of single runs.
+"""A sweep as one compiled call against a loop of single runs.
 
     python benchmarks/sweep_vmap.py [--configs 64] [--d 1000] [--n 256] [--steps 100] \
         [--method scan] [--repeats 3] [--out FILE.json]
@@ -8,10 +8,11 @@ The GM two-mode sweep of issue 15: p over ``--configs`` values in [0.55, 0.95], 
 compilation (median of ``--repeats``), and the compilation itself (first call minus a warm one):
 
 * the solves alone: a loop of one jitted solve per configuration (one program: p enters through
-  the mixture's weights, an array), against one call of ``noisesched.sweeps.solve_stacked``,
-  ``jax.vmap`` over the configurations;
+  the mixture's weights, an array), against one call of ``noisesched.sweeps.solve_stacked``
+  for all configurations, with the default vmap width (``CPU_VMAP_WIDTH`` configurations side by
+  side on a CPU, one batch after another; all of them elsewhere) and with all of them vmapped;
 * with the metrics: a loop of ``noisesched.sample_summary``, against
-  ``noisesched.sweeps.sample_summaries`` (the vmapped solve, then each configuration's row
+  ``noisesched.sweeps.sample_summaries`` (the same call, then each configuration's row
   statistics and summary, as a single run computes them);
 * ``noisesched.sweep`` end to end (configs built and validated, grouped, solved, the float64
   oracle of every row, no files).
@@ -23,6 +24,7 @@ benchmarks/results/sweep_vmap_<backend>.json).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -68,6 +70,7 @@ def measure(configs: int = 64, d: int = 1000, n: int = 256, steps: int = 100,
     points = [sweeps.Point(ns.GaussianMixture.two_modes(d, p=p), interp, schedule, key)
               for p in ps]
     options = {"steps": steps, "method": method}
+    _, _, width = sweeps.call_sizes(d, n, configs, jnp.dtype("float32"), None, configs, None)
 
     def solve_loop():
         return [jax.block_until_ready(_single(p.model, interp, schedule, key, n, steps, method))
@@ -77,16 +80,18 @@ def measure(configs: int = 64, d: int = 1000, n: int = 256, steps: int = 100,
     varying, keys = stacking.stack([(p.model, p.interp, p.schedule) for p in points],
                                    [p.key for p in points])
 
-    def solve_vmapped():
-        return sweeps.solve_stacked(stacking.template(), varying, keys, jnp.asarray(0), n,
-                                    jnp.dtype("float32"), stacking.batched_key,
-                                    {**options, "solver": "euler"})[0]
+    def one_call(vmap_width):
+        def call():
+            return sweeps.solve_stacked(stacking.template(), varying, keys, jnp.asarray(0), n,
+                                        jnp.dtype("float32"), stacking.batched_key,
+                                        {**options, "solver": "euler"}, vmap_width)[0]
+        return call
 
     def summary_loop():
         return [ns.sample_summary(p.model, interp, schedule, key, n, dtype=jnp.float32,
                                   **options).metrics for p in points]
 
-    def summaries_vmapped():
+    def summaries_one_call():
         return [s.metrics for s in sweeps.sample_summaries(points, n, dtype=jnp.float32,
                                                            configs_per_call=configs, **options)]
 
@@ -97,46 +102,49 @@ def measure(configs: int = 64, d: int = 1000, n: int = 256, steps: int = 100,
         return ns.sweep(base, {"model.p": ps}, configs_per_call=configs, progress=False,
                         log=lambda *_: None).rows
 
+    cases = [("solves", "loop of single jitted solves", configs, solve_loop),
+             ("solves", f"one call, {width} side by side", 1,
+              one_call(None if width >= configs else width)),
+             ("solves", f"one call, all {configs} side by side", 1, one_call(None)),
+             ("solves + metrics", "loop of noisesched.sample_summary", configs, summary_loop),
+             ("solves + metrics", f"noisesched.sweeps.sample_summaries ({width} side by side)",
+              1, summaries_one_call),
+             ("solves + metrics", f"noisesched.sweep end to end ({width} side by side, float64 "
+              "oracle per row, no files)", 1, whole_sweep)]
     rows = []
-    for what, loop, vmapped in [("solves", solve_loop, solve_vmapped),
-                                ("solves + metrics", summary_loop, summaries_vmapped)]:
-        loop_first, loop_warm = _timed(loop, repeats)
-        vmap_first, vmap_warm = _timed(vmapped, repeats)
-        rows.append({"what": what, "loop_seconds": loop_warm, "vmapped_seconds": vmap_warm,
-                     "speedup": loop_warm / vmap_warm,
-                     "loop_compile_seconds": max(loop_first - loop_warm, 0.0),
-                     "vmapped_compile_seconds": max(vmap_first - vmap_warm, 0.0)})
-    sweep_first, sweep_warm = _timed(whole_sweep, repeats)
+    for what, how, calls, fn in cases:
+        first, warm = _timed(fn, repeats)
+        rows.append({"what": what, "how": how, "calls": calls, "seconds": warm,
+                     "compile_seconds": max(first - warm, 0.0)})
+    for row in rows:
+        loop = next(r for r in rows if r["what"] == row["what"])["seconds"]
+        row["speedup"] = loop / row["seconds"]
     # the same numbers both ways (rounding aside)
-    loop_metrics, vmap_metrics = summary_loop(), summaries_vmapped()
-    differ = max(abs(a[k] - b[k]) for a, b in zip(loop_metrics, vmap_metrics, strict=True)
+    loop_metrics, call_metrics = summary_loop(), summaries_one_call()
+    differ = max(abs(a[k] - b[k]) for a, b in zip(loop_metrics, call_metrics, strict=True)
                  for k in a)
     return {"configs": configs, "d": d, "n": n, "steps": steps, "method": method,
-            "repeats": repeats, "rows": rows,
-            "sweep": {"first_seconds": sweep_first, "warm_seconds": sweep_warm},
+            "repeats": repeats, "vmap_width": width, "rows": rows,
             "max_abs_metric_difference": differ, "environment": environment()}
 
 
 def markdown(result: dict) -> str:
-    c = result["configs"]
-    lines = [f"{c} configurations: GM two modes, p in [0.55, 0.95], d = {result['d']}, "
-             f"n = {result['n']}, N = {result['steps']} Euler (method={result['method']!r}), "
-             f"VP-dilated, float32, {result['environment']['backend']} "
-             f"({len(result['environment']['devices'])} device(s)); warm median of "
+    env = result["environment"]
+    lines = [f"{result['configs']} configurations: GM two modes, p in [0.55, 0.95], "
+             f"d = {result['d']}, n = {result['n']}, N = {result['steps']} Euler "
+             f"(method={result['method']!r}), VP-dilated, float32, {env['backend']} "
+             f"({len(env['devices'])} device(s), {os.cpu_count()} CPU cores); warm median of "
              f"{result['repeats']}",
              "",
-             "| what | loop of single runs (s) | one vmapped call (s) | speed-up | "
-             "compile: loop / vmapped (s) |",
-             "|---|---|---|---|---|"]
+             "| what | how | calls | seconds | ms per configuration | vs the loop | "
+             "compile (s) |",
+             "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['what']} | {r['loop_seconds']:.3f} | {r['vmapped_seconds']:.3f} | "
-                     f"{r['speedup']:.2f}x | {r['loop_compile_seconds']:.2f} / "
-                     f"{r['vmapped_compile_seconds']:.2f} |")
-    s = result["sweep"]
-    lines += ["", f"`noisesched.sweep` end to end (configs, groups, solve, metrics, float64 "
-                  f"oracle per row, no files): {s['warm_seconds']:.3f} s warm, "
-                  f"{s['first_seconds']:.2f} s first call; largest metric difference between "
-                  f"the loop and the vmapped call: {result['max_abs_metric_difference']:.2e}"]
+        lines.append(f"| {r['what']} | {r['how']} | {r['calls']} | {r['seconds']:.3f} | "
+                     f"{1e3 * r['seconds'] / result['configs']:.1f} | {r['speedup']:.2f}x | "
+                     f"{r['compile_seconds']:.2f} |")
+    lines += ["", "Largest metric difference between the loop of single runs and the one call: "
+                  f"{result['max_abs_metric_difference']:.2e}"]
     return "\n".join(lines)
 
 
