@@ -220,6 +220,14 @@ def test_a_failed_solve_is_recorded_and_the_others_go_on():
         assert summary.metrics["mean_sq_target"] == pytest.approx(scale**2)
 
 
+def test_a_warning_of_every_point_is_said_once():
+    base = {**BASE, "interpolant": {"kind": "ve"}}  # vp_dilated with a VE interpolant: runs
+    with pytest.warns(ns.schedules.ScheduleKindWarning) as record:
+        points, configs = sweeps.expand(base, {"model.p": [0.6, 0.7, 0.8]})
+    assert len(configs) == 3
+    assert sum(issubclass(w.category, ns.schedules.ScheduleKindWarning) for w in record) == 1
+
+
 @pytest.mark.parametrize("grid, message", [
     ({"model.pp": [0.6]}, "unknown sweep key 'model.pp' (did you mean 'model.p'?)"),
     ({"model.p": []}, "sweep.model.p is an empty list"),

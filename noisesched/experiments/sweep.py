@@ -25,10 +25,12 @@ seeds = [0, 1]
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..schedules import ScheduleKindWarning
 from ..sweeps import SEEDS, Grid
 from .config import (
     SECTIONS,
@@ -85,5 +87,10 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()
         settings[key] = value
     if SEEDS in axes and "sample.seed" in axes:
         raise ConfigError("the sweep gives seeds and sample.seed: give one of them")
-    base = from_mapping(merge(data, updates), where=f"{path}: ")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        base = from_mapping(merge(data, updates), where=f"{path}: ")
+    for warning in caught:  # a schedule made for the other kind: said by the sweep, once
+        if not issubclass(warning.category, ScheduleKindWarning):
+            warnings.warn(warning.message, warning.category, stacklevel=2)
     return base, Grid.of(axes), settings

@@ -186,11 +186,15 @@ def expand(base: RunConfig | Mapping[str, Any], grid: Grid | Mapping[str, Any]
     ``ConfigError`` for an unknown key (with the nearest known one), a value a key does not
     take, a key that does not apply to the point's model or schedule, or two points that are
     the same configuration."""
-    base = base if isinstance(base, RunConfig) else from_mapping(base)
     grid = Grid.of(grid)
     _check_keys(grid)
     points = grid.points()
-    configs = [_config(base, point) for point in points]
+    with warnings.catch_warnings(record=True) as caught:  # said once, not once per point
+        warnings.simplefilter("always")
+        base = base if isinstance(base, RunConfig) else from_mapping(base)
+        configs = [_config(base, point) for point in points]
+    for category, message in dict.fromkeys((w.category, str(w.message)) for w in caught):
+        warnings.warn(message, category, stacklevel=2)
     seen: dict[str, dict[str, Any]] = {}
     for point, config in zip(points, configs, strict=True):
         key = row_key(config)
