@@ -6,8 +6,8 @@ Every point of the grid is a run config: the base config with the point's values
 of ``noisesched run``. The configurations are grouped by what a compiled program fixes (the
 data law's class and its shapes, d, the interpolant, the schedule family, N, the solver and its
 options, n, the dtype); a group is solved by ``noisesched.sweeps.solve_group``, one program for
-all its configurations, ``jax.vmap`` over their parameters and keys. Groups run one after
-another, under a progress bar.
+all its configurations, mapped over their parameters and keys (``jax.vmap``, a few
+configurations side by side on a CPU). Groups run one after another, under a progress bar.
 
 Key rule: configuration j draws its prior from ``jax.random.PRNGKey(sample.seed)``, row i from
 ``fold_in(key, i)``, as ``noisesched run`` does; its row holds the metrics ``noisesched run``
@@ -120,6 +120,7 @@ class SweepResult:
         points: the grid values of each row, ``{section.key: value}``.
         groups: a ``GroupReport`` per group, in the order they ran.
         path: ``results.parquet`` when the sweep has a folder, else None.
+        metadata: the JSON record of the table (``noisesched.sweeps._table``).
     """
 
     rows: list[dict[str, Any]]

@@ -152,11 +152,11 @@ def _failure(x: np.ndarray | Array, reached_end: bool, start: int, options: dict
 
 
 def call_sizes(d: int, n: int, count: int, dtype, chunk_size: int | None,
-           configs_per_call: int | None, vmap_width: int | None) -> tuple[int, int, int]:
+               configs_per_call: int | None, vmap_width: int | None) -> tuple[int, int, int]:
     """(rows per call, points per call, points vmapped together) for ``count`` points of
-    dimension ``d`` with ``n`` samples each. Rows and points: as many as
-    fit a quarter of the free memory of the default device (``auto_chunk_size``: about four
-    live copies of the states), unless given. Width: ``CPU_VMAP_WIDTH`` on a CPU, every point
+    dimension ``d`` with ``n`` samples each. Rows and points: as many as fit a quarter of the
+    free memory of the default device (``auto_chunk_size``: about four live copies of the
+    states), unless given. Width: ``CPU_VMAP_WIDTH`` on a CPU, every point
     of the call elsewhere, unless given; at least 2 (a lone point is solved as it is), and the
     points per call rounded up to a multiple of it (the last call padded)."""
     device = jax.devices()[0]
@@ -194,7 +194,7 @@ def solve_group(
         steps, solver, **options: the solve (``noisesched.solve``'s keyword arguments, the same
             for every point; ``observe`` is not available).
         dtype: dtype of the states (default JAX's default float).
-        chunk_size: rows per call (None or 0: as many as fit, see ``_sizes``).
+        chunk_size: rows per call (None or 0: as many as fit, see ``call_sizes``).
         configs_per_call: points per call (None or 0: as many as fit); the last call is padded
             with copies of its last point (computed and dropped), so that one program serves the
             group.
@@ -236,7 +236,7 @@ def solve_group(
 
     stacking = Stacking.of(members())
     rows, per_call, width = call_sizes(points[0].model.d, n, len(points), dtype, chunk_size,
-                                   configs_per_call, vmap_width)
+                                       configs_per_call, vmap_width)
     template = stacking.template()
     for begin in range(0, len(points), per_call):
         indices = list(range(begin, min(begin + per_call, len(points))))
@@ -284,8 +284,8 @@ def sample_summaries(
     structure (``point_structure``, in order of first appearance), each group solved by
     ``solve_group`` in as few compiled, vmapped calls as fit memory. ``options``: those of
     ``solve_group`` (``dtype``, ``chunk_size``, ``configs_per_call``, ``vmap_width``,
-    ``max_values``) and of
-    ``noisesched.solve``. Returns one ``PointSummary`` per point, in order."""
+    ``max_values``) and of ``noisesched.solve``. Returns one ``PointSummary`` per point, in
+    order."""
     groups: dict[Hashable, list[int]] = {}
     for i, point in enumerate(points):
         groups.setdefault(point_structure(point), []).append(i)
