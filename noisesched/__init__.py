@@ -3,7 +3,7 @@
 Conventions (see README): t = 0 is noise, t = 1 is data; x_t = α(t) z + β(t) x1 with β = τ(t).
 """
 
-from . import cards, learning, methods, metrics, networks, schedules, streaming, theory
+from . import cards, learning, methods, metrics, networks, schedules, streaming, sweeps, theory
 from .interpolants import Coefficients, Interpolant
 from .models import (
     AbstractDataLaw,
@@ -43,6 +43,7 @@ from .sampling import (
     solve,
 )
 from .streaming import ChunkStore, sample_chunks, sample_summary
+from .sweeps import sweep
 
 __version__ = "0.1.0"
 
@@ -89,6 +90,8 @@ __all__ = [
     "schedules",
     "solve",
     "streaming",
+    "sweep",
+    "sweeps",
     "theory",
     "train_denoiser",
 ]

@@ -110,6 +110,14 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_resumable(compare, "override config keys, e.g. --set sample.n=2000 compare.steps=[10] "
                    "(repeatable)", "finished cells there are kept", restart=False)
 
+    sweep = sub.add_parser("sweep", help="a grid of configurations (run config with a [sweep] "
+                           "table), solved in one vmapped call per group of shapes, into a "
+                           "Parquet table")
+    _add_config(sweep, "path to a .toml run config with a [sweep] table")
+    _add_resumable(sweep, "override config keys or sweep axes, e.g. --set model.d=2000 "
+                   "sweep.model.p=[0.6,0.8] (repeatable)", "rows already there are kept",
+                   restart=False)
+
     scaling = sub.add_parser("scaling", help="fewest steps N*(d) per schedule, with fitted slopes")
     _add_config(scaling, "path to a scaling .toml config")
     scaling.add_argument("--out", default=None,
@@ -234,6 +242,17 @@ def _compare(args) -> None:
     out = args.out or f"noisesched-out/{name}"
     run_compare(name, settings, cells, out, progress=not args.no_progress)
     print(f"wrote {out}/compare.md, compare.json and compare.png")
+
+
+def _sweep(args) -> None:
+    from .experiments.sweep import load_sweep
+    from .sweeps import sweep
+
+    base, grid, settings = load_sweep(_config_path(args), _overrides(args))
+    out = args.out or f"noisesched-out/{base.name}"
+    result = sweep(base, grid, out=out, progress=not args.no_progress, **settings)
+    print(f"wrote {out}/results.parquet: {len(result.rows)} rows, {result.solved} solved now, "
+          f"{len(result.rows) - result.solved} kept")
 
 
 def _scaling(args) -> None:
@@ -375,7 +394,7 @@ def _failure(err: BaseException) -> tuple[int, str] | None:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     commands = {"demo": _demo, "run": _run, "fit": _fit, "train": _train, "compare": _compare,
-                "scaling": _scaling, "export": _export,
+                "sweep": _sweep, "scaling": _scaling, "export": _export,
                 "reproduce": _reproduce}
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None

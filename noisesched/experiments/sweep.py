@@ -1,0 +1,96 @@
+"""``noisesched sweep CONFIG``: a run config with a ``[sweep]`` table.
+
+The run config's sections are the base of every configuration; ``[sweep]`` gives the axes of
+the grid (``noisesched.sweeps.Grid``: lists or ``{start, stop, num[, log]}`` ranges for any
+``section.key``, and ``seeds``) and, optionally, ``configs_per_call`` (0: as many as fit) and
+``vmap_width`` (0: a few side by side on a CPU, all of a call elsewhere):
+
+```toml
+[model]
+name = "gm"
+d = 1000
+
+[solver]
+steps = 100
+method = "scan"
+
+[sweep]
+model.p = {start = 0.55, stop = 0.95, num = 64}
+schedule.k = [2.0, 3.0, 4.0]
+seeds = [0, 1]
+```
+
+``--set sweep.model.p=[0.6,0.8]`` replaces an axis, ``--set model.d=2000`` the base.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..schedules import ScheduleKindWarning
+from ..sweeps import SEEDS, Grid
+from .config import (
+    SECTIONS,
+    ConfigError,
+    RunConfig,
+    coerce,
+    from_mapping,
+    merge,
+    parse_overrides,
+    read_file,
+)
+
+__all__ = ["load_sweep", "flat_axes", "SETTINGS"]
+
+#: Entries of ``[sweep]`` that are settings of ``noisesched.sweep``, not axes (0: automatic).
+SETTINGS = ("configs_per_call", "vmap_width")
+
+def flat_axes(table: Mapping[str, Any]) -> dict[str, Any]:
+    """``[sweep]`` with nested section tables (``model.p = ...`` in TOML) as dotted keys
+    (``"model.p"``); ranges and other entries as they are."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        nested = (key in SECTIONS and isinstance(value, Mapping)
+                  and not any(k in value for k in ("start", "stop", "num", "log")))
+        if nested:
+            out.update({f"{key}.{sub}": v for sub, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def load_sweep(path: str | Path, overrides: Sequence[str] = ()
+               ) -> tuple[RunConfig, Grid, dict[str, int]]:
+    """(base config, grid, settings) of a sweep config, ``section.key=value`` overrides
+    applied (``sweep.KEY=...`` to the ``[sweep]`` table); every entry checked. The settings are
+    the keyword arguments of ``noisesched.sweep`` given in ``[sweep]`` (``configs_per_call``,
+    ``vmap_width``; 0: automatic)."""
+    data = read_file(path)
+    table = data.pop("sweep", None)
+    if table is None:
+        raise ConfigError(f"{path}: a sweep config needs a [sweep] table (e.g. model.p = "
+                          "[0.6, 0.8], or a range {start, stop, num})")
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{path}: sweep must be a table [sweep]; got {table!r}")
+    updates = parse_overrides(overrides, (*SECTIONS, "sweep"))
+    axes = flat_axes(table)
+    axes.update(flat_axes(updates.pop("sweep", {})))
+    settings = {}
+    for key in SETTINGS:
+        value = coerce(f"sweep.{key}", axes.pop(key, 0), int)
+        if value < 0:
+            raise ConfigError(f"sweep.{key} must be an integer >= 0 (0: automatic); got "
+                              f"{value}")
+        settings[key] = value
+    if SEEDS in axes and "sample.seed" in axes:
+        raise ConfigError("the sweep gives seeds and sample.seed: give one of them")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        base = from_mapping(merge(data, updates), where=f"{path}: ")
+    for warning in caught:  # a schedule made for the other kind: said by the sweep, once
+        if not issubclass(warning.category, ScheduleKindWarning):
+            warnings.warn(warning.message, warning.category, stacklevel=2)
+    return base, Grid.of(axes), settings

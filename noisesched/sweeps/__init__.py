@@ -1,0 +1,70 @@
+"""Sweeps: grids of configurations solved in one compiled, vmapped call per group of shapes,
+and their results table.
+
+* ``noisesched.sweep(base, grid, out=...)``: a grid of run configs (the base config with
+  ``{"section.key": values}`` from lists or ranges, plus ``seeds``) grouped by what a compiled
+  program fixes and solved group by group, into a Parquet table (``noisesched sweep CONFIG`` is
+  the command line form, with a ``[sweep]`` table).
+* ``sample_summaries(points, n, ...)``: the same without configs: ``noisesched.sample_summary``
+  of many ``Point`` s (model, interpolant, schedule, key), grouped by structure and vmapped;
+  ``solve_group`` solves one group call by call.
+
+The table (``OUT/results.parquet``, and one ``OUT/parts/part-*.parquet`` per compiled call) has
+one row per configuration:
+
+* ``key``: SHA-256 (20 hex digits) of the resolved config (without ``name``, ``output``,
+  ``sample.chunk_size``, ``sample.devices``) and the JAX backend; a rerun skips the rows present;
+* ``section.key`` columns: the resolved parameters (``model.name``, ``model.d``, ``model.p``,
+  ``interpolant.kind``, ``schedule.k``, ``solver.steps``, ``sample.n``, ``sample.seed``, ...;
+  list values as JSON text);
+* the metrics of ``noisesched run``: every feature of the data law and its target
+  (``mode_weight``, ``mode_weight_target``, ``within_mode_var``, ...) and the Monte-Carlo-free
+  values where the law has an oracle (``mode_weight_exact``, ...);
+* ``num_steps``, ``error`` (null, or why the solve failed: then no metrics), ``seconds`` (the
+  wall time of its compiled call, compilation and metrics included, shared equally among the
+  call's configurations), ``group`` (the group, in words), ``backend``, ``config`` (the whole
+  resolved config as JSON, to rerun one row with ``noisesched run``).
+"""
+
+from ._grid import SEEDS, Grid, Range
+from ._stack import Stacking, structure
+from ._sweep import GroupReport, SweepResult, expand, parameters, row_key, sweep
+from ._table import PARTS, RESULTS, ResultStore, to_table
+from ._vmapped import (
+    CPU_VMAP_WIDTH,
+    Point,
+    PointSource,
+    PointSummary,
+    call_sizes,
+    point_structure,
+    sample_summaries,
+    solve_group,
+    solve_stacked,
+)
+
+__all__ = [
+    "CPU_VMAP_WIDTH",
+    "GroupReport",
+    "Grid",
+    "PARTS",
+    "Point",
+    "PointSource",
+    "PointSummary",
+    "RESULTS",
+    "Range",
+    "ResultStore",
+    "SEEDS",
+    "Stacking",
+    "SweepResult",
+    "call_sizes",
+    "expand",
+    "parameters",
+    "point_structure",
+    "row_key",
+    "sample_summaries",
+    "solve_group",
+    "solve_stacked",
+    "structure",
+    "sweep",
+    "to_table",
+]
