@@ -69,10 +69,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="do not keep compiled programs between runs (also "
                              "NOISESCHED_NO_COMPILE_CACHE=1; default: kept in "
                              "$NOISESCHED_CACHE_DIR or ~/.cache/noisesched/jax)")
-    parser.add_argument("--distributed", action="store_true",
-                        help="call jax.distributed.initialize() first (one process per host; "
-                             "SLURM or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / "
-                             "JAX_PROCESS_ID)")
+    _add_distributed(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="GM two modes: VP/VE x constant/dilated, table and figure")
@@ -117,6 +114,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_resumable(sweep, "override config keys or sweep axes, e.g. --set model.d=2000 "
                    "sweep.model.p=[0.6,0.8] (repeatable)", "rows already there are kept",
                    restart=False)
+    sweep.add_argument("--shard", default=None, metavar="I/N",
+                       help="solve only the I-th of N slices of the grid (0 <= I < N), the same "
+                            "on every machine; join the folders with noisesched sweep merge")
+    merge = sub.add_parser(_SWEEP_MERGE, help="join the tables of a sweep's shards (their --out "
+                           "folders) into one, in grid order: noisesched sweep merge OUT1 OUT2 "
+                           "... --out MERGED")
+    merge.add_argument("folders", nargs="+", metavar="FOLDER", help="the shards' folders")
+    merge.add_argument("--out", required=True, help="the merged folder")
+    merge.add_argument("--allow-different-grids", action="store_true",
+                       help="join folders of different grids (refused by default)")
 
     scaling = sub.add_parser("scaling", help="fewest steps N*(d) per schedule, with fitted slopes")
     _add_config(scaling, "path to a scaling .toml config")
@@ -160,7 +167,71 @@ def _build_parser() -> argparse.ArgumentParser:
                        help=argparse.SUPPRESS)
         p.add_argument("--no-compile-cache", action="store_true", default=argparse.SUPPRESS,
                        help=argparse.SUPPRESS)
+        _add_distributed(p, shown=p is sweep)  # after the command too
     return parser
+
+
+#: ``noisesched sweep merge ...``: a command of its own (``sweep`` takes a config path).
+_SWEEP_MERGE = "sweep merge"
+#: Options before the command that take a value.
+_VALUED = ("--coordinator", "--num-processes", "--process-id")
+
+
+def _add_distributed(parser: argparse.ArgumentParser, *, top: bool = False,
+                     shown: bool = True) -> None:
+    """``--distributed`` and the coordinator of a manual launch, before the command (``top``)
+    or after it (``default=SUPPRESS``: not reset by the command's parser)."""
+    default = None if top else argparse.SUPPRESS
+
+    def help(text):
+        return text if shown else argparse.SUPPRESS
+
+    parser.add_argument("--distributed", action="store_true",
+                        default=False if default is None else default,
+                        help=help("call jax.distributed.initialize() first: one process per host "
+                                  "(or per device), found from SLURM or Open MPI, or given by "
+                                  "--coordinator, --num-processes and --process-id"))
+    parser.add_argument("--coordinator", default=default, metavar="HOST:PORT",
+                        help=help("the address of process 0 (implies --distributed; also "
+                                  "JAX_COORDINATOR_ADDRESS)"))
+    parser.add_argument("--num-processes", type=int, default=default, metavar="N",
+                        help=help("the number of processes (implies --distributed)"))
+    parser.add_argument("--process-id", type=int, default=default, metavar="I",
+                        help=help("this process, 0 <= I < N (implies --distributed)"))
+
+
+def _command_words(argv: list[str]) -> list[str]:
+    """``argv`` with ``sweep merge`` (the first two words after the options before the
+    command) as the one command ``_SWEEP_MERGE``."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in _VALUED else 1
+    if argv[i:i + 2] == ["sweep", "merge"]:
+        return [*argv[:i], _SWEEP_MERGE, *argv[i + 2:]]
+    return argv
+
+
+def _initialize_distributed(args) -> None:
+    """``jax.distributed.initialize`` with the coordinator, number of processes and process id
+    given; JAX finds those not given from SLURM, Open MPI or ``JAX_COORDINATOR_ADDRESS``."""
+    import jax
+
+    if args.coordinator is not None:
+        host, _, port = args.coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"--coordinator must be HOST:PORT with a port in [1, 65535]; got "
+                             f"{args.coordinator!r}")
+    if args.num_processes is not None and args.num_processes < 1:
+        raise ValueError(f"--num-processes must be an integer >= 1; got {args.num_processes}")
+    if args.process_id is not None and not (
+            0 <= args.process_id < (args.num_processes or args.process_id + 1)):
+        raise ValueError(f"--process-id must be in [0, --num-processes) = [0, "
+                         f"{args.num_processes}); got {args.process_id}")
+    try:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as err:
+        raise ValueError(f"--distributed: {err} (give --coordinator HOST:PORT, --num-processes N "
+                         "and --process-id I, or run under SLURM or Open MPI)") from None
 
 
 def compile_cache_dir() -> str:
@@ -246,13 +317,20 @@ def _compare(args) -> None:
 
 def _sweep(args) -> None:
     from .experiments.sweep import load_sweep
-    from .sweeps import sweep
+    from .sweeps import Shard, sweep
 
+    shard = Shard.of(args.shard, "--shard") if args.shard is not None else None
     base, grid, settings = load_sweep(_config_path(args), _overrides(args))
     out = args.out or f"noisesched-out/{base.name}"
-    result = sweep(base, grid, out=out, progress=not args.no_progress, **settings)
-    print(f"wrote {out}/results.parquet: {len(result.rows)} rows, {result.solved} solved now, "
-          f"{len(result.rows) - result.solved} kept")
+    result = sweep(base, grid, out=out, shard=shard, progress=not args.no_progress, **settings)
+    print(result.summary())
+
+
+def _sweep_merge(args) -> None:
+    from .sweeps import merge
+
+    print(merge(args.folders, args.out,
+                allow_different_grids=args.allow_different_grids).summary())
 
 
 def _scaling(args) -> None:
@@ -392,17 +470,17 @@ def _failure(err: BaseException) -> tuple[int, str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    args = _build_parser().parse_args(_command_words(sys.argv[1:] if argv is None else argv))
     commands = {"demo": _demo, "run": _run, "fit": _fit, "train": _train, "compare": _compare,
-                "sweep": _sweep, "scaling": _scaling, "export": _export,
-                "reproduce": _reproduce}
+                "sweep": _sweep, _SWEEP_MERGE: _sweep_merge, "scaling": _scaling,
+                "export": _export, "reproduce": _reproduce}
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
-        if args.distributed:
-            import jax
-
-            jax.distributed.initialize()
+        if args.distributed or any(
+                value is not None for value in (args.coordinator, args.num_processes,
+                                                args.process_id)):
+            _initialize_distributed(args)
         if not (args.no_compile_cache or os.environ.get("NOISESCHED_NO_COMPILE_CACHE")):
             _enable_compile_cache()
         with warnings.catch_warnings():

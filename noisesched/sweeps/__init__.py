@@ -8,6 +8,11 @@ and their results table.
 * ``sample_summaries(points, n, ...)``: the same without configs: ``noisesched.sample_summary``
   of many ``Point`` s (model, interpolant, schedule, key), grouped by structure and vmapped;
   ``solve_group`` solves one group call by call.
+* ``shard=(i, N)`` (``noisesched sweep CONFIG --shard i/N``): the i-th of N deterministic slices
+  of the grid (``Shard``, ``plan``), for several processes or machines; ``merge(folders, out)``
+  (``noisesched sweep merge OUT1 OUT2 ... --out MERGED``) joins their tables in grid order.
+  Under ``jax.distributed`` (``jax.process_count()`` > 1) one sweep spreads over the processes
+  by the same rule, into one folder they share, and process 0 writes ``results.parquet``.
 
 The table (``OUT/results.parquet``, and one ``OUT/parts/part-*.parquet`` per compiled call) has
 one row per configuration:
@@ -24,12 +29,17 @@ one row per configuration:
   wall time of its compiled call, compilation and metrics included, shared equally among the
   call's configurations), ``group`` (the group, in words), ``backend``, ``config`` (the whole
   resolved config as JSON, to rerun one row with ``noisesched run``).
+
+The metadata of ``results.parquet`` records the grid (``grid``: ``size``, ``digest`` and every
+row key, in grid order) and the shard (``shard``: ``[i, N]``).
 """
 
 from ._grid import SEEDS, Grid, Range
+from ._merge import MergeResult, merge
+from ._shard import Shard, plan
 from ._stack import Stacking, structure
 from ._sweep import GroupReport, SweepResult, expand, parameters, row_key, sweep
-from ._table import PARTS, RESULTS, ResultStore, to_table
+from ._table import PARTS, RESULTS, RUN_COLUMNS, ResultStore, to_table
 from ._vmapped import (
     CPU_VMAP_WIDTH,
     Point,
@@ -46,19 +56,24 @@ __all__ = [
     "CPU_VMAP_WIDTH",
     "GroupReport",
     "Grid",
+    "MergeResult",
     "PARTS",
     "Point",
     "PointSource",
     "PointSummary",
     "RESULTS",
+    "RUN_COLUMNS",
     "Range",
     "ResultStore",
     "SEEDS",
+    "Shard",
     "Stacking",
     "SweepResult",
     "call_sizes",
     "expand",
+    "merge",
     "parameters",
+    "plan",
     "point_structure",
     "row_key",
     "sample_summaries",

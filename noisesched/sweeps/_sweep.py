@@ -19,6 +19,7 @@ oracle (``AbstractDataLaw.exact_metrics``, in float64).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -43,7 +44,8 @@ from ..experiments.config import (
 )
 from ..models.base import check_data_law
 from ._grid import Grid
-from ._table import ResultStore, merge_metadata, to_table
+from ._shard import Shard
+from ._table import PARTS, RUN_COLUMNS, ResultStore, merge_metadata, normal_row, to_table
 from ._vmapped import Point, PointSummary, call_sizes, point_structure, solve_group
 
 __all__ = ["sweep", "SweepResult", "GroupReport", "expand", "row_key", "parameters"]
@@ -114,13 +116,19 @@ class SweepResult:
     """What ``noisesched.sweep`` returns.
 
     Attributes:
-        rows: one dict per configuration, in grid order (see ``noisesched.sweeps`` for the
-            columns).
+        rows: one dict per configuration of the shard (the whole grid by default), in grid
+            order (see ``noisesched.sweeps`` for the columns).
         configs: the validated config of each row.
         points: the grid values of each row, ``{section.key: value}``.
-        groups: a ``GroupReport`` per group, in the order they ran.
-        path: ``results.parquet`` when the sweep has a folder, else None.
-        metadata: the JSON record of the table (``noisesched.sweeps._table``).
+        groups: a ``GroupReport`` per group solved by this process, in the order they ran.
+        path: ``results.parquet`` when the sweep has a folder (and this is process 0), else
+            None.
+        metadata: the JSON record of the table (``noisesched.sweeps._table``), with the grid
+            (``grid``: ``size``, ``digest``, and every row key in grid order) and ``shard``
+            (``[i, N]``).
+        shard: the shard of the grid these rows are.
+        kept: rows found in the folder from an earlier run.
+        process: (``jax.process_index()``, ``jax.process_count()``).
     """
 
     rows: list[dict[str, Any]]
@@ -129,10 +137,26 @@ class SweepResult:
     groups: list[GroupReport]
     path: Path | None
     metadata: dict[str, Any]
+    shard: Shard = Shard()
+    kept: int = 0
+    process: tuple[int, int] = (0, 1)
 
     @property
     def solved(self) -> int:
+        """Rows solved by this call (by this process)."""
         return sum(g.solved for g in self.groups)
+
+    def summary(self) -> str:
+        """One line: what was written, solved and kept."""
+        index, count = self.process
+        by = f" by process {index} of {count}" if count > 1 else ""
+        if self.path is None and count > 1:
+            return f"process {index} of {count}: {self.solved} rows solved now{by}"
+        of = (f" (shard {self.shard} of a grid of {self.metadata['grid']['size']})"
+              if self.shard.count > 1 else "")
+        where = f"wrote {self.path}: " if self.path is not None else ""
+        return (f"{where}{len(self.rows)} rows{of}, {self.solved} solved now{by}, {self.kept} "
+                "kept")
 
     def table(self):
         """The rows as a ``pyarrow.Table``, with the metadata of the Parquet files."""
@@ -272,7 +296,7 @@ def _metadata(config: RunConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
     with jax.enable_x64(_x64(config)):
         law = check_data_law(config.build()[0], "noisesched sweep")
     params = list(parameters(config))
-    run = ["key", "num_steps", "error", "seconds", "group", "backend", "config"]
+    run = ["key", *RUN_COLUMNS]
     metric_names = dict.fromkeys(k for row in rows for k in row if k not in params and k not in run)
     return {"version": __version__,
             "key": "SHA-256 of the resolved config (without name, output, sample.chunk_size, "
@@ -313,11 +337,23 @@ def _solve_rows(configs: list[RunConfig], keys: list[str], description: str,
 
 
 # ----------------------------------------------------------------------------- the sweep
+def grid_record(keys: list[str]) -> dict[str, Any]:
+    """The grid of a table's metadata: its size, a digest and every row key, in grid order."""
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+    return {"size": len(keys), "digest": digest, "keys": keys}
+
+
+def _weight(config: RunConfig) -> int:
+    """The size of a configuration's solve, by which shards are balanced."""
+    return config.d * config.sample.n * config.solver.steps
+
+
 def sweep(
     base: RunConfig | Mapping[str, Any],
     grid: Grid | Mapping[str, Any],
     *,
     out: str | os.PathLike | None = None,
+    shard: Shard | tuple[int, int] | str | None = None,
     configs_per_call: int | None = None,
     vmap_width: int | None = None,
     progress: bool = True,
@@ -334,6 +370,11 @@ def sweep(
             ``"seeds"`` for ``sample.seed``; a ``noisesched.sweeps.Grid``.
         out: a folder for the table (``results.parquet`` and ``parts/``, see
             ``noisesched.sweeps``); rows already there are not solved again. None: no files.
+        shard: ``(i, N)`` (or ``"i/N"``, a ``noisesched.sweeps.Shard``): solve only the i-th of
+            N slices of the grid (``noisesched.sweeps._shard``: whole groups where the shards
+            stay even, the same slices on every machine); the table holds its rows, and its
+            metadata the shard and the whole grid, for ``noisesched.sweeps.merge``. None: the
+            whole grid.
         configs_per_call: configurations per compiled call (None or 0: as many as fit a quarter
             of the free memory of the device with their ``sample.n`` rows each; a config's
             ``sample.chunk_size`` caps the rows per call).
@@ -345,26 +386,50 @@ def sweep(
 
     Every configuration is validated before any work. A configuration whose solve fails (nan
     or inf, an adaptive solve out of steps) gets a row with its ``error`` and no metrics.
+
+    Several processes (``jax.distributed.initialize()`` first, ``jax.process_count()`` > 1):
+    each process solves its share of the shard's configurations (the same rule, with
+    ``(jax.process_index(), jax.process_count())``) and writes its parts to ``out``, which every
+    process must see (a shared file system); after a barrier
+    (``multihost_utils.sync_global_devices``) every process reads all the parts and returns
+    every row, and process 0 alone writes ``results.parquet``.
     """
     for setting, value in (("configs_per_call", configs_per_call), ("vmap_width", vmap_width)):
         if value is not None:
             check_int(setting, value, lo=0)
+    shard = Shard() if shard is None else Shard.of(shard)
+    process = (jax.process_index(), jax.process_count())
+    if process[1] > 1 and out is None:
+        raise ValueError(f"a sweep across {process[1]} processes needs out: a folder that every "
+                         "process can write (on a shared file system)")
     points, configs = expand(base, grid)
     keys = [row_key(config) for config in configs]
     store = ResultStore(out) if out is not None else None
     groups: dict[Hashable, list[int]] = {}
     for i, config in enumerate(configs):
         groups.setdefault(_group_key(config), []).append(i)
-    done, metadata = store.finished(keys) if store is not None else ({}, {})
+    weights = [_weight(config) for config in configs]
+    selected = shard.select(list(groups.values()), weights)
+    mine = set(selected)
+    if process[1] > 1:
+        mine = set(Shard(*process).select([[i for i in members if i in mine]
+                                           for members in groups.values()], weights))
+    table_keys = [keys[i] for i in selected]
+    record = {"grid": grid_record(keys), "shard": [shard.index, shard.count]}
+    done, metadata = store.finished(table_keys) if store is not None else ({}, {})
     rows: dict[str, dict[str, Any]] = dict(done)
     reports = []
-    name = configs[0].name
-    kept = sum(key in done for key in keys)
+    name = configs[0].name if process[1] == 1 else (
+        f"{configs[0].name} (process {process[0]} of {process[1]})")
+    kept = sum(keys[i] in done for i in mine)
     if kept:
-        log(f"{name}: {kept} of {len(keys)} rows kept from an earlier run")
-    bar = progress_bar(len(keys), desc=name, initial=kept, enabled=progress)
+        log(f"{name}: {kept} of {len(mine)} rows kept from an earlier run")
+    bar = progress_bar(len(mine), desc=name, initial=kept, enabled=progress)
     try:
         for members in groups.values():
+            members = [i for i in members if i in mine]
+            if not members:
+                continue
             description = _group_description(configs[members[0]])
             todo = [i for i in members if keys[i] not in rows]
             calls, seconds = 0, 0.0
@@ -380,18 +445,43 @@ def sweep(
                 metadata = merge_metadata([metadata, part])
                 if store is not None:
                     store.write_part(new, part)
-                rows.update((row["key"], row) for row in new)
+                rows.update((row["key"], normal_row(row)) for row in new)
                 calls, seconds = calls + 1, seconds + elapsed
                 bar.update(len(new))
             reports.append(GroupReport(description, len(members), len(todo), calls, per_call,
                                        width, seconds))
             if todo:
-                if store is not None:
-                    store.write_results([rows[k] for k in keys if k in rows], metadata)
+                if store is not None and process[1] == 1:
+                    store.write_results([rows[k] for k in table_keys if k in rows],
+                                        {**metadata, **record})
                 log(f"{name}: {description}: {len(todo)} configuration(s) in {calls} call(s) "
                     f"of {per_call} ({width} side by side), {seconds:.2f} s")
     finally:
         bar.close()
-    ordered = [rows[k] for k in keys]
-    path = store.write_results(ordered, metadata) if store is not None else None
-    return SweepResult(ordered, configs, points, reports, path, metadata)
+    if process[1] > 1 and store is not None:
+        metadata = _gather(store, table_keys, rows, metadata,
+                           f"noisesched.sweep {record['grid']['digest']} {shard}")
+    ordered = [rows[k] for k in table_keys]
+    metadata = {**metadata, **record}
+    path = (store.write_results(ordered, metadata)
+            if store is not None and process[0] == 0 else None)
+    return SweepResult(ordered, [configs[i] for i in selected], [points[i] for i in selected],
+                       reports, path, metadata, shard, kept, process)
+
+
+def _gather(store: ResultStore, keys: list[str], rows: dict[str, dict[str, Any]],
+            metadata: dict[str, Any], barrier: str) -> dict[str, Any]:
+    """After every process has written its parts (a barrier named ``barrier``, which also
+    checks that every process runs the same grid and shard): the rows of ``keys`` from all the
+    parts, into ``rows``; the parts' metadata merged with ``metadata``."""
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(barrier)
+    found, theirs = store.finished(keys)
+    rows.update(found)
+    missing = [k for k in keys if k not in rows]
+    if missing:
+        raise OSError(errno.ENOENT, f"{len(missing)} rows of other processes are not in the "
+                      "parts: out must be a folder that every process sees (a shared file "
+                      "system)", str(store.folder / PARTS))
+    return merge_metadata([metadata, theirs])

@@ -28,10 +28,12 @@ from typing import Any
 
 from .._atomic import atomic_write
 
-__all__ = ["ResultStore", "to_table", "RESULTS", "PARTS"]
+__all__ = ["ResultStore", "to_table", "normal_row", "RESULTS", "PARTS", "RUN_COLUMNS"]
 
 RESULTS = "results.parquet"
 PARTS = "parts"
+#: The columns of how a row was solved: every row has them, last and in this order.
+RUN_COLUMNS = ("num_steps", "error", "seconds", "group", "backend", "config")
 #: The schema metadata key of the JSON record.
 METADATA_KEY = b"noisesched"
 
@@ -47,14 +49,25 @@ def _pyarrow():
 
 def to_table(rows: Sequence[Mapping[str, Any]], metadata: Mapping[str, Any] | None = None):
     """A ``pyarrow.Table`` of ``rows`` (dicts): one column per key met in any row, in order of
-    first appearance, null where a row lacks it; ``metadata`` as JSON under ``noisesched``."""
+    first appearance and the ``RUN_COLUMNS`` last, null where a row lacks it; ``metadata`` as
+    JSON under ``noisesched``."""
     pa, _ = _pyarrow()
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    met = dict.fromkeys(key for row in rows for key in row)
+    columns = [key for key in met if key not in RUN_COLUMNS] + [
+        key for key in RUN_COLUMNS if key in met]
     table = pa.table({key: pa.array([row.get(key) for row in rows]) for key in columns})
     if metadata is not None:
         table = table.replace_schema_metadata(
             {METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
     return table
+
+
+def normal_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as a sweep keeps it, whether solved now or read from a table: without its null
+    values (a column of another group's parameters or metrics), except in the
+    ``RUN_COLUMNS``. Tables of the same rows in the same order are then the same, column
+    order included."""
+    return {k: v for k, v in row.items() if v is not None or k in RUN_COLUMNS}
 
 
 def read_metadata(table) -> dict[str, Any]:
@@ -94,8 +107,8 @@ class ResultStore:
         return sorted(parts.glob("part-*.parquet")) if parts.is_dir() else []
 
     def finished(self, keys: Iterable[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-        """(the rows of the parts whose key is among ``keys``, by key; the parts' merged
-        metadata)."""
+        """(the rows of the parts whose key is among ``keys``, by key (``normal_row``); the
+        parts' merged metadata)."""
         _, pq = _pyarrow()
         wanted = set(keys)
         rows: dict[str, dict[str, Any]] = {}
@@ -105,7 +118,7 @@ class ResultStore:
             records.append(read_metadata(table))
             for row in table.to_pylist():
                 if row.get("key") in wanted:
-                    rows.setdefault(row["key"], {k: v for k, v in row.items() if v is not None})
+                    rows.setdefault(row["key"], normal_row(row))
         return rows, merge_metadata(records)
 
     def write_part(self, rows: Sequence[Mapping[str, Any]], metadata: Mapping[str, Any]
