@@ -446,7 +446,10 @@ class SampleSettings:
             check_int("sample.seed", self.seed, lo=0, hi=2**63 - 1)
             check_choice("sample.dtype", self.dtype, DTYPES)
             check_int("sample.chunk_size", self.chunk_size, lo=0)
-            check_int("sample.devices", self.devices, lo=0, hi=jax.device_count())
+            check_int("sample.devices", self.devices, lo=0)
+            if self.devices:  # (0 asks for no device count: jax.distributed.initialize() and
+                # any other setting of the backend may still come after a config is read)
+                check_int("sample.devices", self.devices, lo=0, hi=jax.device_count())
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -151,7 +152,8 @@ class SweepResult:
         index, count = self.process
         by = f" by process {index} of {count}" if count > 1 else ""
         if self.path is None and count > 1:
-            return f"process {index} of {count}: {self.solved} rows solved now{by}"
+            return (f"process {index} of {count}: {self.solved} rows solved now, {self.kept} "
+                    "kept; process 0 writes the table")
         of = (f" (shard {self.shard} of a grid of {self.metadata['grid']['size']})"
               if self.shard.count > 1 else "")
         where = f"wrote {self.path}: " if self.path is not None else ""
@@ -388,10 +390,10 @@ def sweep(
     or inf, an adaptive solve out of steps) gets a row with its ``error`` and no metrics.
 
     Several processes (``jax.distributed.initialize()`` first, ``jax.process_count()`` > 1):
-    each process solves its share of the shard's configurations (the same rule, with
-    ``(jax.process_index(), jax.process_count())``) and writes its parts to ``out``, which every
-    process must see (a shared file system); after a barrier
-    (``multihost_utils.sync_global_devices``) every process reads all the parts and returns
+    each process solves its share of the shard's configurations (the rule of shards again,
+    with ``(jax.process_index(), jax.process_count())``) and writes its parts to ``out``, which
+    every process must see (a shared file system); once all have (a barrier of
+    ``jax.distributed``'s coordination service), every process reads all the parts and returns
     every row, and process 0 alone writes ``results.parquet``.
     """
     for setting, value in (("configs_per_call", configs_per_call), ("vmap_width", vmap_width)):
@@ -459,8 +461,8 @@ def sweep(
     finally:
         bar.close()
     if process[1] > 1 and store is not None:
-        metadata = _gather(store, table_keys, rows, metadata,
-                           f"noisesched.sweep {record['grid']['digest']} {shard}")
+        _barrier(f"noisesched.sweep {next(_SWEEPS)}")  # every process has written its parts
+        metadata = _gather(store, table_keys, rows, metadata)
     ordered = [rows[k] for k in table_keys]
     metadata = {**metadata, **record}
     path = (store.write_results(ordered, metadata)
@@ -469,19 +471,39 @@ def sweep(
                        reports, path, metadata, shard, kept, process)
 
 
-def _gather(store: ResultStore, keys: list[str], rows: dict[str, dict[str, Any]],
-            metadata: dict[str, Any], barrier: str) -> dict[str, Any]:
-    """After every process has written its parts (a barrier named ``barrier``, which also
-    checks that every process runs the same grid and shard): the rows of ``keys`` from all the
-    parts, into ``rows``; the parts' metadata merged with ``metadata``."""
-    from jax.experimental import multihost_utils
+#: How long a process waits for the others at the end of a sweep, their shares done (a process
+#: that dies stops the others sooner: ``jax.distributed`` watches every process).
+BARRIER_SECONDS = 7 * 24 * 3600
+#: The sweeps of this program (the same sequence in every process): one barrier each.
+_SWEEPS = itertools.count()
 
-    multihost_utils.sync_global_devices(barrier)
+
+def _barrier(name: str) -> None:
+    """Wait until every process has reached ``name``: a barrier of the coordination service of
+    ``jax.distributed`` (the one of its shutdown), which waits up to ``BARRIER_SECONDS``;
+    ``multihost_utils.sync_global_devices`` where no such service runs. (Not the latter
+    always: a collective of the devices gives up after ``xla_cpu_collective_timeout_seconds``
+    on a CPU, and its first call when the others are 30 s late.)"""
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    if client is None:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+    else:
+        client.wait_at_barrier(name, BARRIER_SECONDS * 1000)
+
+
+def _gather(store: ResultStore, keys: list[str], rows: dict[str, dict[str, Any]],
+            metadata: dict[str, Any]) -> dict[str, Any]:
+    """Once every process has written its parts: the rows of ``keys`` from all the parts,
+    into ``rows``; the parts' metadata merged with ``metadata``."""
     found, theirs = store.finished(keys)
     rows.update(found)
     missing = [k for k in keys if k not in rows]
     if missing:
         raise OSError(errno.ENOENT, f"{len(missing)} rows of other processes are not in the "
-                      "parts: out must be a folder that every process sees (a shared file "
-                      "system)", str(store.folder / PARTS))
+                      "parts: every process must run the same sweep, with an out folder that "
+                      "every process sees (a shared file system)", str(store.folder / PARTS))
     return merge_metadata([metadata, theirs])

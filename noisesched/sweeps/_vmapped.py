@@ -155,11 +155,11 @@ def call_sizes(d: int, n: int, count: int, dtype, chunk_size: int | None,
                configs_per_call: int | None, vmap_width: int | None) -> tuple[int, int, int]:
     """(rows per call, points per call, points vmapped together) for ``count`` points of
     dimension ``d`` with ``n`` samples each. Rows and points: as many as fit a quarter of the
-    free memory of the default device (``auto_chunk_size``: about four live copies of the
-    states), unless given. Width: ``CPU_VMAP_WIDTH`` on a CPU, every point
-    of the call elsewhere, unless given; at least 2 (a lone point is solved as it is), and the
-    points per call rounded up to a multiple of it (the last call padded)."""
-    device = jax.devices()[0]
+    free memory of this process's first device, where its programs run (``auto_chunk_size``:
+    about four live copies of the states), unless given. Width: ``CPU_VMAP_WIDTH`` on a CPU,
+    every point of the call elsewhere, unless given; at least 2 (a lone point is solved as it
+    is), and the points per call rounded up to a multiple of it (the last call padded)."""
+    device = jax.local_devices()[0]
     fit = auto_chunk_size(d, dtype, [device])
     rows = min(n, chunk_size or fit)
     per_call = min(configs_per_call or max(1, fit // rows), count)
