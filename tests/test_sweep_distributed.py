@@ -73,6 +73,13 @@ def test_the_command_line_shards_and_merge(whole, tmp_path, capsys):
                  str(tmp_path / "merged")]) == 0
     assert "6 of the 6 rows of the grid" in capsys.readouterr().out
     assert _table(tmp_path / "merged") == _table(whole)
+    # shards in one folder: its table is the last shard's, until a merge of the folder itself
+    shared = str(tmp_path / "shared")
+    for i in range(2):
+        assert main(["sweep", str(config), "--shard", f"{i}/2", "--out", shared]) == 0
+    assert len(_table(shared)[1]) == 3
+    assert main(["sweep", "merge", shared, "--out", shared]) == 0
+    assert _table(shared) == _table(whole)
 
 
 @pytest.mark.parametrize("groups, weights, count, expected", [

@@ -28,7 +28,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..schedules import ScheduleKindWarning
 from ..sweeps import SEEDS, Grid
@@ -43,10 +43,18 @@ from .config import (
     read_file,
 )
 
-__all__ = ["load_sweep", "flat_axes", "SETTINGS"]
+__all__ = ["load_sweep", "flat_axes", "SETTINGS", "SweepSettings"]
 
-#: Entries of ``[sweep]`` that are settings of ``noisesched.sweep``, not axes (0: automatic).
-SETTINGS = ("configs_per_call", "vmap_width")
+class SweepSettings(TypedDict):
+    """Entries of ``[sweep]`` that are keyword arguments of ``noisesched.sweep``, not axes (0:
+    automatic)."""
+
+    configs_per_call: int
+    vmap_width: int
+
+
+#: The keys of ``SweepSettings``.
+SETTINGS = tuple(SweepSettings.__annotations__)
 
 def flat_axes(table: Mapping[str, Any]) -> dict[str, Any]:
     """``[sweep]`` with nested section tables (``model.p = ...`` in TOML) as dotted keys
@@ -63,7 +71,7 @@ def flat_axes(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_sweep(path: str | Path, overrides: Sequence[str] = ()
-               ) -> tuple[RunConfig, Grid, dict[str, int]]:
+               ) -> tuple[RunConfig, Grid, SweepSettings]:
     """(base config, grid, settings) of a sweep config, ``section.key=value`` overrides
     applied (``sweep.KEY=...`` to the ``[sweep]`` table); every entry checked. The settings are
     the keyword arguments of ``noisesched.sweep`` given in ``[sweep]`` (``configs_per_call``,
@@ -78,13 +86,16 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()
     updates = parse_overrides(overrides, (*SECTIONS, "sweep"))
     axes = flat_axes(table)
     axes.update(flat_axes(updates.pop("sweep", {})))
-    settings = {}
-    for key in SETTINGS:
+
+    def setting(key: str) -> int:
         value = coerce(f"sweep.{key}", axes.pop(key, 0), int)
         if value < 0:
             raise ConfigError(f"sweep.{key} must be an integer >= 0 (0: automatic); got "
                               f"{value}")
-        settings[key] = value
+        return value
+
+    settings = SweepSettings(configs_per_call=setting("configs_per_call"),
+                             vmap_width=setting("vmap_width"))
     if SEEDS in axes and "sample.seed" in axes:
         raise ConfigError("the sweep gives seeds and sample.seed: give one of them")
     with warnings.catch_warnings(record=True) as caught:

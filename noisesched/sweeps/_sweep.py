@@ -26,7 +26,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -359,7 +359,7 @@ def sweep(
     configs_per_call: int | None = None,
     vmap_width: int | None = None,
     progress: bool = True,
-    log=print,
+    log: Callable[[str], object] = print,
 ) -> SweepResult:
     """Run every configuration of ``grid`` on top of ``base``, one compiled, vmapped call per
     group of configurations that share shapes, and return (and write) a table of their rows.

@@ -191,8 +191,10 @@ def solve_group(
             once more when solved, so a lazy sequence that builds each point keeps only one
             call's points in memory.
         n: samples per point.
-        steps, solver, **options: the solve (``noisesched.solve``'s keyword arguments, the same
-            for every point; ``observe`` is not available).
+        steps: the solver steps N (``noisesched.solve``'s).
+        solver: the solver (``noisesched.solve``'s).
+        **options: the other keyword arguments of ``noisesched.solve``, the same for every
+            point (``observe`` is not available).
         dtype: dtype of the states (default JAX's default float).
         chunk_size: rows per call (None or 0: as many as fit, see ``call_sizes``).
         configs_per_call: points per call (None or 0: as many as fit); the last call is padded
