@@ -350,6 +350,18 @@ def _weight(config: RunConfig) -> int:
     return config.d * config.sample.n * config.solver.steps
 
 
+def _shares(groups: list[list[int]], weights: list[int], shard: Shard,
+            process: tuple[int, int]) -> tuple[list[int], set[int]]:
+    """(the shard's configurations, in grid order: the rows of its table; those this process
+    solves: its share of them, by the same rule)."""
+    selected = shard.select(groups, weights)
+    if process[1] == 1:
+        return selected, set(selected)
+    chosen = set(selected)
+    return selected, set(Shard(*process).select(
+        [[i for i in members if i in chosen] for members in groups], weights))
+
+
 def sweep(
     base: RunConfig | Mapping[str, Any],
     grid: Grid | Mapping[str, Any],
@@ -410,12 +422,8 @@ def sweep(
     groups: dict[Hashable, list[int]] = {}
     for i, config in enumerate(configs):
         groups.setdefault(_group_key(config), []).append(i)
-    weights = [_weight(config) for config in configs]
-    selected = shard.select(list(groups.values()), weights)
-    mine = set(selected)
-    if process[1] > 1:
-        mine = set(Shard(*process).select([[i for i in members if i in mine]
-                                           for members in groups.values()], weights))
+    selected, mine = _shares(list(groups.values()), [_weight(c) for c in configs], shard,
+                             process)
     table_keys = [keys[i] for i in selected]
     record = {"grid": grid_record(keys), "shard": [shard.index, shard.count]}
     done, metadata = store.finished(table_keys) if store is not None else ({}, {})
