@@ -178,7 +178,10 @@ def test_the_table_reads_back_with_its_columns_and_metadata(tmp_path):
     record = json.loads(schema.metadata[b"noisesched"])
     assert [f["key"] for f in record["features"]["gm"]] == ["mode_weight", "within_mode_var",
                                                            "coordinate_ks"]
-    assert "mode_weight_exact" in record["columns"]["metrics"]
+    assert [f["se"] for f in record["features"]["gm"]] == ["mode_weight_se",
+                                                          "within_mode_var_se", None]
+    for column in ("mode_weight_exact", "mode_weight_se", "within_mode_var_se"):
+        assert column in record["columns"]["metrics"] and column in names
     assert "schedule.k" in record["columns"]["parameters"]
     # each row reruns alone: its config is the resolved config
     config = from_mapping(json.loads(rows[3]["config"]))
