@@ -117,6 +117,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_resumable(sweep, "override config keys or sweep axes, e.g. --set model.d=2000 "
                    "sweep.model.p=[0.6,0.8] (repeatable)", "rows already there are kept",
                    restart=False)
+    sweep.add_argument("--plot", action="store_true",
+                       help="then draw the figures of the table into OUT/figures (on a "
+                            "finished sweep: its rows are kept, nothing is solved)")
 
     scaling = sub.add_parser("scaling", help="fewest steps N*(d) per schedule, with fitted slopes")
     _add_config(scaling, "path to a scaling .toml config")
@@ -253,6 +256,13 @@ def _sweep(args) -> None:
     result = sweep(base, grid, out=out, progress=not args.no_progress, **settings)
     print(f"wrote {out}/results.parquet: {len(result.rows)} rows, {result.solved} solved now, "
           f"{len(result.rows) - result.solved} kept")
+    if args.plot:
+        from .sweeps import NothingToPlot, plot
+
+        try:
+            print(f"wrote {len(plot(out))} figure(s) into {out}/figures")
+        except NothingToPlot as err:
+            print(f"no figures: {err}")
 
 
 def _scaling(args) -> None:

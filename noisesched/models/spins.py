@@ -88,7 +88,7 @@ class AbstractSpinLaw(AbstractModel):
         mags = rows["magnetization"].astype(np.float64)
         levels, probs = map(np.asarray, self.magnetization_law())
         empirical = np.searchsorted(np.sort(mags), levels + 1.0 / self.d, side="right")
-        positive = np.mean(mags > 0)
+        positive = float(np.mean(mags > 0))
         out = {
             "mode_weight": positive,
             "mode_weight_target": float(self.positive_phase_weight),

@@ -44,6 +44,7 @@ from ..experiments.config import (
 from ..models.base import check_data_law
 from ._grid import Grid
 from ._table import ResultStore, merge_metadata, to_table
+from ._variants import VARIANT, grid_rows
 from ._vmapped import Point, PointSummary, call_sizes, point_structure, solve_group
 
 __all__ = ["sweep", "SweepResult", "GroupReport", "expand", "row_key", "parameters"]
@@ -165,6 +166,8 @@ def _describe(point: Mapping[str, Any]) -> str:
 def _config(base: RunConfig, point: Mapping[str, Any]) -> RunConfig:
     updates: dict[str, dict[str, Any]] = {}
     for key, value in point.items():
+        if key == VARIANT:  # applied to the base already
+            continue
         section, _, sub = key.partition(".")
         updates.setdefault(section, {})[sub] = value
     where = f"sweep point {_describe(point)}: "
@@ -193,7 +196,9 @@ def expand(base: RunConfig | Mapping[str, Any], grid: Grid | Mapping[str, Any]
     with warnings.catch_warnings(record=True) as caught:  # said once, not once per point
         warnings.simplefilter("always")
         base = base if isinstance(base, RunConfig) else from_mapping(base)
-        configs = [_config(base, point) for point in points]
+        bases = {variant.label: variant.apply(base) for variant in grid.variants}
+        configs = [_config(bases[point[VARIANT]] if VARIANT in point else base, point)
+                   for point in points]
     for category, message in dict.fromkeys((w.category, str(w.message)) for w in caught):
         warnings.warn(message, category, stacklevel=2)
     seen: dict[str, dict[str, Any]] = {}
@@ -341,7 +346,7 @@ def sweep(
             CPU, ``noisesched.sweeps.CPU_VMAP_WIDTH``, whose cache a wide vmap leaves; all of the
             call's elsewhere).
         progress: a progress bar (stderr) over the configurations.
-        log: where a line per group goes.
+        log (Callable[[str], Any]): where a line per group goes (default print).
 
     Every configuration is validated before any work. A configuration whose solve fails (nan
     or inf, an adaptive solve out of steps) gets a row with its ``error`` and no metrics.
@@ -387,11 +392,11 @@ def sweep(
                                        width, seconds))
             if todo:
                 if store is not None:
-                    store.write_results([rows[k] for k in keys if k in rows], metadata)
+                    store.write_results(*grid_rows(rows, keys, points, metadata))
                 log(f"{name}: {description}: {len(todo)} configuration(s) in {calls} call(s) "
                     f"of {per_call} ({width} side by side), {seconds:.2f} s")
     finally:
         bar.close()
-    ordered = [rows[k] for k in keys]
+    ordered, metadata = grid_rows(rows, keys, points, metadata)
     path = store.write_results(ordered, metadata) if store is not None else None
     return SweepResult(ordered, configs, points, reports, path, metadata)

@@ -191,8 +191,8 @@ def solve_group(
             once more when solved, so a lazy sequence that builds each point keeps only one
             call's points in memory.
         n: samples per point.
-        steps, solver, **options: the solve (``noisesched.solve``'s keyword arguments, the same
-            for every point; ``observe`` is not available).
+        steps: solver steps N (``noisesched.solve``'s; the same for every point).
+        solver: the solver (``noisesched.solve``'s).
         dtype: dtype of the states (default JAX's default float).
         chunk_size: rows per call (None or 0: as many as fit, see ``call_sizes``).
         configs_per_call: points per call (None or 0: as many as fit); the last call is padded
@@ -201,6 +201,8 @@ def solve_group(
         vmap_width: points solved side by side within a call (None or 0: ``CPU_VMAP_WIDTH``
             on a CPU, all the call's points elsewhere; see ``solve_stacked``).
         max_values: pooled entries kept for the distribution features (``metrics.row_statistics``).
+        **options: ``noisesched.solve``'s other keyword arguments, the same for every point
+            (``observe`` is not available).
 
     Every point's metrics are those of ``noisesched.sample_summary`` with the same arguments;
     a point whose solve fails gets its ``error`` instead, and the others go on.
