@@ -336,7 +336,9 @@ def sweep(
             "d": 1000}, "solver": {...}, ...}``).
         grid: ``{"section.key": values}`` with values a list or a range
             (``noisesched.sweeps.Range`` or ``{"start", "stop", "num", "log"}``), and
-            ``"seeds"`` for ``sample.seed``; a ``noisesched.sweeps.Grid``.
+            ``"seeds"`` for ``sample.seed``, ``"variants"`` for named sets of config
+            overrides (``{label: {"schedule": {...}, ...}}``, a ``variant`` column); a
+            ``noisesched.sweeps.Grid``.
         out: a folder for the table (``results.parquet`` and ``parts/``, see
             ``noisesched.sweeps``); rows already there are not solved again. None: no files.
         configs_per_call: configurations per compiled call (None or 0: as many as fit a quarter
