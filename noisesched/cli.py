@@ -114,6 +114,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_resumable(sweep, "override config keys or sweep axes, e.g. --set model.d=2000 "
                    "sweep.model.p=[0.6,0.8] (repeatable)", "rows already there are kept",
                    restart=False)
+    sweep.add_argument("--plot", action="store_true",
+                       help="then draw the figures of the table into OUT/figures (on a "
+                            "finished sweep: its rows are kept, nothing is solved)")
     sweep.add_argument("--shard", default=None, metavar="I/N",
                        help="solve only the I-th of N slices of the grid (0 <= I < N), the same "
                             "on every machine; join the folders with noisesched sweep merge")
@@ -324,6 +327,13 @@ def _sweep(args) -> None:
     out = args.out or f"noisesched-out/{base.name}"
     result = sweep(base, grid, out=out, shard=shard, progress=not args.no_progress, **settings)
     print(result.summary())
+    if args.plot and result.path is not None:
+        from .sweeps import NothingToPlot, plot
+
+        try:
+            print(f"wrote {len(plot(out))} figure(s) into {out}/figures")
+        except NothingToPlot as err:
+            print(f"no figures: {err}")
 
 
 def _sweep_merge(args) -> None:

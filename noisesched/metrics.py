@@ -7,6 +7,12 @@ built-in laws are re-exported here: for a Gaussian mixture the mode weights (hig
 spread within a mode (low level); for Curie–Weiss spins the phase (high level) and the spins'
 magnitude and magnetisation (low level). All take samples of shape (n, d) and are invariant to
 the order of the rows.
+
+A feature that is a mean over samples (a fraction, a mean square) comes with its Monte Carlo
+standard error (``Feature.se``, e.g. ``mode_weight_se``): ``binomial_standard_error`` for a
+fraction, ``mean_standard_error`` (the per-sample values' standard deviation over √n) for a
+mean. It is computed from the per-row statistics, so a summary streamed in chunks has the
+standard error of the whole batch.
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._validation import check_int
-from .models.base import AbstractDataLaw, Samples, check_data_law, check_samples
+from .models.base import (
+    AbstractDataLaw,
+    Samples,
+    binomial_standard_error,
+    check_data_law,
+    check_samples,
+    mean_standard_error,
+)
 from .models.gaussian_mixture import (
     assign_modes,
     coordinate_ks,
@@ -57,6 +70,8 @@ __all__ = [
     "row_statistics",
     "concatenate_rows",
     "summary_from_rows",
+    "mean_standard_error",
+    "binomial_standard_error",
 ]
 
 

@@ -274,8 +274,12 @@ def test_sample_summary_end_to_end_and_figures(law):
     interp = ns.Interpolant("vp", "linear", 64)
     out = ns.sample_summary(law, interp, ns.schedules.constant(), jax.random.PRNGKey(0), 96,
                             steps=4, chunk_size=64)
-    keys = {k for f in law.features for k in (f.key, f.target) if k is not None}
+    keys = {k for f in law.features for k in (f.key, f.target, f.se) if k is not None}
     assert keys <= set(out.metrics)
+    for k in law.classes:  # a fraction of 96 samples: binomial
+        f = out.metrics[f"class_{k}_fraction"]
+        assert out.metrics[f"class_{k}_fraction_se"] == pytest.approx((f * (1 - f) / 96) ** 0.5,
+                                                                     rel=1e-12)
     assert all(math.isfinite(v) for v in out.metrics.values())
     assert out.rows["pixels"].shape == (96, 64) and out.rows["features"].shape == (96, 64)
     assert out.rows["class_index"].shape == (96,)

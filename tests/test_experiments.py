@@ -144,16 +144,24 @@ def test_run_writes_results_and_reruns_identically(tmp_path, capsys, model):
         assert f["key"] in result["metrics"]
         assert f["target"] is None or f["target"] in result["metrics"]
         assert f["exact"] is None or f["exact"] in result["metrics"]
-    # the summary line: each feature with its target (and exact value, for the mixture)
+        assert f["se"] is None or f["se"] in result["metrics"]
+    # the summary line: each feature ± its standard error, with its target (and exact value,
+    # for the mixture)
     printed = capsys.readouterr().out
     line = next(s for s in printed.splitlines() if s.startswith("small: "))
     m = result["metrics"]
+    assert features["mode_weight"]["se"] == "mode_weight_se"
+    w = m["mode_weight"]
+    assert m["mode_weight_se"] == pytest.approx((w * (1 - w) / 128) ** 0.5, rel=1e-12)
     if model == "gm":
-        assert line.startswith(f"small: mode weight {m['mode_weight']:.4f} (target 0.8000) "
+        assert line.startswith(f"small: mode weight {m['mode_weight']:.4f} ± "
+                               f"{m['mode_weight_se']:.4f} (target 0.8000) "
                                f"[exact {m['mode_weight_exact']:.4f}], within-mode variance "
-                               f"{m['within_mode_var']:.4f} (target 0.2500)")
+                               f"{m['within_mode_var']:.4f} ± {m['within_mode_var_se']:.4f} "
+                               "(target 0.2500)")
     else:
-        assert line.startswith(f"small: positive fraction {m['mode_weight']:.4f} (target "
+        assert line.startswith(f"small: positive fraction {m['mode_weight']:.4f} ± "
+                               f"{m['mode_weight_se']:.4f} (target "
                                f"{m['mode_weight_target']:.4f}), mean x² ")
     for name in ("trajectories.png", "trajectories.npz", "final.png", "final.npz"):
         assert (out / name).stat().st_size > 0

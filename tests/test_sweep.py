@@ -178,7 +178,10 @@ def test_the_table_reads_back_with_its_columns_and_metadata(tmp_path):
     record = json.loads(schema.metadata[b"noisesched"])
     assert [f["key"] for f in record["features"]["gm"]] == ["mode_weight", "within_mode_var",
                                                            "coordinate_ks"]
-    assert "mode_weight_exact" in record["columns"]["metrics"]
+    assert [f["se"] for f in record["features"]["gm"]] == ["mode_weight_se",
+                                                          "within_mode_var_se", None]
+    for column in ("mode_weight_exact", "mode_weight_se", "within_mode_var_se"):
+        assert column in record["columns"]["metrics"] and column in names
     assert "schedule.k" in record["columns"]["parameters"]
     # each row reruns alone: its config is the resolved config
     config = from_mapping(json.loads(rows[3]["config"]))
@@ -242,6 +245,32 @@ def test_a_warning_of_every_point_is_said_once():
     ({"output.figures": [True, False]}, "changes no result"),
     ({"model.d": [100, 4]}, "sweep point model.d = 4: schedule.k must be in (0, 2)"),
     ({"model.p": 0.6}, "must be a list of values or a range"),
+    # named variants (tests/test_sweep_variants.py)
+    ({"variants": {}}, "sweep.variants is empty"),
+    ({"variants": {"a": {}}}, "sweep.variants.a is empty"),
+    ({"variants": {"a": {"shedule": {"name": "constant"}}}},
+     "unknown key 'shedule' in sweep.variants.a: a variant holds config sections"),
+    ({"variants": {"a": {"schedule": {"kk": 3.0}}}},
+     "unknown key 'schedule.kk' in sweep.variants.a (did you mean 'schedule.k'?)"),
+    ({"variants": {"a": {"schedule": {"name": "vp_dilated", "k": 3.0}}},
+      "schedule.k": [2.0, 4.0]},
+     "sweep.variants.a sets schedule.k and the sweep has the axis sweep.schedule.k"),
+    ({"variants": {"a": {"sample": {"seed": 1}}}, "seeds": [0, 1]},
+     "sweep.variants.a sets sample.seed and the sweep has the axis sweep.seeds"),
+    ({"variants": {"a": {"schedule": {"name": "constant", "k": 3.0}}}},
+     "sweep.variants.a: schedule.k = 3.0 does not apply to schedule 'constant'"),
+    ({"variants": {"a": {"schedule": {"name": "nope"}}}},
+     "sweep.variants.a: schedule.name must be one of"),
+    ({"variants": {"a": {"schedule": {"name": "constant"}},
+                   "b": {"schedule": {"name": "constant"}}}},
+     "sweep points variant = 'a' and variant = 'b' are the same configuration"),
+    ({"variants": {"a": {"output": {"figures": False}}}}, "changes no result"),
+    ({"variants": {"a": {"sample": {"chunk_size": 8}}}}, "changes no result"),
+    ({"variants": {"a": {"schedule": "constant"}}},
+     "sweep.variants.a.schedule must be a non-empty table"),
+    ({"variants": {"a.b": {"schedule": {"name": "constant"}}}},
+     "labels must be non-empty strings without '.'"),
+    ({"variant": {"a": {"schedule": {"name": "constant"}}}}, "(did you mean 'variants'?)"),
 ])
 def test_bad_grids_are_refused_before_any_work(grid, message, tmp_path):
     with pytest.raises(ConfigError) as err:

@@ -57,7 +57,7 @@ from .config import (
     read_file,
     settings_from_table,
 )
-from .fit import evaluate, feature_columns
+from .fit import evaluate, feature_columns, table_cell
 from .io import environment, save_figure, write_json
 
 __all__ = ["CompareSettings", "load_compare", "run_compare"]
@@ -383,14 +383,14 @@ def _budget_figure(entries: list[dict], title: str):
 
 def table(rows: list[dict], model) -> str:
     """Markdown: one row per (model, schedule, N), a column per feature (target in the
-    heading) and its Monte-Carlo-free value where there is one."""
+    heading; the value ± its standard error where the law gives one) and its
+    Monte-Carlo-free value where there is one."""
     columns = feature_columns(model, rows, "exact drift, no MC")
     columns += [("high-level error", "high_error"), ("low-level error", "low_error")]
     lines = ["| model | schedule | solver | d | N | " + " | ".join(h for h, _ in columns)
              + " |", "|---|---|---|---|---|" + "---|" * len(columns)]
     for r in rows:
-        cells = [f"{r[key]:.4f}" if key in r and math.isfinite(r[key]) else "–"
-                 for _, key in columns]
+        cells = [table_cell(r, key, model) for _, key in columns]
         lines.append(f"| {_short(r['model'])} | {_short(r['schedule'])} | "
                      f"{r.get('solver', '')} | {r.get('d', '')} | {r['steps']} | "
                      + " | ".join(cells) + " |")

@@ -258,7 +258,8 @@ def fingerprint(config: RunConfig, settings: FitSettings) -> str:
 
 def evaluate(model, interp, schedule, config: RunConfig, *, chunk: int = 2048
              ) -> dict[str, float]:
-    """Every feature of the data law with its target, for ``sample.n`` samples from
+    """Every feature of the data law with its target (and standard error), for ``sample.n``
+    samples from
     ``sample.seed`` (the rows ``noisesched run`` draws), streamed in chunks
     (``noisesched.streaming.sample_summary``); and the Monte-Carlo-free values of the same
     discretisation where the law has an oracle."""
@@ -269,7 +270,7 @@ def evaluate(model, interp, schedule, config: RunConfig, *, chunk: int = 2048
                              dtype=dtype, chunk_size=chunk).metrics
     out: dict[str, float] = {}
     for feature in model.features:
-        for key in (feature.key, feature.target):
+        for key in (feature.key, feature.target, feature.se):
             if key is not None:
                 out[key] = summary[key]
     if not config.solver.adaptive:
@@ -399,13 +400,26 @@ def feature_columns(law, rows: list[dict], exact_label: str = "exact"
     return columns
 
 
+def table_cell(row: dict, key: str, law) -> str:
+    """A table cell: ``row[key]`` to 4 decimals, ``± s.e.`` where ``key`` is a feature of
+    ``law`` whose standard error the row holds; "–" where the row has no finite value."""
+    value = row.get(key)
+    if value is None or not math.isfinite(value):
+        return "–"
+    se = next((f.se for f in law.features if f.key == key and f.se is not None), None)
+    if se is not None and math.isfinite(row.get(se, math.nan)):
+        return f"{value:.4f} ± {row[se]:.4f}"
+    return f"{value:.4f}"
+
+
 def table(rows: list[dict], model) -> str:
-    """The evaluation as a markdown table (``feature_columns``)."""
+    """The evaluation as a markdown table (``feature_columns``), each value ± its standard
+    error where the law gives one."""
     columns = feature_columns(model, rows)
     lines = ["| schedule | d | " + " | ".join(head for head, _ in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for r in rows:
-        cells = [f"{r.get(key, math.nan):.4f}" for _, key in columns]
+        cells = [table_cell(r, key, model) for _, key in columns]
         lines.append(f"| {r['schedule']} | {r['d']:.0e} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

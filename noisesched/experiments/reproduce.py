@@ -230,12 +230,15 @@ def k_mode_sweep(out: Path, *, log=print, dims=(10**2, 10**3, 10**4, 10**5), n: 
 
 
 def _feature_cells(features: list[dict], metrics: dict, level: str) -> str:
-    """The features of one level: value (target) [exact], joined by semicolons."""
+    """The features of one level: value ± s.e. (target) [exact], joined by semicolons."""
     cells = []
     for f in features:
         if f["level"] != level or f["key"] not in metrics:
             continue
         text = f"{f['label']} {metrics[f['key']]:.4f}".replace("|", "\\|")  # in a table
+        se = f.get("se")  # (results of earlier versions have none)
+        if se is not None and se in metrics:
+            text += f" ± {metrics[se]:.4f}"
         if f["target"] is not None and f["target"] in metrics:
             text += f" ({metrics[f['target']]:.4f})"
         if f["exact"] is not None and f["exact"] in metrics:

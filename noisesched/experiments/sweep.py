@@ -20,7 +20,10 @@ schedule.k = [2.0, 3.0, 4.0]
 seeds = [0, 1]
 ```
 
-``--set sweep.model.p=[0.6,0.8]`` replaces an axis, ``--set model.d=2000`` the base.
+Named variants, ``[sweep.variants.LABEL]`` tables of config overrides (e.g. ``schedule =
+{name = "constant"}``), are one more axis (``noisesched.sweeps._variants``).
+``--set sweep.model.p=[0.6,0.8]`` replaces an axis, ``--set model.d=2000`` the base,
+``--set sweep.variants.LABEL.schedule.k=4`` a variant's entry.
 """
 
 from __future__ import annotations

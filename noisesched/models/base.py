@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import equinox as eqx
@@ -35,7 +36,8 @@ Batch = Float[Array, "*batch d"]
 Samples = Float[Array | np.ndarray, "n d"]  # JAX or NumPy
 
 __all__ = ["AbstractDenoiser", "AbstractDataLaw", "AbstractModel", "Feature", "ModeSplit",
-           "velocity_from_denoiser", "sample_rows", "check_data_law", "check_samples"]
+           "velocity_from_denoiser", "sample_rows", "check_data_law", "check_samples",
+           "mean_standard_error", "binomial_standard_error"]
 
 
 # ----------------------------------------------------------------------------- the denoiser
@@ -116,6 +118,10 @@ class Feature(NamedTuple):
         target: the summary key of its exact target under the data law, or None.
         exact: the key of its Monte-Carlo-free value for the discretisation in
             ``AbstractDataLaw.exact_metrics``, or None.
+        se: the summary key of the Monte Carlo standard error of the measured value over the
+            n samples (the standard deviation of the estimate, estimated from the same
+            samples), or None where the law gives none (a distance between distributions, a
+            nonlinear function of several sample moments).
     """
 
     key: str
@@ -123,6 +129,7 @@ class Feature(NamedTuple):
     level: str
     target: str | None = None
     exact: str | None = None
+    se: str | None = None
 
 
 class ModeSplit(NamedTuple):
@@ -236,12 +243,15 @@ class AbstractDataLaw(eqx.Module):
         return None
 
     def describe(self, metrics: dict[str, float]) -> str:
-        """One line: each feature with its target (and exact value of the discretisation)."""
+        """One line: each feature ± its standard error, with its target (and exact value of the
+        discretisation)."""
         parts = []
         for f in self.features:
             if f.key not in metrics:
                 continue
             text = f"{f.label} {metrics[f.key]:.4f}"
+            if f.se is not None and f.se in metrics:
+                text += f" ± {metrics[f.se]:.4f}"
             if f.target is not None and f.target in metrics:
                 text += f" (target {metrics[f.target]:.4f})"
             if f.exact is not None and f.exact in metrics:
@@ -279,6 +289,21 @@ def check_samples(law: AbstractDataLaw, x: Samples) -> Array:
     if x.shape[0] < 1:
         raise ValueError("x must hold at least one sample (n >= 1)")
     return x
+
+
+def mean_standard_error(values: np.ndarray) -> float:
+    """The standard error of the mean of ``values`` (one per sample): their sample standard
+    deviation (with n − 1 in the denominator) over √n, in float64; nan for n < 2. A summary that
+    is the mean of a per-sample quantity reports this as its standard error."""
+    vals = np.asarray(values, dtype=np.float64).reshape(-1)
+    if vals.size < 2:
+        return math.nan
+    return float(np.std(vals, ddof=1) / math.sqrt(vals.size))
+
+
+def binomial_standard_error(fraction: float, n: int) -> float:
+    """√(ŵ(1 − ŵ)/n): the standard error of a fraction ŵ of n independent samples."""
+    return math.sqrt(max(0.0, float(fraction) * (1.0 - float(fraction))) / n)
 
 
 def ks_normal(values: np.ndarray) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from .._validation import check_int, check_real
-from .base import Feature
+from .base import Feature, binomial_standard_error
 from .empirical import AbstractEmpiricalModel
 
 __all__ = ["Digits", "DigitClassifier", "frechet_distance", "sample_grid"]
@@ -64,7 +64,8 @@ class Digits(AbstractEmpiricalModel):
     (``DigitClassifier``, trained on the training images: ``classifier_accuracy`` is its
     accuracy on the held-out images):
 
-    * ``class_<k>_fraction``: the fraction of samples labelled k (target ``weights``);
+    * ``class_<k>_fraction``: the fraction of samples labelled k (target ``weights``; standard
+      error ``class_<k>_fraction_se``, binomial);
       ``class_weight_error``: the total-variation distance between these fractions and the
       weights (target 0).
     * ``pixel_mean_sq_error``: for each class, mean over pixels of (m̂ − m)² between the sample
@@ -159,7 +160,11 @@ class Digits(AbstractEmpiricalModel):
     @property
     def features(self) -> tuple[Feature, ...]:
         out = [Feature(f"class_{k}_fraction", f"class {k} fraction", "high",
-                       f"class_{k}_fraction_target") for k in self.classes]
+                       f"class_{k}_fraction_target", se=f"class_{k}_fraction_se")
+               for k in self.classes]
+        # the others are not means over samples (a total-variation distance, functions of the
+        # per-class pixel moments, a Fréchet distance between fitted Gaussians): no standard
+        # error
         out += [
             Feature("class_weight_error", "TV of the class weights", "high",
                     "class_weight_error_target"),
@@ -191,6 +196,7 @@ class Digits(AbstractEmpiricalModel):
         for k, digit in enumerate(self.classes):
             out[f"class_{digit}_fraction"] = fractions[k]
             out[f"class_{digit}_fraction_target"] = w[k]
+            out[f"class_{digit}_fraction_se"] = binomial_standard_error(fractions[k], n)
         out["class_weight_error"] = 0.5 * np.sum(np.abs(fractions - w))
         out["class_weight_error_target"] = 0.0
         sq_errors, ratios, kept = [], [], []

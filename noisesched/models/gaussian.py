@@ -20,7 +20,7 @@ from .._typing import ArrayOrSequence
 from .._validation import check_int, check_positive
 from ..interpolants import Coefficients, Interpolant
 from ..schedules import AbstractSchedule
-from .base import AbstractModel, Batch, Feature, ks_normal
+from .base import AbstractModel, Batch, Feature, ks_normal, mean_standard_error
 
 
 class Gaussian(AbstractModel):
@@ -30,10 +30,10 @@ class Gaussian(AbstractModel):
         scales: the standard deviations s_i > 0 of the coordinates, shape (d,).
 
     Features (``summary_from_rows``): ``variance_ratio`` = mean over samples and coordinates of
-    x_i²/s_i² (target 1); ``log_spectrum_error`` = mean_i log²(v̂_i/s_i²) of the sample variances
-    v̂_i, less its expected value under exact samples (target 0; an unbiased estimate of
-    mean_i log²(v_i/s_i²) for the law's variances v_i); ``coordinate_ks``: the standardised
-    coordinates x_i/s_i against N(0, 1).
+    x_i²/s_i² (target 1; standard error ``variance_ratio_se``); ``log_spectrum_error`` =
+    mean_i log²(v̂_i/s_i²) of the sample variances v̂_i, less its expected value under exact
+    samples (target 0; an unbiased estimate of mean_i log²(v_i/s_i²) for the law's variances
+    v_i); ``coordinate_ks``: the standardised coordinates x_i/s_i against N(0, 1).
     """
 
     scales: Float[Array, " d"]
@@ -85,9 +85,12 @@ class Gaussian(AbstractModel):
 
     features = (
         Feature("variance_ratio", "mean x²/s²", "low", "variance_ratio_target",
-                "variance_ratio_exact"),
+                "variance_ratio_exact", "variance_ratio_se"),
+        # a function of the d per-coordinate sample variances, not a mean over samples: no
+        # per-sample quantity to take the spread of, no standard error
         Feature("log_spectrum_error", "log-spectrum error", "low", "log_spectrum_error_target",
                 "log_spectrum_error_exact"),
+        # a KS distance between distributions: no standard error
         Feature("coordinate_ks", "KS of x/s", "low"),
     )
 
@@ -108,6 +111,8 @@ class Gaussian(AbstractModel):
         out = {
             "variance_ratio": np.sum(rows["scaled_sq"], dtype=np.float64) / (n * self.d),
             "variance_ratio_target": 1.0,
+            "variance_ratio_se": mean_standard_error(rows["scaled_sq"].astype(np.float64)
+                                                     / self.d),
             "log_spectrum_error": np.mean((log_ratio - bias) ** 2) - spread,
             "log_spectrum_error_target": 0.0,
             "coordinate_ks": ks_normal(rows["values"]),

@@ -17,7 +17,17 @@ from .._validation import check_int, check_positive, check_real
 from ..interpolants import Coefficients, Interpolant
 from ..schedules import AbstractSchedule
 from ..theory import ORACLE_SOLVERS, TwoModeReduction, gm_oracle
-from .base import AbstractModel, Batch, Feature, ModeSplit, Samples, check_samples, ks_normal
+from .base import (
+    AbstractModel,
+    Batch,
+    Feature,
+    ModeSplit,
+    Samples,
+    binomial_standard_error,
+    check_samples,
+    ks_normal,
+    mean_standard_error,
+)
 
 
 class GaussianMixture(AbstractModel):
@@ -136,11 +146,14 @@ class GaussianMixture(AbstractModel):
     @property
     def features(self) -> tuple[Feature, ...]:
         out = [Feature("mode_weight", "mode weight", "high", "mode_weight_target",
-                       "mode_weight_exact")]
+                       "mode_weight_exact", "mode_weight_se")]
         if self.K > 2:
+            # a total-variation distance is not a mean over samples (and is biased near 0):
+            # no standard error
             out.append(Feature("mode_weights_tv", "TV of the mode weights", "high"))
         out += [Feature("within_mode_var", "within-mode variance", "low", "within_mode_var_target",
-                        "within_mode_var_exact"),
+                        "within_mode_var_exact", "within_mode_var_se"),
+                # a KS distance between distributions: no mean over samples, no standard error
                 Feature("coordinate_ks", "KS of the within-mode coordinates", "low")]
         return tuple(out)
 
@@ -158,12 +171,16 @@ class GaussianMixture(AbstractModel):
         weights = np.bincount(rows["mode"], minlength=self.K) / n
         target = np.asarray(self.weights, dtype=np.float64)
         _, rank = _orthonormal_basis_of_means(self, jnp.float32)
+        # the within-mode variance is the mean over samples of |P⊥ x|²/(d − r)
+        within = rows["within_sq"].astype(np.float64) / (self.d - rank)
         out = {
             "mode_weight": weights[0],
             "mode_weight_target": target[0],
+            "mode_weight_se": binomial_standard_error(weights[0], n),
             "mode_weights_tv": 0.5 * np.sum(np.abs(weights - target)),
             "within_mode_var": np.sum(rows["within_sq"], dtype=np.float64) / (n * (self.d - rank)),
             "within_mode_var_target": within_mode_variance_target(self),
+            "within_mode_var_se": mean_standard_error(within),
             "coordinate_ks": ks_normal(rows["values"] / self.sigma),
         }
         return {key: float(value) for key, value in out.items()}

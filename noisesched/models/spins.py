@@ -19,7 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from .base import AbstractModel, Batch, Feature, ModeSplit, Samples, check_samples
+from .base import (
+    AbstractModel,
+    Batch,
+    Feature,
+    ModeSplit,
+    Samples,
+    binomial_standard_error,
+    check_samples,
+    mean_standard_error,
+)
 
 __all__ = ["AbstractSpinLaw", "log_binomial", "magnetization", "positive_phase_fraction",
            "positive_phase_target", "mean_square", "mean_abs_magnetization", "magnetization_law",
@@ -55,9 +64,12 @@ class AbstractSpinLaw(AbstractModel):
         """Exact law of mean_i s_i: levels (2u − d)/d, u = 0 … d up spins, and probabilities."""
 
     features = (
-        Feature("mode_weight", "positive fraction", "high", "mode_weight_target"),
-        Feature("mean_sq", "mean x²", "low", "mean_sq_target"),
-        Feature("mean_abs_magnetization", "|magnetisation|", "low", "m"),
+        Feature("mode_weight", "positive fraction", "high", "mode_weight_target",
+                se="mode_weight_se"),
+        Feature("mean_sq", "mean x²", "low", "mean_sq_target", se="mean_sq_se"),
+        Feature("mean_abs_magnetization", "|magnetisation|", "low", "m",
+                se="mean_abs_magnetization_se"),
+        # a KS distance between distributions: no mean over samples, no standard error
         Feature("magnetization_ks", "KS of the magnetisation", "low"),
     )
 
@@ -76,12 +88,16 @@ class AbstractSpinLaw(AbstractModel):
         mags = rows["magnetization"].astype(np.float64)
         levels, probs = map(np.asarray, self.magnetization_law())
         empirical = np.searchsorted(np.sort(mags), levels + 1.0 / self.d, side="right")
+        positive = float(np.mean(mags > 0))
         out = {
-            "mode_weight": np.mean(mags > 0),
+            "mode_weight": positive,
             "mode_weight_target": float(self.positive_phase_weight),
+            "mode_weight_se": binomial_standard_error(positive, mags.size),
             "mean_sq": np.sum(rows["sum_sq"], dtype=np.float64) / (mags.size * self.d),
             "mean_sq_target": 1.0,
+            "mean_sq_se": mean_standard_error(rows["sum_sq"].astype(np.float64) / self.d),
             "mean_abs_magnetization": np.mean(np.abs(mags)),
+            "mean_abs_magnetization_se": mean_standard_error(np.abs(mags)),
             "m": float(self.m),
             "magnetization_ks": np.max(np.abs(empirical / mags.size - np.cumsum(probs))),
         }

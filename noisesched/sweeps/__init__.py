@@ -2,9 +2,12 @@
 and their results table.
 
 * ``noisesched.sweep(base, grid, out=...)``: a grid of run configs (the base config with
-  ``{"section.key": values}`` from lists or ranges, plus ``seeds``) grouped by what a compiled
-  program fixes and solved group by group, into a Parquet table (``noisesched sweep CONFIG`` is
-  the command line form, with a ``[sweep]`` table).
+  ``{"section.key": values}`` from lists or ranges, plus ``seeds`` and named ``variants``, sets
+  of config overrides) grouped by what a compiled program fixes and solved group by group, into
+  a Parquet table (``noisesched sweep CONFIG`` is the command line form, with a ``[sweep]``
+  table).
+* ``plot(folder)``: the figures of a sweep's table, errors of the features against N or the
+  swept parameters (``noisesched sweep CONFIG --plot``).
 * ``sample_summaries(points, n, ...)``: the same without configs: ``noisesched.sample_summary``
   of many ``Point`` s (model, interpolant, schedule, key), grouped by structure and vmapped;
   ``solve_group`` solves one group call by call.
@@ -19,12 +22,14 @@ one row per configuration:
 
 * ``key``: SHA-256 (20 hex digits) of the resolved config (without ``name``, ``output``,
   ``sample.chunk_size``, ``sample.devices``) and the JAX backend; a rerun skips the rows present;
+* ``variant``: the label of the row's variant, where the grid has variants;
 * ``section.key`` columns: the resolved parameters (``model.name``, ``model.d``, ``model.p``,
   ``interpolant.kind``, ``schedule.k``, ``solver.steps``, ``sample.n``, ``sample.seed``, ...;
   list values as JSON text);
-* the metrics of ``noisesched run``: every feature of the data law and its target
-  (``mode_weight``, ``mode_weight_target``, ``within_mode_var``, ...) and the Monte-Carlo-free
-  values where the law has an oracle (``mode_weight_exact``, ...);
+* the metrics of ``noisesched run``: every feature of the data law, its target and its Monte
+  Carlo standard error where it has one (``mode_weight``, ``mode_weight_target``,
+  ``mode_weight_se``, ``within_mode_var``, ...) and the Monte-Carlo-free values where the law
+  has an oracle (``mode_weight_exact``, ...);
 * ``num_steps``, ``error`` (null, or why the solve failed: then no metrics), ``seconds`` (the
   wall time of its compiled call, compilation and metrics included, shared equally among the
   call's configurations), ``group`` (the group, in words), ``backend``, ``config`` (the whole
@@ -36,10 +41,12 @@ row key, in grid order) and the shard (``shard``: ``[i, N]``).
 
 from ._grid import SEEDS, Grid, Range
 from ._merge import MergeResult, merge
+from ._plot import FIGURES, NothingToPlot, plot
 from ._shard import Shard, plan
 from ._stack import Stacking, structure
 from ._sweep import GroupReport, SweepResult, expand, parameters, row_key, sweep
 from ._table import PARTS, RESULTS, RUN_COLUMNS, ResultStore, to_table
+from ._variants import VARIANT, VARIANTS, Variant
 from ._vmapped import (
     CPU_VMAP_WIDTH,
     Point,
@@ -54,9 +61,11 @@ from ._vmapped import (
 
 __all__ = [
     "CPU_VMAP_WIDTH",
+    "FIGURES",
     "GroupReport",
     "Grid",
     "MergeResult",
+    "NothingToPlot",
     "PARTS",
     "Point",
     "PointSource",
@@ -69,11 +78,15 @@ __all__ = [
     "Shard",
     "Stacking",
     "SweepResult",
+    "VARIANT",
+    "VARIANTS",
+    "Variant",
     "call_sizes",
     "expand",
     "merge",
     "parameters",
     "plan",
+    "plot",
     "point_structure",
     "row_key",
     "sample_summaries",

@@ -11,10 +11,12 @@ As a mapping (the ``[sweep]`` table of a config, or the ``grid`` of ``noisesched
   key (``model.d``) gets integers;
 * ``seeds = [...]``: the values of ``sample.seed``;
 * a nested table ``[sweep.model]`` with ``p = [...]`` (what TOML makes of ``model.p = [...]``
-  under ``[sweep]``) is the same as ``"model.p"``.
+  under ``[sweep]``) is the same as ``"model.p"``;
+* ``variants = {LABEL: {section: {key: value}}}`` (``[sweep.variants.LABEL]`` tables): named
+  sets of config overrides, one more axis (``noisesched.sweeps._variants``).
 
 The points are the product of the axes in the order they are given, the last axis varying
-fastest.
+fastest; the variants, when given, are the first axis.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from .._validation import check_bool, check_int, check_real
 from ..experiments.config import ConfigError, suggest
+from ._variants import VARIANT, VARIANTS, Variant, check_axes, variants_of
 
 __all__ = ["Range", "Grid", "SEEDS"]
 
@@ -106,10 +109,11 @@ def _values(where: str, value: Any) -> tuple[Any, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """Axes ``(section.key, values)``; the points are their Cartesian product, the last axis
-    varying fastest."""
+    """Axes ``(section.key, values)`` and named ``variants``; the points are their Cartesian
+    product, the variants first, the last axis varying fastest."""
 
     axes: tuple[tuple[str, tuple[Any, ...]], ...]
+    variants: tuple[Variant, ...] = ()
 
     @classmethod
     def of(cls, table: Mapping[str, Any] | Grid) -> Grid:
@@ -121,9 +125,16 @@ class Grid:
             raise ConfigError(f"a sweep grid must be a table of section.key = values; got "
                               f"{table!r}")
         axes: list[tuple[str, tuple[Any, ...]]] = []
+        variant_entries = {key: value for key, value in table.items() if isinstance(key, str)
+                           and (key == VARIANTS or key.startswith(f"{VARIANTS}."))}
+        variants = variants_of(variant_entries) if variant_entries else ()
         for key, value in table.items():
             if not isinstance(key, str):
                 raise ConfigError(f"sweep keys must be strings; got {key!r}")
+            if key in variant_entries:
+                continue
+            if "." not in key and key != SEEDS and suggest(key, [VARIANTS]):  # not [sweep.model]
+                raise ConfigError(f"unknown sweep key {key!r}" + suggest(key, [VARIANTS]))
             if key == SEEDS:
                 axes.append(("sample.seed", _values(f"sweep.{SEEDS}", value)))
             elif "." in key:
@@ -136,27 +147,35 @@ class Grid:
             else:
                 raise ConfigError(f"unknown sweep key {key!r}: sweep keys are section.key "
                                   f"(e.g. 'model.p') or {SEEDS!r}"
-                                  + suggest(key, [SEEDS, "configs_per_call", "vmap_width"]))
-        if not axes:
-            raise ConfigError("a sweep needs at least one axis (section.key = [values], or "
-                              f"{SEEDS} = [...])")
+                                  + suggest(key, [SEEDS, VARIANTS, "configs_per_call",
+                                                  "vmap_width"]))
+        if not axes and not variants:
+            raise ConfigError("a sweep needs at least one axis (section.key = [values], "
+                              f"{SEEDS} = [...], or [sweep.{VARIANTS}.LABEL] tables)")
         seen: dict[str, int] = {}
         for i, (key, _) in enumerate(axes):
             if key in seen:
                 given = "seeds and sample.seed" if key == "sample.seed" else f"{key!r} twice"
                 raise ConfigError(f"the sweep gives {given}: give each key once")
             seen[key] = i
-        return cls(tuple(axes))
+        check_axes(variants, list(seen))
+        return cls(tuple(axes), variants)
 
     @property
     def keys(self) -> tuple[str, ...]:
+        """The ``section.key`` of each axis (the variants not included)."""
         return tuple(key for key, _ in self.axes)
 
     def __len__(self) -> int:
-        return math.prod(len(values) for _, values in self.axes)
+        return max(1, len(self.variants)) * math.prod(len(values) for _, values in self.axes)
 
     def points(self) -> list[dict[str, Any]]:
-        """Every point, ``{section.key: value}``, in product order."""
+        """Every point, ``{section.key: value}`` (with ``"variant": label`` first where the grid
+        has variants), in product order."""
         keys = self.keys
-        return [dict(zip(keys, combo, strict=True))
-                for combo in itertools.product(*(values for _, values in self.axes))]
+        combos = [dict(zip(keys, combo, strict=True))
+                  for combo in itertools.product(*(values for _, values in self.axes))]
+        if not self.variants:
+            return combos
+        return [{VARIANT: variant.label, **combo} for variant in self.variants
+                for combo in combos]

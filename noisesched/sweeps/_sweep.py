@@ -47,6 +47,7 @@ from ..models.base import check_data_law
 from ._grid import Grid
 from ._shard import Shard
 from ._table import PARTS, RUN_COLUMNS, ResultStore, merge_metadata, normal_row, to_table
+from ._variants import VARIANT, grid_rows
 from ._vmapped import Point, PointSummary, call_sizes, point_structure, solve_group
 
 __all__ = ["sweep", "SweepResult", "GroupReport", "expand", "row_key", "parameters"]
@@ -191,6 +192,8 @@ def _describe(point: Mapping[str, Any]) -> str:
 def _config(base: RunConfig, point: Mapping[str, Any]) -> RunConfig:
     updates: dict[str, dict[str, Any]] = {}
     for key, value in point.items():
+        if key == VARIANT:  # applied to the base already
+            continue
         section, _, sub = key.partition(".")
         updates.setdefault(section, {})[sub] = value
     where = f"sweep point {_describe(point)}: "
@@ -219,7 +222,9 @@ def expand(base: RunConfig | Mapping[str, Any], grid: Grid | Mapping[str, Any]
     with warnings.catch_warnings(record=True) as caught:  # said once, not once per point
         warnings.simplefilter("always")
         base = base if isinstance(base, RunConfig) else from_mapping(base)
-        configs = [_config(base, point) for point in points]
+        bases = {variant.label: variant.apply(base) for variant in grid.variants}
+        configs = [_config(bases[point[VARIANT]] if VARIANT in point else base, point)
+                   for point in points]
     for category, message in dict.fromkeys((w.category, str(w.message)) for w in caught):
         warnings.warn(message, category, stacklevel=2)
     seen: dict[str, dict[str, Any]] = {}
@@ -381,7 +386,9 @@ def sweep(
             "d": 1000}, "solver": {...}, ...}``).
         grid: ``{"section.key": values}`` with values a list or a range
             (``noisesched.sweeps.Range`` or ``{"start", "stop", "num", "log"}``), and
-            ``"seeds"`` for ``sample.seed``; a ``noisesched.sweeps.Grid``.
+            ``"seeds"`` for ``sample.seed``, ``"variants"`` for named sets of config
+            overrides (``{label: {"schedule": {...}, ...}}``, a ``variant`` column); a
+            ``noisesched.sweeps.Grid``.
         out: a folder for the table (``results.parquet`` and ``parts/``, see
             ``noisesched.sweeps``); rows already there are not solved again. None: no files.
         shard: ``(i, N)`` (or ``"i/N"``, a ``noisesched.sweeps.Shard``): solve only the i-th of
@@ -396,7 +403,7 @@ def sweep(
             CPU, ``noisesched.sweeps.CPU_VMAP_WIDTH``, whose cache a wide vmap leaves; all of the
             call's elsewhere).
         progress: a progress bar (stderr) over the configurations.
-        log: where a line per group goes.
+        log (Callable[[str], Any]): where a line per group goes (default print).
 
     Every configuration is validated before any work. A configuration whose solve fails (nan
     or inf, an adaptive solve out of steps) gets a row with its ``error`` and no metrics.
@@ -425,6 +432,7 @@ def sweep(
     selected, mine = _shares(list(groups.values()), [_weight(c) for c in configs], shard,
                              process)
     table_keys = [keys[i] for i in selected]
+    table_points = [points[i] for i in selected]
     record = {"grid": grid_record(keys), "shard": [shard.index, shard.count]}
     done, metadata = store.finished(table_keys) if store is not None else ({}, {})
     rows: dict[str, dict[str, Any]] = dict(done)
@@ -462,8 +470,8 @@ def sweep(
                                        width, seconds))
             if todo:
                 if store is not None and process[1] == 1:
-                    store.write_results([rows[k] for k in table_keys if k in rows],
-                                        {**metadata, **record})
+                    store.write_results(*grid_rows(rows, table_keys, table_points,
+                                                   {**metadata, **record}))
                 log(f"{name}: {description}: {len(todo)} configuration(s) in {calls} call(s) "
                     f"of {per_call} ({width} side by side), {seconds:.2f} s")
     finally:
@@ -471,12 +479,11 @@ def sweep(
     if process[1] > 1 and store is not None:
         _barrier(f"noisesched.sweep {next(_SWEEPS)}")  # every process has written its parts
         metadata = _gather(store, table_keys, rows, metadata)
-    ordered = [rows[k] for k in table_keys]
-    metadata = {**metadata, **record}
+    ordered, metadata = grid_rows(rows, table_keys, table_points, {**metadata, **record})
     path = (store.write_results(ordered, metadata)
             if store is not None and process[0] == 0 else None)
-    return SweepResult(ordered, [configs[i] for i in selected], [points[i] for i in selected],
-                       reports, path, metadata, shard, kept, process)
+    return SweepResult(ordered, [configs[i] for i in selected], table_points, reports, path,
+                       metadata, shard, kept, process)
 
 
 #: How long a process waits for the others at the end of a sweep, their shares done (a process

@@ -203,6 +203,8 @@ def solve_group(
         vmap_width: points solved side by side within a call (None or 0: ``CPU_VMAP_WIDTH``
             on a CPU, all the call's points elsewhere; see ``solve_stacked``).
         max_values: pooled entries kept for the distribution features (``metrics.row_statistics``).
+        **options: ``noisesched.solve``'s other keyword arguments, the same for every point
+            (``observe`` is not available).
 
     Every point's metrics are those of ``noisesched.sample_summary`` with the same arguments;
     a point whose solve fails gets its ``error`` instead, and the others go on.
