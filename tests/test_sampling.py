@@ -67,21 +67,21 @@ def test_rows_do_not_depend_on_batch_size():
 
 @pytest.mark.parametrize("kind", ["vp", "ve"])
 def test_many_steps_reproduce_the_data_law(kind):
-    """d = 10^3, Heun with 200 steps: mode weight within 3 standard errors of p and within-mode
+    """d = 10^3, Heun with 100 steps: mode weight within 3 standard errors of p and within-mode
     variance within 3 % of σ²."""
-    d, n = 1000, 6000
+    d, n = 1000, 2000
     model, interp, sched = gm_setup(d=d, kind=kind)
-    x = ns.sample(model, interp, sched, jax.random.PRNGKey(0), n, steps=200, solver="heun")
+    x = ns.sample(model, interp, sched, jax.random.PRNGKey(0), n, steps=100, solver="heun")
     se = math.sqrt(0.8 * 0.2 / n)
     assert abs(float(ns.metrics.mode_weight(model, x)) - 0.8) < 3 * se
     assert abs(float(ns.metrics.within_mode_variance(model, x)) / 0.25 - 1) < 0.03
 
 
 def test_many_steps_reproduce_the_curie_weiss_law():
-    d, n = 1000, 6000
+    d, n = 1000, 2000
     cw = ns.CurieWeiss(d=d, beta=2.0, h=H)
     interp = ns.Interpolant(kind="vp", shape="linear", d=d)
-    x = ns.sample(cw, interp, schedules.vp_dilated(d), jax.random.PRNGKey(0), n, steps=200,
+    x = ns.sample(cw, interp, schedules.vp_dilated(d), jax.random.PRNGKey(0), n, steps=100,
                   solver="heun")
     w = float(cw.positive_phase_weight)
     se = math.sqrt(w * (1 - w) / n)

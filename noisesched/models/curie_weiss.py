@@ -22,7 +22,12 @@ def mean_field_magnetization(beta: ArrayLike, iterations: int = 60) -> Float[Arr
     Newton's method from m = 1, which decreases monotonically to the positive root because
     m − tanh(β m) is convex on m > 0.
     """
-    beta = jnp.asarray(beta, dtype=jnp.result_type(float))
+    # compiled once per dtype (a loop run eagerly would compile anew for every β)
+    return _newton_root(jnp.asarray(beta, dtype=jnp.result_type(float)), iterations)
+
+
+@jax.jit(static_argnames="iterations")
+def _newton_root(beta: Float[Array, ""], iterations: int) -> Float[Array, ""]:
 
     def newton(_, m):
         th = jnp.tanh(beta * m)

@@ -193,8 +193,6 @@ def solve_group(
         n: samples per point.
         steps: the solver steps N (``noisesched.solve``'s).
         solver: the solver (``noisesched.solve``'s).
-        **options: the other keyword arguments of ``noisesched.solve``, the same for every
-            point (``observe`` is not available).
         dtype: dtype of the states (default JAX's default float).
         chunk_size: rows per call (None or 0: as many as fit, see ``call_sizes``).
         configs_per_call: points per call (None or 0: as many as fit); the last call is padded
