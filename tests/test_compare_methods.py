@@ -129,3 +129,29 @@ def test_dimension_aware_sigma_max_follows_the_law():
     assert methods.dimension_aware_sigma_max(ns.GaussianMixture.two_modes(d=4)) == 200.0
     assert methods.dimension_aware_sigma_max(ns.GaussianMixture.two_modes(d=4), 10.0) == 80.0
     assert np.isfinite(methods.dimension_aware_sigma_max(ns.Gaussian([1.0, 2.0])))
+
+
+def test_monte_carlo_cells_are_the_samples_of_single_runs(tmp_path):
+    """With samples, the cells are solved by the sweep machinery (a Parquet table of the cells
+    beside compare.json); each cell's features equal a direct ``sample_summary`` of its config
+    with its seed (float32), and its exact values the oracle."""
+    path = tmp_path / "c.toml"
+    path.write_text('name = "mc_small"\n[model]\nname = "gm"\nd = 64\n[solver]\nmethod = "scan"\n'
+                    '[sample]\nn = 48\nseed = 5\n[compare]\nschedules = ["vp:k2", "vp:k4", '
+                    '"ve:constant"]\nsteps = [6]\n[compare.variants.k2]\nname = "vp_dilated"\n'
+                    'k = 2.0\n[compare.variants.k4]\nname = "vp_dilated"\nk = 4.0\n')
+    name, settings, cells = load_compare(path)
+    record = run_compare(name, settings, cells, tmp_path / "out", log=lambda *a: None,
+                         progress=False)
+    assert (tmp_path / "out" / "cells" / "results.parquet").is_file()
+    for cell, row in zip(cells, record["rows"], strict=True):
+        model, interp, schedule = cell.config.build()
+        summary = ns.sample_summary(model, interp, schedule, jax.random.PRNGKey(5), 48,
+                                    steps=6).metrics
+        assert row["mode_weight"] == summary["mode_weight"]
+        for key in ("within_mode_var", "within_mode_var_se", "mode_weight_se"):
+            assert row[key] == pytest.approx(summary[key], rel=1e-5), key
+        with jax.enable_x64(True):
+            model, interp, schedule = cell.config.build()
+            exact = model.exact_metrics(interp, schedule, 6, "euler")
+        assert row["mode_weight_exact"] == pytest.approx(exact["mode_weight_exact"], abs=1e-12)

@@ -22,8 +22,11 @@ Every cell is validated before any sample is drawn, and every model must carry t
 law (a network: the law it was trained on). Each cell samples ``sample.n`` points from
 ``sample.seed`` (the same prior points in every cell of one interpolant kind) and reports every
 feature of the model's data law with its target, and the Monte-Carlo-free value of the
-discretisation where the law has an oracle (an exact model, not a learned one). Finished cells
-are kept in ``OUT/cells/`` and skipped by a rerun of the same config.
+discretisation where the law has an oracle (an exact model, not a learned one). The samples are
+drawn by ``noisesched.sweep``'s machinery (``noisesched.sweeps.solve_configs``): cells that share
+shapes are solved in one compiled, vmapped call, and their rows form a Parquet table,
+``OUT/cells/results.parquet``. Finished cells are kept in ``OUT/cells/`` and skipped by a rerun
+of the same config.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from .._atomic import atomic_write, claim_folder
 from .._progress import progress_bar
 from ..models.base import AbstractDataLaw
 from ..sampling import SOLVERS
+from ..sweeps import row_key, solve_configs
 from .config import (
     SECTIONS,
     ConfigError,
@@ -57,7 +61,7 @@ from .config import (
     read_file,
     settings_from_table,
 )
-from .fit import evaluate, feature_columns, table_cell
+from .fit import feature_columns, table_cell
 from .io import environment, save_figure, write_json
 
 __all__ = ["CompareSettings", "load_compare", "run_compare"]
@@ -223,8 +227,9 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
         raise ValueError(f"--out {str(out)!r} exists and is not a folder")
     start = time.perf_counter()
     store = claim_folder(out / "cells", "compare cells")  # each cell by its own key
+    solved = _solve_cells(cells, out / "cells", progress) if settings.monte_carlo else {}
     rows = []
-    bar = progress_bar(len(cells), desc="compare", enabled=progress)
+    bar = progress_bar(len(cells), desc="compare", enabled=progress and not settings.monte_carlo)
     try:
         for cell in cells:
             file = store / f"{_cell_key(cell, settings.monte_carlo)}.json"
@@ -232,17 +237,13 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
                 row = json.loads(file.read_text())
             else:
                 t0 = time.perf_counter()
-                if settings.monte_carlo:
-                    x64 = cell.config.sample.dtype == "float64"
-                    with jax.enable_x64(x64):
-                        model, interp, schedule = cell.config.build()
-                        metrics = evaluate(model, interp, schedule, cell.config)
-                else:
-                    metrics = _oracle(cell)
+                metrics, seconds = (solved[row_key(cell.config)] if settings.monte_carlo
+                                    else (_oracle(cell), None))
                 row = {"model": cell.model, "schedule": cell.case, "solver": cell.solver,
                        "d": cell.d, "steps": cell.steps,
                        "n": cell.config.sample.n if settings.monte_carlo else 0,
-                       "seconds": time.perf_counter() - t0, **metrics}
+                       "seconds": time.perf_counter() - t0 if seconds is None else seconds,
+                       **metrics}
                 write_json(file, row)
             law = cell.config.build()[0]
             row.update(errors(law, row))
@@ -275,6 +276,28 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
     write_json(out / "compare.json", record)
     log(text + budget)
     return record
+
+
+def _solve_cells(cells: list[Cell], folder: Path, progress: bool
+                 ) -> dict[str, tuple[dict[str, float], float]]:
+    """(metrics, seconds) of the cells' samples by row key, from ``noisesched.sweep``'s
+    machinery: cells that share shapes in one compiled, vmapped call, each finished call kept
+    in ``folder/parts`` (a rerun solves only the cells not there). The metrics are those of
+    ``noisesched run``: every feature of the law with its target and standard error, and the
+    Monte-Carlo-free values where the law has an oracle."""
+    unique = {row_key(cell.config): cell.config for cell in cells}
+    result = solve_configs(list(unique.values()), out=folder, progress=progress,
+                           log=lambda *_: None)
+    laws = {key: config.build()[0] for key, config in unique.items()}
+    out = {}
+    for row in result.rows:
+        if row.get("error"):
+            raise FloatingPointError(f"compare cell {row['config']}: {row['error']}")
+        law = laws[row["key"]]
+        keys = [k for f in law.features for k in (f.key, f.target, f.se, f.exact)
+                if k is not None and k in row]
+        out[row["key"]] = ({k: float(row[k]) for k in keys}, float(row["seconds"]))
+    return out
 
 
 def _oracle(cell: Cell) -> dict[str, float]:

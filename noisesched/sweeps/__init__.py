@@ -44,7 +44,15 @@ from ._merge import MergeResult, merge
 from ._plot import FIGURES, NothingToPlot, plot
 from ._shard import Shard, plan
 from ._stack import Stacking, structure
-from ._sweep import GroupReport, SweepResult, expand, parameters, row_key, sweep
+from ._sweep import (
+    GroupReport,
+    SweepResult,
+    expand,
+    parameters,
+    row_key,
+    solve_configs,
+    sweep,
+)
 from ._table import PARTS, RESULTS, RUN_COLUMNS, ResultStore, to_table
 from ._variants import VARIANT, VARIANTS, Variant
 from ._vmapped import (
@@ -90,6 +98,7 @@ __all__ = [
     "point_structure",
     "row_key",
     "sample_summaries",
+    "solve_configs",
     "solve_group",
     "solve_stacked",
     "structure",

@@ -26,7 +26,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -419,12 +419,45 @@ def sweep(
         if value is not None:
             check_int(setting, value, lo=0)
     shard = Shard() if shard is None else Shard.of(shard)
+    points, configs = expand(base, grid)
+    return solve_configs(configs, points=points, out=out, shard=shard,
+                         configs_per_call=configs_per_call, vmap_width=vmap_width,
+                         progress=progress, log=log)
+
+
+def solve_configs(
+    configs: Sequence[RunConfig],
+    *,
+    points: Sequence[Mapping[str, Any]] | None = None,
+    out: str | os.PathLike | None = None,
+    shard: Shard | tuple[int, int] | str | None = None,
+    configs_per_call: int | None = None,
+    vmap_width: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], object] = print,
+) -> SweepResult:
+    """``noisesched.sweep`` of a list of validated configurations rather than a grid: the same
+    groups, calls, rows and table (``points``: the grid values of each, for the result and a
+    ``variant`` column; default none). Two equal configurations are an error."""
+    for setting, value in (("configs_per_call", configs_per_call), ("vmap_width", vmap_width)):
+        if value is not None:
+            check_int(setting, value, lo=0)
+    configs = list(configs)
+    if not configs:
+        raise ValueError("configs must hold at least one configuration")
+    values: list[dict[str, Any]] = ([{} for _ in configs] if points is None
+                                    else [dict(p) for p in points])
+    if len(values) != len(configs):
+        raise ValueError(f"points must give one entry per configuration: {len(values)} for "
+                         f"{len(configs)} configurations")
+    keys = [row_key(config) for config in configs]
+    if len(set(keys)) < len(keys):
+        raise ValueError("configs holds the same configuration twice")
+    shard = Shard() if shard is None else Shard.of(shard)
     process = (jax.process_index(), jax.process_count())
     if process[1] > 1 and out is None:
         raise ValueError(f"a sweep across {process[1]} processes needs out: a folder that every "
                          "process can write (on a shared file system)")
-    points, configs = expand(base, grid)
-    keys = [row_key(config) for config in configs]
     store = ResultStore(out) if out is not None else None
     groups: dict[Hashable, list[int]] = {}
     for i, config in enumerate(configs):
@@ -432,7 +465,7 @@ def sweep(
     selected, mine = _shares(list(groups.values()), [_weight(c) for c in configs], shard,
                              process)
     table_keys = [keys[i] for i in selected]
-    table_points = [points[i] for i in selected]
+    table_points = [values[i] for i in selected]
     record = {"grid": grid_record(keys), "shard": [shard.index, shard.count]}
     done, metadata = store.finished(table_keys) if store is not None else ({}, {})
     rows: dict[str, dict[str, Any]] = dict(done)
