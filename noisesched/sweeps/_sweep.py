@@ -367,6 +367,12 @@ def _shares(groups: list[list[int]], weights: list[int], shard: Shard,
         [[i for i in members if i in chosen] for members in groups], weights))
 
 
+def _check_settings(configs_per_call: int | None, vmap_width: int | None) -> None:
+    for setting, value in (("configs_per_call", configs_per_call), ("vmap_width", vmap_width)):
+        if value is not None:
+            check_int(setting, value, lo=0)
+
+
 def sweep(
     base: RunConfig | Mapping[str, Any],
     grid: Grid | Mapping[str, Any],
@@ -415,9 +421,7 @@ def sweep(
     ``jax.distributed``'s coordination service), every process reads all the parts and returns
     every row, and process 0 alone writes ``results.parquet``.
     """
-    for setting, value in (("configs_per_call", configs_per_call), ("vmap_width", vmap_width)):
-        if value is not None:
-            check_int(setting, value, lo=0)
+    _check_settings(configs_per_call, vmap_width)
     shard = Shard() if shard is None else Shard.of(shard)
     points, configs = expand(base, grid)
     return solve_configs(configs, points=points, out=out, shard=shard,
@@ -439,9 +443,7 @@ def solve_configs(
     """``noisesched.sweep`` of a list of validated configurations rather than a grid: the same
     groups, calls, rows and table (``points``: the grid values of each, for the result and a
     ``variant`` column; default none). Two equal configurations are an error."""
-    for setting, value in (("configs_per_call", configs_per_call), ("vmap_width", vmap_width)):
-        if value is not None:
-            check_int(setting, value, lo=0)
+    _check_settings(configs_per_call, vmap_width)
     configs = list(configs)
     if not configs:
         raise ValueError("configs must hold at least one configuration")
