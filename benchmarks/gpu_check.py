@@ -8,6 +8,9 @@
 2. One gradient step of schedule learning against N, with and without checkpointing.
 3. float32 against float64 at d = 10^6 (benchmarks/precision.py).
 4. A streamed summary of a batch larger than the device's memory (automatic chunks).
+5. A sweep as one compiled call against a loop of single runs (benchmarks/sweep_vmap.py): 64
+   GM configurations at d = 10^3, n = 256, N = 100 (the goal: ≥ 8× on the solves), and at
+   d = 10^4.
 
 Writes ``benchmarks/results/gpu_check_<device>.json`` (and a copy under ``$OUT`` when that is
 set) and prints the tables. ``--smoke`` runs the same code at CPU sizes in a few seconds.
@@ -29,6 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import perf  # noqa: E402
 import precision  # noqa: E402
+import sweep_vmap  # noqa: E402
 
 from noisesched import streaming  # noqa: E402
 from noisesched.experiments.io import environment, write_json  # noqa: E402
@@ -37,11 +41,14 @@ SIZES = {"full": {"solves": [(100_000, 4_096), (1_000_000, 512)], "steps": 100, 
                   "naive_max": 10**9,
                   "grad": {"d": 100_000, "n": 1_024, "steps": [50, 100, 200, 400]},
                   "precision": {"d": 1_000_000, "n": 1_024, "chunk": 512},
-                  "streamed": {"d": 1_000_000, "n": 16_384}},
+                  "streamed": {"d": 1_000_000, "n": 16_384},
+                  "sweep": [{"configs": 64, "d": 1_000, "n": 256, "steps": 100},
+                            {"configs": 64, "d": 10_000, "n": 256, "steps": 100}]},
          "smoke": {"solves": [(2_000, 64)], "steps": 10, "repeats": 2, "naive_max": 10**6,
                    "grad": {"d": 1_000, "n": 32, "steps": [10, 20]},
                    "precision": {"d": 2_000, "n": 64, "chunk": 32},
-                   "streamed": {"d": 2_000, "n": 256}}}
+                   "streamed": {"d": 2_000, "n": 256},
+                   "sweep": [{"configs": 4, "d": 200, "n": 16, "steps": 5}]}}
 
 
 def main(argv=None) -> int:
@@ -69,6 +76,11 @@ def main(argv=None) -> int:
                           "state_bytes": s["d"] * s["n"] * 4}
     print(f"streamed {s['n']} x {s['d']}: chunks of {streamed.chunk_size} rows, "
           f"{result['streamed']['seconds']:.1f} s, {streamed.metrics}")
+    result["sweep"] = []
+    for sizes in size["sweep"]:
+        measured = sweep_vmap.measure(**sizes, repeats=size["repeats"])
+        result["sweep"].append(measured)
+        print(sweep_vmap.markdown(measured))
     result["total_seconds"] = time.perf_counter() - start
     result["environment"] = environment()
     print(perf.markdown(result))
