@@ -43,7 +43,7 @@ def _close(row, expected):
             assert row[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
 
 
-def test_gm_sweep_over_p_is_one_compiled_call_with_the_numbers_of_single_runs(monkeypatch):
+def _one_call_with_the_numbers_of_single_runs(monkeypatch, base, configs):
     traces = []
 
     def counting_solve(*args, **kwargs):  # called once per trace of the vmapped program
@@ -52,21 +52,32 @@ def test_gm_sweep_over_p_is_one_compiled_call_with_the_numbers_of_single_runs(mo
 
     monkeypatch.setattr(_vmapped, "solve", counting_solve)
     jax.clear_caches()
-    ps = np.linspace(0.55, 0.95, 24)
-    result = ns.sweep(BASE, {"model.p": [float(p) for p in ps]}, progress=False,
+    ps = np.linspace(0.55, 0.95, configs)
+    result = ns.sweep(base, {"model.p": [float(p) for p in ps]}, progress=False,
                       log=lambda *_: None)
-    assert len(traces) == 1  # one program for the 24 configurations ...
+    assert len(traces) == 1  # one program for the configurations ...
     (group,) = result.groups
-    assert (group.calls, group.configs_per_call, group.solved) == (1, 24, 24)  # ... one call
-    assert group.vmap_width == (sweeps.CPU_VMAP_WIDTH if jax.default_backend() == "cpu" else 24)
+    # ... in one call
+    assert (group.calls, group.configs_per_call, group.solved) == (1, configs, configs)
+    assert group.vmap_width == (sweeps.CPU_VMAP_WIDTH if jax.default_backend() == "cpu"
+                                else configs)
     assert [row["model.p"] for row in result.rows] == pytest.approx(ps)
     for row, config in zip(result.rows, result.configs, strict=True):
         assert row["error"] is None
         expected, num_steps = _single_run(config)
-        assert row["num_steps"] == num_steps == 20
+        assert row["num_steps"] == num_steps == base["solver"]["steps"]
         _close(row, expected)
     weights = [row["mode_weight"] for row in result.rows]
     assert np.corrcoef(weights, ps)[0, 1] > 0.95  # each row is its own p
+
+
+def test_a_64_configuration_gm_sweep_is_one_compiled_call_with_the_numbers_of_single_runs(
+        monkeypatch):
+    """d = 10^3, n = 256, N = 100, p over 64 values: one compiled call, the metrics of 64
+    single runs with the same keys."""
+    base = {**BASE, "model": {"name": "gm", "d": 1000},
+            "solver": {"steps": 100, "method": "scan"}, "sample": {"n": 256, "seed": 3}}
+    _one_call_with_the_numbers_of_single_runs(monkeypatch, base, 64)
 
 
 def test_points_that_differ_in_every_float_and_key_match_their_single_summaries():
