@@ -11,7 +11,12 @@ from noisesched.cli import main
 from noisesched.experiments import config as cfg
 from noisesched.experiments.fit import load_fit
 from noisesched.experiments.run import run_experiment
-from noisesched.experiments.scaling import ScalingConfig, fit_slope, load_scaling, run_scaling
+from noisesched.experiments.scaling import (
+    ScalingConfig,
+    load_scaling,
+    run_scaling,
+    slope_with_error,
+)
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 # several section.key=value after one --set
@@ -301,8 +306,16 @@ def test_the_shipped_configs_validate_and_round_trip():
 
 
 def test_fit_slope():
-    assert fit_slope([10, 100, 1000], [3, 30, 300]) == pytest.approx(1.0)
-    assert fit_slope([10, 100, 1000], [5, 5, 5]) == pytest.approx(0.0, abs=1e-12)
+    def fit(steps):
+        return slope_with_error([{"d": d, "steps": n} for d, n in zip([10, 100, 1000], steps,
+                                                                      strict=True)])
+    assert fit([3, 30, 300])["slope"] == pytest.approx(1.0)
+    assert fit([5, 5, 5])["slope"] == pytest.approx(0.0, abs=1e-12)
+    # the scatter about the line: residuals ±ε in log N* at three points
+    eps = 0.1
+    fitted = fit([5 * math.exp(eps), 5 * math.exp(-2 * eps), 5 * math.exp(eps)])
+    assert fitted["slope"] == pytest.approx(0.0, abs=1e-12)
+    assert fitted["se"] == pytest.approx(math.sqrt(6 * eps**2 / 1 / (2 * math.log(10) ** 2)))
 
 
 def check_scaling(config, out):

@@ -125,8 +125,9 @@ def test_every_feature_with_a_standard_error_reports_it_and_chunks_do_not_change
         in line
 
 
-def test_the_helpers_on_edge_cases():
+def test_standard_error_functions_on_edge_cases():
     assert math.isnan(metrics.mean_standard_error(np.array([1.0])))
     assert metrics.mean_standard_error(np.array([1.0, 3.0])) == pytest.approx(1.0)
     assert metrics.binomial_standard_error(1.0, 10) == 0.0
     assert metrics.binomial_standard_error(0.5, 4) == pytest.approx(0.25)
+    assert math.isnan(metrics.binomial_standard_error(1.0, 1))  # one sample: no spread known

@@ -61,6 +61,18 @@ def test_two_shards_merged_are_the_one_run_table(whole, tmp_path):
     assert ns.sweep(BASE, GRID, out=tmp_path / "merged", progress=False, log=quiet).solved == 0
 
 
+def test_shards_of_a_sweep_with_variants_merge_to_the_one_run_table(tmp_path):
+    grid = {"variants": {"flat": {"schedule": {"name": "constant"}},
+                         "dilated": {"schedule": {"name": "vp_dilated"}}},
+            "model.p": [0.6, 0.8]}
+    ns.sweep(BASE, grid, out=tmp_path / "whole", progress=False, log=quiet)
+    for i in range(2):
+        ns.sweep(BASE, grid, out=tmp_path / f"shard{i}", shard=(i, 2), progress=False, log=quiet)
+    merged = sweeps.merge([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
+    assert [row["variant"] for row in merged.rows] == ["flat", "flat", "dilated", "dilated"]
+    assert _table(tmp_path / "merged") == _table(tmp_path / "whole")
+
+
 def test_the_command_line_shards_and_merge(whole, tmp_path, capsys):
     config = tmp_path / "sweep.toml"
     config.write_text(CONFIG)

@@ -292,7 +292,8 @@ def _solve_cells(cells: list[Cell], folder: Path, progress: bool
     out = {}
     for row in result.rows:
         if row.get("error"):
-            raise FloatingPointError(f"compare cell {row['config']}: {row['error']}")
+            raise FloatingPointError(f"compare cell {row['config']}: {row['error']} (kept in "
+                                     f"{folder}: delete it to solve the cell again)")
         law = laws[row["key"]]
         keys = [k for f in law.features for k in (f.key, f.target, f.se, f.exact)
                 if k is not None and k in row]

@@ -259,8 +259,7 @@ def fingerprint(config: RunConfig, settings: FitSettings) -> str:
 def evaluate(model, interp, schedule, config: RunConfig, *, chunk: int = 2048
              ) -> dict[str, float]:
     """Every feature of the data law with its target (and standard error), for ``sample.n``
-    samples from
-    ``sample.seed`` (the rows ``noisesched run`` draws), streamed in chunks
+    samples from ``sample.seed`` (the rows ``noisesched run`` draws), streamed in chunks
     (``noisesched.streaming.sample_summary``); and the Monte-Carlo-free values of the same
     discretisation where the law has an oracle."""
     dtype = jnp.float64 if config.sample.dtype == "float64" else jnp.float32

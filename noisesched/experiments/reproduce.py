@@ -184,12 +184,10 @@ def k_mode_sweep(out: Path, *, log=print, dims=(10**2, 10**3, 10**4, 10**5), n: 
     """K = 4 mixture, weights (0.4, 0.3, 0.2, 0.1), means m g_k, g_k ~ N(0, I_d): total variation
     of the mode weights and within-mode variance against d, for the four schedules: one
     ``noisesched.sweep`` over d and the four schedules (its table in ``out/k_modes/``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from .._plotting import pyplot
     from ..sweeps import sweep
+
+    plt = pyplot()
 
     weights = (0.4, 0.3, 0.2, 0.1)
     cases = [("vp", "constant"), ("ve", "constant"), ("vp", "vp_dilated"), ("ve", "ve_dilated")]

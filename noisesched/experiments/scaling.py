@@ -185,17 +185,12 @@ def steps_needed(config: ScalingConfig, kind: str, schedule_name: str, d: int
         return hi, calls
 
 
-def fit_slope(dims, steps) -> float:
-    """Least-squares slope of log N* on log d."""
-    x, y = np.log(np.asarray(dims, float)), np.log(np.asarray(steps, float))
-    return float(np.polyfit(x, y, 1)[0])
-
-
 def slope_with_error(rows: list[dict]) -> dict | None:
     """The least-squares slope of log N* on log d over ``rows`` with a finite N* (None with
-    fewer than two d), with its standard error: the scatter about the line (three or more d)
-    and the uncertainty of each N* where it has an interval (``steps_low``, ``steps_high``
-    taken as ±2 s.d. of log N*), added in quadrature."""
+    fewer than two d), with its standard error ``se``: the scatter about the line (three or
+    more d) and the uncertainty of each N* where it has an interval (``steps_low``,
+    ``steps_high`` taken as ±2 s.d. of log N*), added in quadrature; None where neither is
+    known (two exact points) or an interval is open (a bound beyond ``max_steps``)."""
     pts = [r for r in rows if r["steps"]]
     if len({r["d"] for r in pts}) < 2:
         return None
@@ -208,8 +203,12 @@ def slope_with_error(rows: list[dict]) -> dict | None:
     sd = np.asarray([(math.log(r["steps_high"]) - math.log(r["steps_low"])) / 4
                      if r.get("steps_low") and r.get("steps_high") else 0.0 for r in pts])
     estimates = float(np.sqrt(np.sum((x - x.mean()) ** 2 * sd**2)) / sxx)
-    return {"slope": float(slope), "se": math.hypot(scatter, estimates),
-            "se_scatter": scatter, "se_estimates": estimates, "points": len(pts)}
+    open_interval = any("steps_low" in r and not (r["steps_low"] and r["steps_high"])
+                        for r in pts)
+    known = len(x) > 2 or any("steps_low" in r for r in pts)
+    se = math.hypot(scatter, estimates) if known and not open_interval else None
+    return {"slope": float(slope), "se": se, "se_scatter": scatter,
+            "se_estimates": None if open_interval else estimates, "points": len(pts)}
 
 
 def _base(config: ScalingConfig, kind: str, schedule_name: str, d: int) -> dict:
@@ -235,6 +234,7 @@ def _point(config: ScalingConfig, kind: str, sched: str, d: int, store: Path) ->
     return steps_needed_monte_carlo(
         _base(config, kind, sched, d), seeds=config.seeds,
         reference_steps=config.reference_steps, reference_solver=config.reference_solver,
+        reference_k=config.k,
         tol_weight=config.tol_weight,
         tol_var=config.tol_var, max_steps=config.max_steps, store=store,
         run_sweep=_quiet_sweep)
@@ -302,8 +302,10 @@ def _format_steps(steps: float | None) -> str:
 
 
 def _format_slope(fitted: dict | None) -> str:
-    """'0.48 ± 0.03', or 'n/a' with fewer than two finite N*."""
-    return "n/a" if fitted is None else f"{fitted['slope']:.2f} ± {fitted['se']:.2f}"
+    """'0.48 ± 0.03'; '0.50' without a standard error; 'n/a' with fewer than two finite N*."""
+    if fitted is None:
+        return "n/a"
+    return f"{fitted['slope']:.2f}" + ("" if fitted["se"] is None else f" ± {fitted['se']:.2f}")
 
 
 def _full_check(config, kind, sched_name, d, steps, store) -> dict:
@@ -312,6 +314,8 @@ def _full_check(config, kind, sched_name, d, steps, store) -> dict:
     base["solver"]["steps"] = steps
     base["sample"]["n"] = config.n_full
     (row,) = _quiet_sweep(base, {"seeds": [config.seed]}, out=store).rows
+    if row.get("error"):
+        raise FloatingPointError(f"the full sampler at N* = {steps}, d = {d}: {row['error']}")
     return {"n": config.n_full, "mode_weight": row["mode_weight"],
             "within_mode_var": row["within_mode_var"]}
 
@@ -328,8 +332,9 @@ def _figure(config, rows, slopes):
         d = np.asarray([r["d"] for r in pts], float)
         n = np.asarray([r["steps"] for r in pts], float)
         label = f"{case}: slope {_format_slope(slopes[case])}"
-        if all(r.get("steps_low") and r.get("steps_high") for r in pts):
-            bounds = np.asarray([[r["steps"] - r["steps_low"], r["steps_high"] - r["steps"]]
+        if any("steps_low" in r for r in pts):  # open ends drawn up to the point
+            bounds = np.asarray([[r["steps"] - (r["steps_low"] or r["steps"]),
+                                  (r["steps_high"] or r["steps"]) - r["steps"]]
                                  for r in pts]).T
             ax.errorbar(d, n, yerr=bounds, fmt="o-", color=f"C{i}", capsize=3, label=label)
         else:

@@ -59,6 +59,7 @@ class SweepSettings(TypedDict):
 #: The keys of ``SweepSettings``.
 SETTINGS = tuple(SweepSettings.__annotations__)
 
+
 def flat_axes(table: Mapping[str, Any]) -> dict[str, Any]:
     """``[sweep]`` with nested section tables (``model.p = ...`` in TOML) as dotted keys
     (``"model.p"``); ranges and other entries as they are."""

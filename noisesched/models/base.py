@@ -302,7 +302,10 @@ def mean_standard_error(values: np.ndarray) -> float:
 
 
 def binomial_standard_error(fraction: float, n: int) -> float:
-    """√(ŵ(1 − ŵ)/n): the standard error of a fraction ŵ of n independent samples."""
+    """√(ŵ(1 − ŵ)/n): the standard error of a fraction ŵ of n independent samples; nan for
+    n < 2, as ``mean_standard_error``."""
+    if n < 2:
+        return math.nan
     return math.sqrt(max(0.0, float(fraction) * (1.0 - float(fraction))) / n)
 
 

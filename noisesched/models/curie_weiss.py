@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import equinox as eqx
@@ -26,7 +27,7 @@ def mean_field_magnetization(beta: ArrayLike, iterations: int = 60) -> Float[Arr
     return _newton_root(jnp.asarray(beta, dtype=jnp.result_type(float)), iterations)
 
 
-@jax.jit(static_argnames="iterations")
+@functools.partial(jax.jit, static_argnames="iterations")
 def _newton_root(beta: Float[Array, ""], iterations: int) -> Float[Array, ""]:
 
     def newton(_, m):

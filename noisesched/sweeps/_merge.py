@@ -30,11 +30,14 @@ from typing import Any
 from ..experiments.config import ConfigError
 from ._sweep import grid_record
 from ._table import ResultStore, merge_metadata, normal_row, read_metadata
+from ._variants import VARIANT
 
 __all__ = ["merge", "MergeResult"]
 
 #: Columns that may differ between two copies of one row.
-_MEASURED = ("seconds",)
+#: Columns that may differ between two copies of a row: a measurement, and the label a grid
+#: gives a configuration (a rerun may relabel it).
+_MEASURED = ("seconds", VARIANT)
 
 
 @dataclasses.dataclass(frozen=True)

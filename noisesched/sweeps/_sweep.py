@@ -47,24 +47,19 @@ from ..models.base import check_data_law
 from ._grid import Grid
 from ._shard import Shard
 from ._table import PARTS, RUN_COLUMNS, ResultStore, merge_metadata, normal_row, to_table
-from ._variants import VARIANT, grid_rows
+from ._variants import NO_RESULT, VARIANT, grid_rows
 from ._vmapped import Point, PointSummary, call_sizes, point_structure, solve_group
 
-__all__ = ["sweep", "SweepResult", "GroupReport", "expand", "row_key", "parameters"]
-
-#: Config entries that change no row's numbers: out of the row key and the parameter columns
-#: (a whole section when None, else the listed keys of it).
-NOT_IN_ROW: dict[str, tuple[str, ...] | None] = {
-    "name": None, "output": None, "sample": ("chunk_size", "devices")}
-
+__all__ = ["sweep", "solve_configs", "SweepResult", "GroupReport", "expand", "row_key",
+           "parameters"]
 
 def _row_config(config: RunConfig) -> dict[str, Any]:
+    """The resolved config without the entries that change no row (``NO_RESULT``)."""
     out = {}
     for section, value in config.identity().items():
-        if section in NOT_IN_ROW and NOT_IN_ROW[section] is None:
+        if section in NO_RESULT:
             continue
-        dropped = NOT_IN_ROW.get(section) or ()
-        out[section] = ({k: v for k, v in value.items() if k not in dropped}
+        out[section] = ({k: v for k, v in value.items() if f"{section}.{k}" not in NO_RESULT}
                         if isinstance(value, dict) else value)
     return out
 
@@ -167,15 +162,11 @@ class SweepResult:
 
 
 # ----------------------------------------------------------------------------- expansion
-#: Keys that change no row: a sweep over them would repeat one configuration.
-_NOT_SWEPT = ("name", "output", "sample.chunk_size", "sample.devices")
-
-
 def _check_keys(grid: Grid) -> None:
-    known = [k for k in all_keys() if not k.startswith(_NOT_SWEPT)]
+    known = [k for k in all_keys() if not k.startswith(NO_RESULT)]
     for key in grid.keys:
         section = key.partition(".")[0]
-        if key.startswith(_NOT_SWEPT):
+        if key.startswith(NO_RESULT):
             raise ConfigError(f"sweep.{key} changes no result (it is not part of a row): set "
                               f"it in [{section}] instead")
         if section not in SECTIONS:
@@ -421,8 +412,6 @@ def sweep(
     ``jax.distributed``'s coordination service), every process reads all the parts and returns
     every row, and process 0 alone writes ``results.parquet``.
     """
-    _check_settings(configs_per_call, vmap_width)
-    shard = Shard() if shard is None else Shard.of(shard)
     points, configs = expand(base, grid)
     return solve_configs(configs, points=points, out=out, shard=shard,
                          configs_per_call=configs_per_call, vmap_width=vmap_width,
@@ -468,6 +457,7 @@ def solve_configs(
                              process)
     table_keys = [keys[i] for i in selected]
     table_points = [values[i] for i in selected]
+    labels = {keys[i]: values[i][VARIANT] for i in selected if VARIANT in values[i]}
     record = {"grid": grid_record(keys), "shard": [shard.index, shard.count]}
     done, metadata = store.finished(table_keys) if store is not None else ({}, {})
     rows: dict[str, dict[str, Any]] = dict(done)
@@ -495,6 +485,9 @@ def solve_configs(
                                             description, configs_per_call,
                                             vmap_width) if todo else ():
                 part = _metadata(configs[todo[0]], new)
+                for row in new:  # the grid's label, for a merge of shards' parts
+                    if row["key"] in labels:
+                        row[VARIANT] = labels[row["key"]]
                 metadata = merge_metadata([metadata, part])
                 if store is not None:
                     store.write_part(new, part)

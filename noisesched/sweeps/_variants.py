@@ -38,14 +38,16 @@ from ..experiments.config import (
     suggest,
 )
 
-__all__ = ["Variant", "VARIANTS", "VARIANT"]
+__all__ = ["Variant", "VARIANTS", "VARIANT", "NO_RESULT"]
+
+#: Config entries that change no row's numbers (a section, or ``section.key``): out of a row's
+#: key and parameters, and refused as sweep axes and in variants.
+NO_RESULT = ("name", "output", "sample.chunk_size", "sample.devices")
 
 #: The grid key of the variants (``[sweep.variants.LABEL]``).
 VARIANTS = "variants"
 #: The column (and point key) of a row's variant label.
 VARIANT = "variant"
-#: Sections and keys that change no row (as for the axes of a sweep).
-_NO_RESULT = ("output", "sample.chunk_size", "sample.devices")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +78,7 @@ class Variant:
 
 
 def _known_keys() -> list[str]:
-    return [k for k in all_keys() if "." in k and not k.startswith(_NO_RESULT)]
+    return [k for k in all_keys() if "." in k and not k.startswith(NO_RESULT)]
 
 
 def _variant(label: Any, table: Any) -> Variant:
@@ -105,7 +107,7 @@ def _variant(label: Any, table: Any) -> Variant:
                               f"{section}.key = value; got {values!r}")
         for key in values:
             dotted = f"{section}.{key}"
-            if dotted.startswith(_NO_RESULT):
+            if dotted.startswith(NO_RESULT):
                 raise ConfigError(f"{where} sets {dotted}, which changes no result: set it in "
                                   f"[{section}] instead")
             if dotted not in known:
