@@ -85,10 +85,12 @@ def auto_chunk_size(d: int, dtype: Any, devices: Sequence[jax.Device],
     check_int("d", d, lo=1)
     check_real("fraction", fraction, 0.0, 1.0, hi_open=False)
     itemsize = jnp.dtype(dtype).itemsize
+    # only this process's devices can be asked (several processes: the others' are alike)
+    local = [dev for dev in devices if dev.process_index == jax.process_index()] or list(devices)
     if devices[0].platform == "cpu":
-        budget = _device_memory(devices[0]) * fraction
+        budget = _device_memory(local[0]) * fraction
     else:
-        budget = min(_device_memory(dev) for dev in devices) * fraction * len(devices)
+        budget = min(_device_memory(dev) for dev in local) * fraction * len(devices)
     return max(len(devices), int(budget // (_LIVE_STATES * d * itemsize)))
 
 

@@ -2,6 +2,7 @@
 gives the table of one run: the same rows, values and order (every column but ``seconds``, a
 wall time), once the shards' tables are merged."""
 
+import json
 import os
 import shutil
 import socket
@@ -207,19 +208,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_under_jax_distributed_write_the_table_of_one(whole, tmp_path):
-    """Two CPU processes on this machine (a coordinator on 127.0.0.1), one sweep: each solves
-    one group, process 0 writes the table, equal to the one-process table."""
-    config = tmp_path / "sweep.toml"
-    config.write_text(CONFIG)
+def _two_processes(command, tmp_path):
+    """Run ``noisesched <command> --coordinator ... --process-id i`` in two CPU processes on
+    this machine (a coordinator on 127.0.0.1); their outputs, after both exit with 0."""
     root = str(Path(ns.__file__).parent.parent)
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     address = f"127.0.0.1:{_free_port()}"
     processes = [subprocess.Popen(
-        [sys.executable, "-m", "noisesched.cli", "--no-compile-cache", "sweep", str(config),
-         "--out", str(tmp_path / "out"), "--no-progress", "--coordinator", address,
-         "--num-processes", "2", "--process-id", str(i)],
+        [sys.executable, "-m", "noisesched.cli", "--no-compile-cache", *command,
+         "--coordinator", address, "--num-processes", "2", "--process-id", str(i)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for i in range(2)]
     outputs = []
@@ -230,7 +228,32 @@ def test_two_processes_under_jax_distributed_write_the_table_of_one(whole, tmp_p
         for process in processes:
             process.kill()
     assert [p.returncode for p in processes] == [0, 0], outputs
+    return outputs
+
+
+def test_two_processes_under_jax_distributed_write_the_table_of_one(whole, tmp_path):
+    """One sweep in two processes: each solves one group, process 0 writes the table, equal to
+    the one-process table."""
+    config = tmp_path / "sweep.toml"
+    config.write_text(CONFIG)
+    outputs = _two_processes(["sweep", str(config), "--out", str(tmp_path / "out"),
+                              "--no-progress"], tmp_path)
     assert "wrote" in outputs[0] and "6 rows, 3 solved now by process 0 of 2" in outputs[0]
     assert "process 1 of 2: 3 rows solved now" in outputs[1]
     assert len(list((tmp_path / "out" / sweeps.PARTS).glob("*.parquet"))) == 2
     assert _table(tmp_path / "out") == _table(whole)  # exactly: each group in one call
+
+
+def test_a_run_in_two_processes_has_the_metrics_of_one(tmp_path):
+    """``noisesched run`` under jax.distributed: the batch sharded over both processes' devices,
+    the metrics of a one-process run (float32 rounding aside)."""
+    config = tmp_path / "run.toml"
+    config.write_text("[model]\nd = 100\n[sample]\nn = 64\n[solver]\nsteps = 8\n"
+                      "[output]\nfigures = false\n")
+    _two_processes(["run", str(config), "--out", str(tmp_path / "two")], tmp_path)
+    assert main(["run", str(config), "--out", str(tmp_path / "one")]) == 0
+    two, one = (json.loads((tmp_path / f / "results.json").read_text())["metrics"]
+                for f in ("two", "one"))
+    assert two.keys() == one.keys()
+    for key in one:
+        assert two[key] == pytest.approx(one[key], rel=1e-6), key
