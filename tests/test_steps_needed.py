@@ -27,6 +27,7 @@ def test_crossing_interpolates_where_the_ratio_falls_to_one_for_good():
     assert crossing([1, 2, 4, 8], [0.9, 2.0, 2.0, 0.5]) == pytest.approx(
         math.exp(math.log(4) + math.log(2) / math.log(4) * math.log(2)))
     assert 1.0 < crossing([1, 2, 4], [2.0, 0.0, 0.0]) <= 2.0  # an error of exactly 0
+    assert crossing([1, 2, 4], [math.inf, math.inf, 0.5]) == 4.0  # failed solves before
 
 
 @pytest.mark.parametrize("case,tol_var", [("vp:constant", 0.1), ("ve:constant", 0.2)])

@@ -106,6 +106,8 @@ def crossing(steps: Sequence[int], ratios: Sequence[float]) -> float | None:
         j -= 1
     if j == 0:
         return float(steps[0])
+    if not math.isfinite(ratios[j - 1]):  # the rung before failed: nothing to interpolate
+        return float(steps[j])
     tiny = 1e-12  # r = 0 (an error of exactly zero): the crossing is at that rung
     lo, hi = math.log(max(ratios[j - 1], tiny)), math.log(max(ratios[j], tiny))
     fraction = lo / (lo - hi)
