@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
@@ -174,3 +175,13 @@ def test_d_not_divisible_by_the_devices_is_refused(report):
     assert report["odd_error"] == (
         "shard='coordinates' needs d divisible by the number of devices; got d = 402 over 4 "
         "devices: pass devices = one of [1, 2, 3] (divisors of d), or shard='rows'")
+
+
+@pytest.mark.parametrize("entry", ["sample", "sample_summary"])
+def test_bad_shard_names_the_parameter_and_its_values(entry, unchecked_types):
+    model = ns.GaussianMixture.two_modes(16)
+    interp, sched = ns.Interpolant("vp", "linear", 16), ns.schedules.vp_dilated(16)
+    call = ns.sample if entry == "sample" else ns.sample_summary
+    with pytest.raises(ValueError, match=r"shard must be one of 'rows', 'coordinates'; "
+                                         r"got 'columns'"):
+        call(model, interp, sched, jax.random.PRNGKey(0), 4, steps=2, shard="columns")
