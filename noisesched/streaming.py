@@ -18,8 +18,9 @@ Several devices, two ways (``shard``):
   sums over coordinates of its row (``AbstractDenoiser.statistics``), so the compiler's SPMD
   partitioner turns each such sum into partial sums on the devices and one all-reduce of
   O(rows · K) numbers; no device ever holds a whole row. The prior is drawn on the devices, each
-  its own columns: JAX's threefry is partitionable (``jax_threefry_partitionable``, on by
-  default), so the numbers are those of the unsharded draw.
+  its own columns: JAX's draws do not depend on the sharding (the numbers are the unsharded
+  ones), and with ``jax_threefry_partitionable`` (JAX's default) the partitioner also splits the
+  generation of the random bits, so no device computes another's columns.
 
 With ``jax.distributed.initialize()`` run first in every process, ``jax.devices()`` lists the
 devices of all hosts and the same code runs across them (see README).
