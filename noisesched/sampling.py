@@ -21,6 +21,7 @@ registry (``solvers``) and the errors of a failed solve (``diagnostics``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import diffrax
@@ -285,15 +286,33 @@ def sample(
     n: int,
     steps: int = 100,
     solver: str | diffrax.AbstractSolver = "euler",
+    *,
+    devices: int | Sequence[jax.Device] | None = None,
+    shard: str | None = None,
     **options: Any,
 ) -> Float[Array, "n d"]:
     """Draw ``n`` samples X_1 of shape (n, d): prior noise from ``key``, then ``solve``.
 
     ``options`` are passed to ``solve``. The same key and arguments give the same samples.
+
+    Several devices: with ``devices`` or ``shard`` given, the batch is drawn and solved as one
+    chunk of ``noisesched.streaming.sample_chunks`` over ``devices`` (``None``: all visible),
+    sharded by ``shard``: ``"rows"`` (the default once ``devices`` is given) or
+    ``"coordinates"`` (every device holds d/k coordinates of each row, for a d too large for one
+    device; d must be divisible by the device count k). The result is a sharded array; its rows
+    are the unsharded rows (``"coordinates"``: up to the float rounding of sums over
+    coordinates). ``observe`` is then not available.
     """
     check_int("n", n, lo=1)
     check_key("key", key)
     if interp.d != model.d:
         raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
+    if devices is not None or shard is not None:
+        from .streaming import sample_chunks  # streaming builds on this module
+
+        chunk = next(sample_chunks(model, interp, schedule, key, n, steps=steps, solver=solver,
+                                   chunk_size=n, devices=devices, shard=shard or "rows",
+                                   **options))
+        return chunk.x
     x0 = sample_prior(interp, key, n, schedule=schedule)
     return solve(model, interp, schedule, x0, steps=steps, solver=solver, **options).x

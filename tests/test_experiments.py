@@ -70,6 +70,8 @@ def write(tmp_path, text, name="c.toml"):
         ("interpolant = 'vp'", "interpolant must be a table [interpolant]; got 'vp'"),
         ("[sample]\nchunk_size = -5", "sample.chunk_size must be an integer >= 0; got -5"),
         ("[sample]\ndevices = 1.5", "sample.devices must be an integer; got 1.5"),
+        ("[sample]\nshard = 'columns'",
+         "sample.shard must be one of 'rows', 'coordinates'; got 'columns'"),
         ("[model]\nd = 100\n[sample]\nn = 4\ndevices = 9\n[solver]\nsteps = 2",
          "sample.devices must be an integer in [0, 1]; got 9"),
     ],
@@ -402,5 +404,6 @@ def test_run_in_chunks_gives_the_metrics_of_one_chunk(tmp_path):
     chunked = run_experiment(config(chunk_size=32, devices=1), tmp_path / "chunked",
                              log=lambda *_: None)
     assert chunked["metrics"] == one["metrics"]
-    assert chunked["scale"] == {"chunks": 3, "chunk_size": 32, "devices": 1, "chunks_resumed": 0}
+    assert chunked["scale"] == {"chunks": 3, "chunk_size": 32, "devices": 1, "shard": "rows",
+                                "chunks_resumed": 0}
     assert one["scale"]["chunks"] == 1

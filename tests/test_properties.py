@@ -217,6 +217,7 @@ _PLAUSIBLE = {
     "rtol": st.floats(1e-8, 1.0), "atol": st.floats(1e-8, 1.0), "max_steps": st.integers(1, 10**6),
     "n": st.integers(1, 10**9), "dtype": st.sampled_from(cfg.DTYPES),
     "chunk_size": st.integers(0, 10**6), "devices": st.integers(0, 1),
+    "shard": st.sampled_from(["rows", "coordinates"]),
     "figures": st.booleans(), "trajectories": st.integers(0, 1000),
 }
 # every section.key the schema knows, by section

@@ -13,7 +13,7 @@ A run config has a ``name`` and six sections:
   sets σ_max from the model's data law (``noisesched.methods.dimension_aware_sigma_max``);
 * ``[solver]``: ``name``, ``steps``, ``method``, ``adaptive``, ``rtol``, ``atol``,
   ``max_steps`` (the options of ``noisesched.solve``);
-* ``[sample]``: ``n``, ``seed``, ``dtype``, ``chunk_size``, ``devices``
+* ``[sample]``: ``n``, ``seed``, ``dtype``, ``chunk_size``, ``devices``, ``shard``
   (``noisesched.sample_summary``);
 * ``[output]``: ``figures``, ``trajectories``.
 
@@ -53,6 +53,7 @@ from ..interpolants import Interpolant
 from ..learning.families import FAMILIES
 from ..models.base import check_data_law
 from ..sampling import ADAPTIVE_SOLVERS, NOISE_LEVEL_SOLVERS, SCAN_SOLVERS, SOLVERS
+from ..streaming import SHARDS
 
 DTYPES = ("float32", "float64")
 METHODS = ("diffrax", "scan")
@@ -432,13 +433,15 @@ class SolverSettings:
 class SampleSettings:
     """``[sample]``: the batch: ``n`` samples from ``seed`` in ``dtype``, in chunks of
     ``chunk_size`` rows (0: as many as fit a quarter of the free memory) sharded over
-    ``devices`` (0: all visible)."""
+    ``devices`` (0: all visible) by ``shard``: ``"rows"`` (each device solves whole samples) or
+    ``"coordinates"`` (each device holds a slice of the d coordinates of every sample)."""
 
     n: int = 4096
     seed: int = 0
     dtype: str = "float32"  # float32 | float64
     chunk_size: int = 0
     devices: int = 0
+    shard: str = "rows"  # rows | coordinates
 
     def __post_init__(self):
         try:
@@ -447,6 +450,7 @@ class SampleSettings:
             check_choice("sample.dtype", self.dtype, DTYPES)
             check_int("sample.chunk_size", self.chunk_size, lo=0)
             check_int("sample.devices", self.devices, lo=0)
+            check_choice("sample.shard", self.shard, SHARDS)
             if self.devices:  # (0 asks for no device count: jax.distributed.initialize() and
                 # any other setting of the backend may still come after a config is read)
                 check_int("sample.devices", self.devices, lo=0, hi=jax.device_count())

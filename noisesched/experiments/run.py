@@ -80,7 +80,7 @@ def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -
         log(f"{config.name}: resuming, {resumed} finished chunk(s) kept from an interrupted run")
     streamed = sample_summary(model, interp, schedule, key, config.sample.n, dtype=dtype,
                               chunk_size=config.sample.chunk_size, devices=config.sample.devices,
-                              store=store, **options)
+                              shard=config.sample.shard, store=store, **options)
     solve_seconds = time.perf_counter() - solve_start
     results = dict(streamed.metrics)
     results.update(exact_metrics(config))
@@ -115,6 +115,7 @@ def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -
         "timings": {"total_seconds": time.perf_counter() - start,
                     "solve_seconds_with_compile": solve_seconds},
         "scale": {"chunk_size": streamed.chunk_size, "devices": streamed.devices,
+                  "shard": streamed.shard,
                   "chunks": -(-config.sample.n // streamed.chunk_size),
                   "chunks_resumed": resumed},
         "files": files,
