@@ -539,8 +539,7 @@ def draw_images(ax, images: ArrayLike, image_shape: tuple[int, int],
         canvas[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = x[i]
     from .._plotting import pyplot
 
-    cmap = pyplot().get_cmap("gray_r").copy()
-    cmap.set_bad("0.8")
+    cmap = pyplot().get_cmap("gray_r").with_extremes(bad="0.8")
     ax.imshow(canvas, cmap=cmap, vmin=-1.0, vmax=1.0, interpolation="nearest")
     if labels is not None:
         for i, label in enumerate(np.asarray(labels)):
