@@ -137,8 +137,8 @@ def test_monte_carlo_cells_are_the_samples_of_single_runs(tmp_path):
     with its seed (float32), and its exact values the oracle."""
     path = tmp_path / "c.toml"
     path.write_text('name = "mc_small"\n[model]\nname = "gm"\nd = 64\n[solver]\nmethod = "scan"\n'
-                    '[sample]\nn = 48\nseed = 5\n[compare]\nschedules = ["vp:k2", "vp:k4", '
-                    '"ve:constant"]\nsteps = [6]\n[compare.variants.k2]\nname = "vp_dilated"\n'
+                    '[sample]\nn = 48\nseed = 5\n[compare]\nschedules = ["vp:k2", "vp:k4"]\n'
+                    'steps = [6]\n[compare.variants.k2]\nname = "vp_dilated"\n'
                     'k = 2.0\n[compare.variants.k4]\nname = "vp_dilated"\nk = 4.0\n')
     name, settings, cells = load_compare(path)
     record = run_compare(name, settings, cells, tmp_path / "out", log=lambda *a: None,

@@ -30,7 +30,11 @@ def test_crossing_interpolates_where_the_ratio_falls_to_one_for_good():
     assert crossing([1, 2, 4], [math.inf, math.inf, 0.5]) == 4.0  # failed solves before
 
 
-@pytest.mark.parametrize("case,tol_var", [("vp:constant", 0.1), ("ve:constant", 0.2)])
+@pytest.mark.parametrize("case,tol_var", [
+    ("vp:constant", 0.1),
+    # the low level binding: ~20 s on 2 CPU cores (the high level above, and the low level of
+    # Curie–Weiss end to end below, run by default)
+    pytest.param("ve:constant", 0.2, marks=pytest.mark.slow)])
 def test_monte_carlo_steps_needed_agree_with_the_exact_oracle(case, tol_var):
     """The two-mode mixture at d = 100: VP-constant is bound by the mode weight, VE-constant by
     the within-mode variance. The Monte Carlo N* (4 × 64 samples per rung, paired against a

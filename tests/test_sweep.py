@@ -71,6 +71,12 @@ def _one_call_with_the_numbers_of_single_runs(monkeypatch, base, configs):
     assert np.corrcoef(weights, ps)[0, 1] > 0.95  # each row is its own p
 
 
+def test_gm_sweep_over_p_is_one_compiled_call_with_the_numbers_of_single_runs(monkeypatch):
+    _one_call_with_the_numbers_of_single_runs(monkeypatch, BASE, 24)
+
+
+# ~20 s on 2 CPU cores: 64 single runs beside the sweep (the test above: the same at d = 200)
+@pytest.mark.slow
 def test_a_64_configuration_gm_sweep_is_one_compiled_call_with_the_numbers_of_single_runs(
         monkeypatch):
     """d = 10^3, n = 256, N = 100, p over 64 values: one compiled call, the metrics of 64

@@ -244,6 +244,7 @@ def test_two_processes_under_jax_distributed_write_the_table_of_one(whole, tmp_p
     assert _table(tmp_path / "out") == _table(whole)  # exactly: each group in one call
 
 
+@pytest.mark.slow  # ~15 s: two processes again (the sweep's two-process test runs by default)
 def test_a_run_in_two_processes_has_the_metrics_of_one(tmp_path):
     """``noisesched run`` under jax.distributed: the batch sharded over both processes' devices,
     the metrics of a one-process run (float32 rounding aside)."""
