@@ -41,6 +41,7 @@ from ._solve.fused import FusedEuler
 from ._solve.integrate import integrate
 from ._solve.options import Observe, Options
 from ._solve.problem import Problem
+from ._solve.row_blocks import auto_row_block
 from ._solve.solution import Solution
 from ._solve.solvers import (
     ADAPTIVE_SOLVERS,
@@ -170,6 +171,25 @@ def _check_options(*, steps, solver, method, adaptive, rtol, atol, final_step, t
                          "noise level and never evaluates the denoiser at t = 1; use 'auto'")
 
 
+def _resolve_row_block(row_block, x0: Array, *, adaptive: bool, observe) -> int | None:
+    """Rows per block of the solve (``solve``'s ``row_block``), checked."""
+    if row_block is None:
+        return None
+    if isinstance(row_block, str) and row_block == "auto":
+        if adaptive or observe is not None:
+            return None
+        platform = (jax.default_backend() if isinstance(x0, jax.core.Tracer)
+                    else next(iter(x0.devices())).platform)
+        return auto_row_block(x0.shape[0], x0.shape[1], x0.dtype, platform)
+    if isinstance(row_block, bool) or not isinstance(row_block, int | np.integer) or row_block < 1:
+        raise ValueError(f"row_block must be an int >= 1, 'auto' or None; got {row_block!r}")
+    if adaptive or observe is not None:
+        raise ValueError("row_block applies to fixed-grid solves without observe (an adaptive "
+                         "solve's steps depend on the whole batch, and observations are of "
+                         "the whole state): pass row_block=None or 'auto'")
+    return int(row_block)
+
+
 def _check_problem(model: AbstractDenoiser, interp: Interpolant, x0: Array) -> None:
     if interp.d != model.d:
         raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
@@ -196,6 +216,7 @@ def solve(
     terminal_dt: float = 1e-3,
     adjoint: diffrax.AbstractAdjoint | None = None,
     checkpoints: int | None = None,
+    row_block: int | str | None = "auto",
     check_finite: bool = True,
 ) -> Solution:
     """Integrate the probability-flow ODE from X_0 = ``x0`` at t = 0 to t = 1.
@@ -227,6 +248,12 @@ def solve(
             default). ``method="scan"``: the N steps run as ``checkpoints`` blocks, each under
             ``jax.checkpoint`` (``None``: ⌈√N⌉ blocks, memory O(√N) states; ``N``: every state
             kept). Changes memory and time of gradients only, never the numbers.
+        row_block: a fixed-grid solve without ``observe`` runs its rows in blocks of at most
+            this many, each block through all N steps before the next, so that a block stays
+            in cache (``noisesched._solve.row_blocks``); ``None``: every step over the whole
+            batch; ``"auto"`` (default): the platform's choice (CPU: blocks of a quarter of one
+            core's L2 cache per core; GPU: none). Changes speed only: each row's numbers are
+            those of the unblocked solve up to float rounding of its sums over coordinates.
         check_finite: raise ``FloatingPointError`` if X_1 holds nan or inf, naming the first
             sample, step and time where it appeared (``first_nonfinite``).
 
@@ -253,6 +280,7 @@ def solve(
                              "adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints))")
     options = Options(
         steps=steps,
+        row_block=_resolve_row_block(row_block, x0, adaptive=adaptive, observe=observe),
         solver=canonical(solver),
         method=method,
         adaptive=adaptive,

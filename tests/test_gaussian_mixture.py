@@ -149,7 +149,7 @@ def test_bad_parameters(build, match):
 def test_projection_under_jit_on_any_batch_shape(shape, K):
     """μ_k·x under jit against numpy for batches with a leading axis of size 1 (a vmap of one
     configuration), which XLA:CPU once reduced with the first mean for every k."""
-    from noisesched.models.gaussian_mixture import project
+    from noisesched.models.means import project
 
     means = jax.random.normal(jax.random.PRNGKey(K), (K, shape[-1]))
     x = jax.random.normal(jax.random.PRNGKey(1), shape)

@@ -53,13 +53,14 @@ def _diffeqsolve(piece: Piece, x0: Batch, *, t0: Float[Array, ""], t1: Float[Arr
 
 
 def fixed_grid_solver(solver: SolverLike, model: AbstractDenoiser, x0: Batch,
-                      kinks: Float[ArrayLike, " J"] | tuple[float, ...] = ()
-                      ) -> diffrax.AbstractSolver:
+                      kinks: Float[ArrayLike, " J"] | tuple[float, ...] = (),
+                      in_blocks: bool = False) -> diffrax.AbstractSolver:
     """The diffrax solver of a fixed-grid solve: ``FusedEuler`` where Euler meets a model with a
     statistics form (``kinks``: the kinks of the schedule on the grid before its end, where it
-    evaluates on the right), else what ``solver`` stands for (``solvers.as_diffrax``)."""
+    evaluates on the right; ``in_blocks``: a row-blocked solve), else what ``solver`` stands
+    for (``solvers.as_diffrax``)."""
     if isinstance(solver, str) and solver == "euler" and has_statistics(model, x0):
-        return FusedEuler(kinks=jnp.asarray(kinks, x0.dtype).reshape(-1))
+        return FusedEuler(kinks=jnp.asarray(kinks, x0.dtype).reshape(-1), in_blocks=in_blocks)
     return as_diffrax(solver)
 
 
@@ -84,7 +85,7 @@ def fixed_solve(problem: Problem, x0: Batch, grid: Grid, options: Options
     observe, last = options.observe, grid.steps
     inner = grid.inner_kinks()
     solver = fixed_grid_solver(options.solver, problem.model, x0,
-                               grid.ts[jnp.asarray(inner, int)])
+                               grid.ts[jnp.asarray(inner, int)], options.row_block is not None)
     # FusedEuler evaluates each step at its start, on the step's side of a kink, and the
     # noise-level samplers need no derivative of the schedule: one solve
     one_piece = isinstance(solver, FusedEuler | AbstractNoiseLevelSolver)

@@ -14,6 +14,7 @@ import math
 from typing import ClassVar
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
@@ -72,9 +73,11 @@ def fused_solve(problem: Problem, x0: Batch, grid: Grid, options: Options
         return x, _with_start(observe, x0, obs)
     method = STEP_METHODS[name]
     fused = has_statistics(model, x0)
+    # a block of rows in cache keeps what the model would otherwise recompute
+    of_state = model.statistics_for_blocks if options.row_block is not None else model.statistics
 
     def statistics(t, x):
-        return model.statistics(problem.coefficients(t), x) if fused else None
+        return of_state(problem.coefficients(t), x) if fused else None
 
     def velocity(t, x, stats):
         c = problem.coefficients(t)
@@ -110,6 +113,8 @@ class FusedEuler(diffrax.AbstractSolver):
     """
 
     kinks: Float[Array, " J"]
+    #: carry ``statistics_for_blocks`` (a row-blocked solve, whose block stays in cache)
+    in_blocks: bool = eqx.field(static=True, default=False)
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
 
@@ -119,7 +124,8 @@ class FusedEuler(diffrax.AbstractSolver):
     def _statistics(self, t, towards, y, args: Piece):
         """The statistics of ``y`` at the start of a step from ``t`` towards ``towards``."""
         c = args.coefficients(one_sided(t, towards, on_kink(t, self.kinks)))
-        return args.problem.model.statistics(c, y)
+        model = args.problem.model
+        return (model.statistics_for_blocks if self.in_blocks else model.statistics)(c, y)
 
     def init(self, terms, t0, t1, y0, args):
         return self._statistics(t0, t1, y0, args)

@@ -13,15 +13,38 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array
+from jaxtyping import Array, PyTree
 
 from .diffrax_path import adaptive_solve, fixed_solve
 from .fused import fused_solve
 from .grid import Grid, Step
 from .options import Options
 from .problem import Batch, Problem
+from .row_blocks import by_row_blocks
 from .solution import Solution
 from .stepping import EulerStep
+
+
+def _final_euler_step(problem: Problem, x: Batch, t_from: Array, on_kink: bool) -> Batch:
+    """One Euler step from ``t_from`` to t = 1 (evaluating the drift at ``t_from`` only)."""
+    step = Step.between(t_from, jnp.ones((), x.dtype), on_kink)
+    return EulerStep()(problem.drift, step, x)
+
+
+def _fixed_grid(problem: Problem, x0: Batch, grid: Grid, options: Options
+                ) -> tuple[Batch, PyTree | None]:
+    """Every step of ``grid`` (``method="scan"`` or diffrax), then the final Euler step where
+    asked; returns X_1 and the observations on the grid (before the final step)."""
+    observe = options.observe
+    if grid.steps == 0:  # the only step is the final Euler step
+        x, obs = x0, (None if observe is None else jax.tree.map(lambda a: a[None], observe(x0)))
+    elif options.method == "scan":
+        x, obs = fused_solve(problem, x0, grid, options)
+    else:
+        x, obs = fixed_solve(problem, x0, grid, options)
+    if options.final_euler:
+        x = _final_euler_step(problem, x, grid.ts[-1], grid.steps in grid.kinks)
+    return x, obs
 
 
 @eqx.filter_jit
@@ -33,25 +56,23 @@ def integrate(problem: Problem, x0: Batch, options: Options) -> Solution:
         t_end = 1.0 - options.terminal_dt if options.final_euler else 1.0
         save_ts = jnp.linspace(0.0, t_end, options.steps + 1, dtype=dtype)
         x, obs, taken, reached_end = adaptive_solve(problem, x0, save_ts, t_end, options)
-        last_is_kink = False
+        if options.final_euler:
+            x = _final_euler_step(problem, x, save_ts[-1], False)
+            taken = taken + 1
     else:
         last = options.steps - 1 if options.final_euler else options.steps
         grid = Grid.uniform(problem.schedule, options.steps, dtype).head(last)
         save_ts = grid.ts
-        if last == 0:  # the only step is the final Euler step
-            x, obs = x0, (None if observe is None else jax.tree.map(lambda a: a[None], observe(x0)))
-        elif options.method == "scan":
-            x, obs = fused_solve(problem, x0, grid, options)
+        if options.row_block is not None and observe is None:
+            x = by_row_blocks(lambda rows: _fixed_grid(problem, rows, grid, options)[0], x0,
+                              options.row_block)
+            obs = None
         else:
-            x, obs = fixed_solve(problem, x0, grid, options)
-        taken = jnp.asarray(last)
+            x, obs = _fixed_grid(problem, x0, grid, options)
+        taken = jnp.asarray(options.steps)
         reached_end = jnp.asarray(True)  # a fixed grid cannot run out of steps
-        last_is_kink = last in grid.kinks
     ts: Array | None = save_ts
     if options.final_euler:
-        step = Step.between(save_ts[-1], jnp.ones((), dtype), last_is_kink)
-        x = EulerStep()(problem.drift, step, x)
-        taken = taken + 1
         ts = jnp.concatenate([save_ts, jnp.ones((1,), dtype)])
         if observe is not None:
             obs = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), obs, observe(x))

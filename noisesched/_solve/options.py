@@ -29,6 +29,8 @@ class Options(eqx.Module):
         final_euler: the last interval is one Euler step (resolved from ``final_step``).
         terminal_dt: an adaptive solve with a final Euler step stops at ``1 − terminal_dt``.
         checkpoints: states stored for reverse mode (``None``: the default of each path).
+        row_block: rows per block of a row-blocked fixed-grid solve (``row_blocks``), or None
+            for one pass over the whole batch per step.
         observe: a function of the state saved on the grid, or None.
         adjoint: the diffrax adjoint of ``method="diffrax"``.
     """
@@ -43,5 +45,6 @@ class Options(eqx.Module):
     final_euler: bool = eqx.field(static=True)
     terminal_dt: float
     checkpoints: int | None = eqx.field(static=True)
+    row_block: int | None = eqx.field(static=True)
     observe: Observe | None
     adjoint: diffrax.AbstractAdjoint

@@ -23,7 +23,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from .._validation import check_int
 from ..interpolants import Coefficients, Interpolant
@@ -79,9 +79,16 @@ class AbstractDenoiser(eqx.Module):
         """
         return None
 
-    def velocity_from_statistics(self, c: Coefficients, x: Batch,
-                                 stats: Float[Array, "*batch q"]) -> Batch:
-        """The drift given ``stats = self.statistics(c, x)`` (elementwise in x)."""
+    def statistics_for_blocks(self, c: Coefficients, x: Batch) -> PyTree:
+        """The statistics that a solve keeping its block of rows in cache or on chip carries
+        (row-blocked solves, the Pallas kernel): ``statistics(c, x)`` (the default), or those
+        sums together with elementwise arrays of x's shape that are free to keep there and that
+        ``velocity_from_statistics`` would otherwise recompute (Curie–Weiss: tanh(γ x))."""
+        return self.statistics(c, x)
+
+    def velocity_from_statistics(self, c: Coefficients, x: Batch, stats: PyTree) -> Batch:
+        """The drift given ``stats = self.statistics(c, x)`` or
+        ``self.statistics_for_blocks(c, x)`` (elementwise in x)."""
         raise NotImplementedError(f"{type(self).__name__} has no statistics form")
 
     def denoiser(self, interp: Interpolant, schedule: AbstractSchedule, t: ArrayLike, x: Batch

@@ -79,26 +79,50 @@ class CurieWeiss(AbstractSpinLaw):
 
     def phase_logit(self, c: Coefficients, x: Batch) -> Float[Array, "*batch"]:
         """L = log(P(+ | x_t = x)/P(− | x_t = x)) = 2hm + 2 Σ_i atanh(m tanh(γ x_i)), γ = β/α²."""
-        m = self.m.astype(x.dtype)
-        gamma = c.beta / c.alpha_sq
-        return 2.0 * self.h * m + 2.0 * jnp.sum(jnp.arctanh(m * jnp.tanh(gamma * x)), axis=-1)
+        return self._logit_given(self._tanh(c, x))[..., 0]
+
+    def _tanh(self, c: Coefficients, x: Batch) -> Batch:
+        """T = tanh(γ x), γ = β/α²: the one transcendental function of x the drift needs."""
+        return jnp.tanh((c.beta / c.alpha_sq) * x)
+
+    def _logit_given(self, tanh_x: Batch) -> Float[Array, "*batch 1"]:
+        m = self.m.astype(tanh_x.dtype)
+        return 2.0 * self.h * m + 2.0 * jnp.sum(jnp.arctanh(m * tanh_x), axis=-1, keepdims=True)
 
     def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch 1"]:
         """The phase logit L (see ``phase_logit``) as a trailing axis of size 1."""
-        return self.phase_logit(c, x)[..., None]
+        return self._logit_given(self._tanh(c, x))
 
-    def _denoise_given(self, c: Coefficients, x: Batch, logit: Float[Array, "*batch 1"]) -> Batch:
+    def statistics_for_blocks(self, c: Coefficients, x: Batch
+                              ) -> tuple[Float[Array, "*batch 1"], Batch]:
+        """(L, T = tanh(γ x)): with T kept, a step evaluates one tanh and one atanh per entry
+        (``velocity_from_statistics`` then needs no tanh of its own)."""
+        tanh_x = self._tanh(c, x)
+        return self._logit_given(tanh_x), tanh_x
+
+    def _denoise_given(self, c: Coefficients, x: Batch, stats) -> Batch:
+        """η = W+ tanh(atanh m + γ x) + W− tanh(−atanh m + γ x) from L and T = tanh(γ x):
+        by tanh(a ± b) = (tanh a ± tanh b)/(1 ± tanh a tanh b), with W± = σ(±L),
+
+            η = (T (1 − m²) + (2 W+ − 1) m (1 − T²)) / (1 − m² T²),
+
+        one division and no transcendental function beyond T (|η| ≤ 1 where T = ±1)."""
+        logit, tanh_x = stats if isinstance(stats, tuple) else (stats, self._tanh(c, x))
         m = self.m.astype(x.dtype)
-        gamma = c.beta / c.alpha_sq
-        field = jnp.arctanh(m)
-        w_plus = jax.nn.sigmoid(logit)
-        return w_plus * jnp.tanh(field + gamma * x) + (1.0 - w_plus) * jnp.tanh(-field + gamma * x)
+        phase = jnp.tanh(0.5 * logit)  # 2 W+ − 1, one per row
+        m_tanh = m * tanh_x
+        return (tanh_x * (1.0 - m * m) + phase * m * (1.0 - tanh_x * tanh_x)) / (
+            1.0 - m_tanh * m_tanh)
 
     def denoise(self, c: Coefficients, x: Batch) -> Batch:
-        return self._denoise_given(c, x, self.statistics(c, x))
+        return self._denoise_given(c, x, self.statistics_for_blocks(c, x))
 
-    def velocity_from_statistics(self, c: Coefficients, x: Batch,
-                                 stats: Float[Array, "*batch 1"]) -> Batch:
+    def velocity(self, c: Coefficients, x: Batch) -> Batch:
+        return velocity_from_denoiser(c, x, self.denoise(c, x))
+
+    def velocity_from_statistics(self, c: Coefficients, x: Batch, stats) -> Batch:
+        """The drift from ``statistics`` (T recomputed: two tanh per entry per step) or from
+        ``statistics_for_blocks`` (T kept: one)."""
         return velocity_from_denoiser(c, x, self._denoise_given(c, x, stats))
 
     def magnetization_law(self) -> tuple[Float[Array, " d_plus_1"], Float[Array, " d_plus_1"]]:

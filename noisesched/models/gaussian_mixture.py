@@ -28,6 +28,14 @@ from .base import (
     ks_normal,
     mean_standard_error,
 )
+from .means import (
+    AbstractMeans,
+    ConstantMeans,
+    SeededMeans,
+    combine,
+    means_from_array,
+    project,
+)
 
 
 class GaussianMixture(AbstractModel):
@@ -43,60 +51,74 @@ class GaussianMixture(AbstractModel):
     """
 
     weights: Float[Array, " K"]
-    means: Float[Array, "K d"]
+    component_means: AbstractMeans
     sigma: float
 
-    def __init__(self, weights: ArrayOrSequence, means: ArrayOrSequence, sigma: float):
+    def __init__(self, weights: ArrayOrSequence, means: ArrayOrSequence | AbstractMeans,
+                 sigma: float):
         w = np.asarray(weights, dtype=float)
-        mu = np.asarray(means, dtype=float)
         if w.ndim != 1 or w.size < 1:
             raise ValueError(f"weights must be a 1-D array of K >= 1 entries; got shape {w.shape}")
         if not np.all(np.isfinite(w)) or np.any(w <= 0):
             raise ValueError(f"weights must each be in (0, 1]; got {w.tolist()}")
         if abs(w.sum() - 1.0) > 1e-6:
             raise ValueError(f"weights must sum to 1; got sum {w.sum():.8g}")
-        if mu.ndim != 2 or mu.shape[0] != w.size:
-            raise ValueError(
-                f"means must have shape (K, d) = ({w.size}, d) to match weights; got {mu.shape}"
-            )
-        check_int("d", mu.shape[1], lo=1)
-        if not np.all(np.isfinite(mu)):
-            raise ValueError("means must be finite; got nan or inf entries")
+        if isinstance(means, AbstractMeans):
+            if means.K != w.size:
+                raise ValueError(f"means must hold K = {w.size} means to match weights; got "
+                                 f"{means.K}")
+            component_means = means
+        else:
+            mu = np.asarray(means, dtype=float)
+            if mu.ndim != 2 or mu.shape[0] != w.size:
+                raise ValueError(
+                    f"means must have shape (K, d) = ({w.size}, d) to match weights; got "
+                    f"{mu.shape}")
+            check_int("d", mu.shape[1], lo=1)
+            if not np.all(np.isfinite(mu)):
+                raise ValueError("means must be finite; got nan or inf entries")
+            component_means = means_from_array(mu)
         check_positive("sigma", sigma)
         self.weights = jnp.asarray(w / w.sum())
-        self.means = jnp.asarray(mu)
+        self.component_means = component_means
         self.sigma = float(sigma)
 
     @classmethod
     def two_modes(cls, d: int, p: float = 0.8, m: float = 1.0, sigma: float = 0.5
                   ) -> GaussianMixture:
-        """The paper's case: weights (p, 1 − p) on means ±m·(1, …, 1), so |μ|² = m² d."""
+        """The paper's case: weights (p, 1 − p) on means ±m·(1, …, 1), so |μ|² = m² d. The
+        means are ``ConstantMeans``: nothing of length d is stored or read per step."""
         check_int("d", d, lo=1)
         check_real("p", p, 0.0, 1.0)
         check_positive("m", m)
         check_positive("sigma", sigma)
-        mean = jnp.full((d,), float(m))
-        return cls(weights=[p, 1.0 - p], means=jnp.stack([mean, -mean]), sigma=sigma)
+        levels = jnp.asarray([float(m), -float(m)])
+        return cls(weights=[p, 1.0 - p], means=ConstantMeans(levels, int(d)), sigma=sigma)
 
     @classmethod
     def random_means(cls, d: int, weights: ArrayOrSequence, m: float = 1.0, sigma: float = 0.5,
                      seed: int = 0) -> GaussianMixture:
         """K = len(weights) components with means m·g_k, g_k ~ N(0, I_d) drawn from ``seed``
-        (so |μ_k| ≈ m√d and the means are nearly orthogonal)."""
+        (so |μ_k| ≈ m√d and the means are nearly orthogonal); ``SeededMeans``: drawn on the
+        device where they are used."""
         check_int("d", d, lo=1)
         check_positive("m", m)
         check_int("seed", seed, lo=0)
         k = np.asarray(weights, dtype=float).size
-        directions = jax.random.normal(jax.random.PRNGKey(seed), (k, d))
-        return cls(weights=weights, means=m * directions, sigma=sigma)
+        return cls(weights=weights, means=SeededMeans(seed, m, k, d), sigma=sigma)
+
+    @property
+    def means(self) -> Float[Array, "K d"]:
+        """The means as a (K, d) array (built on demand for structured means)."""
+        return self.component_means.dense()
 
     @property  # type: ignore[misc]
     def d(self) -> int:  # type: ignore[override]  # implements the AbstractVar of AbstractModel
-        return self.means.shape[1]
+        return self.component_means.d
 
     @property
     def K(self) -> int:  # noqa: N802 - the mixture's conventional name
-        return self.means.shape[0]
+        return self.component_means.K
 
     def sample_one(self, key: PRNGKeyArray) -> Float[Array, " d"]:
         k_comp, k_noise = jax.random.split(key)
@@ -106,12 +128,11 @@ class GaussianMixture(AbstractModel):
 
     def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch K"]:
         """μ_k·x for each component, shape (..., K): the drift's only sums over coordinates."""
-        return project(x, self.means.astype(x.dtype))
+        return self.component_means.project(x)
 
     def _posterior_mean_and_variance(self, c: Coefficients, dots: Array, dtype):
-        means = self.means.astype(dtype)
         var = c.alpha_sq + self.sigma**2 * c.beta**2  # D
-        norms = jnp.sum(means * means, axis=-1)
+        norms = self.component_means.norms_sq(dtype)
         # |μ_k|² is O(d): subtract its smallest value before it meets the O(√d) term μ_k·x, so
         # float32 keeps the digits of μ_k·x (the shift cancels in the softmax).
         logits = (
@@ -120,7 +141,7 @@ class GaussianMixture(AbstractModel):
             - (0.5 * c.beta**2 / var) * (norms - jnp.min(norms))
         )
         w = jax.nn.softmax(logits, axis=-1)
-        return combine(w, means), var
+        return self.component_means.combine(w), var
 
     def denoise(self, c: Coefficients, x: Batch) -> Batch:
         mean, var = self._posterior_mean_and_variance(c, self.statistics(c, x), x.dtype)
@@ -187,22 +208,25 @@ class GaussianMixture(AbstractModel):
 
     def overlap(self, x: Batch) -> Float[Array, "*batch K"]:
         """M_k = μ_k·x / |μ_k|² for each component (zero means give 0)."""
-        means = self.means.astype(x.dtype)
-        norms = jnp.sum(means * means, axis=-1)
-        return project(x, means) / jnp.where(norms > 0, norms, 1.0)
+        norms = self.component_means.norms_sq(x.dtype)
+        return self.component_means.project(x) / jnp.where(norms > 0, norms, 1.0)
 
     def two_mode_reduction(self) -> TwoModeReduction | None:
         """The 2-D system equivalent to the sampler for two components with means ±μ; None for
         any other mixture."""
         if self.K != 2:
             return None
-        if not isinstance(self.means, jax.core.Tracer):
+        if isinstance(self.component_means, ConstantMeans):
+            if not isinstance(self.component_means.levels, jax.core.Tracer):
+                a = np.asarray(self.component_means.levels)
+                if a[1] != -a[0]:
+                    return None
+        elif not isinstance(self.means, jax.core.Tracer):
             means = np.asarray(self.means)
             if not np.allclose(means[1], -means[0], rtol=0, atol=1e-6 * np.abs(means).max()):
                 return None
-        mu = self.means[0]
         h = 0.5 * (jnp.log(self.weights[0]) - jnp.log(self.weights[1]))
-        return TwoModeReduction(mu_sq=jnp.sum(mu * mu), h=h, sigma=self.sigma)
+        return TwoModeReduction(mu_sq=self.component_means.norms_sq()[0], h=h, sigma=self.sigma)
 
     def mode_split(self) -> ModeSplit | None:
         """For means ±μ: e = μ/|μ|, weight π_0 (None for any other mixture)."""
@@ -229,7 +253,8 @@ class GaussianMixture(AbstractModel):
                 "within_mode_var_exact": float(exact["within_mode_var"])}
 
     def noise_levels(self) -> dict[str, float]:
-        size = float(np.mean(np.linalg.norm(np.asarray(self.means, np.float64), axis=-1)))
+        norms_sq = np.asarray(self.component_means.norms_sq(), np.float64)
+        size = float(np.mean(np.sqrt(norms_sq)))
         return {"speciation: α/β = |μ|": size, "within-mode spread: α/β = σ": self.sigma}
 
     def feature_figure(self, rows: dict[str, np.ndarray], title: str, bins: int = 80):
@@ -261,39 +286,6 @@ class GaussianMixture(AbstractModel):
         return fig, {**data, "mode_weights": weights, "mode_weight_targets": target}
 
 
-
-#: Up to this many means, μ_k·x and Σ_k w_k μ_k are written as sums of products rather than
-#: matrix products: a compiler fuses those with the elementwise update of the state (a matrix
-#: product would be a library call that reads or writes a full (n, d) array of its own).
-FUSED_MAX_K = 8
-
-
-def project(x: Batch, means: Float[Array, "K d"]) -> Float[Array, "*batch K"]:
-    """μ_k·x for each row of ``means``, shape (..., K)."""
-    if means.shape[0] > FUSED_MAX_K:
-        return x @ means.T
-
-    def one_reduction(x, means):  # XLA:CPU vectorises one reduction over (..., K, d) best
-        # on rows flattened to (m, d): with a leading axis of size 1, (1, n, K, d) reduced under
-        # jit gives every k the sum of the first mean (XLA:CPU, JAX 0.10), as in a vmap of one
-        rows = x.reshape(-1, x.shape[-1])
-        return jnp.sum(rows[:, None, :] * means, axis=-1).reshape(*x.shape[:-1], means.shape[0])
-
-    def k_reductions(x, means):  # K sums of (..., d): a GPU fuses them with the pass making x
-        return jnp.stack([jnp.sum(x * means[k], axis=-1) for k in range(means.shape[0])],
-                         axis=-1)
-
-    return jax.lax.platform_dependent(x, means, cpu=one_reduction, default=k_reductions)
-
-
-def combine(w: Float[Array, "*batch K"], means: Float[Array, "K d"]) -> Batch:
-    """Σ_k w_k μ_k, shape (..., d)."""
-    if means.shape[0] <= FUSED_MAX_K:
-        out = w[..., 0, None] * means[0]
-        for k in range(1, means.shape[0]):
-            out = out + w[..., k, None] * means[k]
-        return out
-    return w @ means
 
 
 # ----------------------------------------------------------------------------- features

@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from .._validation import check_int, check_positive, check_real
 from ..interpolants import Coefficients
@@ -144,7 +144,10 @@ class LearnedModel(AbstractModel):
     def statistics(self, c: Coefficients, x: Batch) -> Array | None:
         return self.trained.statistics(c, x)
 
-    def velocity_from_statistics(self, c: Coefficients, x: Batch, stats: Array) -> Batch:
+    def statistics_for_blocks(self, c: Coefficients, x: Batch) -> PyTree:
+        return self.trained.statistics_for_blocks(c, x)
+
+    def velocity_from_statistics(self, c: Coefficients, x: Batch, stats: PyTree) -> Batch:
         return self.trained.velocity_from_statistics(c, x, stats)
 
     # the data law
