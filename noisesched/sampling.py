@@ -40,7 +40,8 @@ from ._solve.diagnostics import (
 from ._solve.fused import FusedEuler
 from ._solve.integrate import integrate
 from ._solve.options import Observe, Options
-from ._solve.problem import Problem
+from ._solve.pallas_kernel import PALLAS_SOLVERS
+from ._solve.problem import Problem, has_statistics
 from ._solve.row_blocks import auto_row_block
 from ._solve.solution import Solution
 from ._solve.solvers import (
@@ -68,7 +69,7 @@ from .schedules import AbstractSchedule
 __all__ = ["Solution", "sample", "solve", "sample_prior", "first_nonfinite", "MaxStepsReached",
            "SOLVERS", "ADAPTIVE_SOLVERS", "NOISE_LEVEL_SOLVERS", "FusedEuler"]
 
-METHODS = ("diffrax", "scan")
+METHODS = ("diffrax", "scan", "pallas")
 FINAL_STEPS = ("auto", "euler", "solver")
 
 
@@ -159,9 +160,12 @@ def _check_options(*, steps, solver, method, adaptive, rtol, atol, final_step, t
     check_bool("adaptive", adaptive)
     if method == "scan":
         _check_scan_solver(solver)
+    if method == "pallas" and registry_name(solver) not in PALLAS_SOLVERS:
+        raise ValueError(f"solver (method='pallas') must be one of "
+                         f"{', '.join(map(repr, PALLAS_SOLVERS))}; got {_given(solver)}")
     if adaptive:
         if method != "diffrax":
-            raise ValueError("adaptive=True needs method='diffrax'; got method='scan'")
+            raise ValueError(f"adaptive=True needs method='diffrax'; got method={method!r}")
         _check_adaptive_solver(solver)
         check_positive("rtol", rtol)
         check_positive("atol", atol)
@@ -171,12 +175,13 @@ def _check_options(*, steps, solver, method, adaptive, rtol, atol, final_step, t
                          "noise level and never evaluates the denoiser at t = 1; use 'auto'")
 
 
-def _resolve_row_block(row_block, x0: Array, *, adaptive: bool, observe) -> int | None:
+def _resolve_row_block(row_block, x0: Array, *, adaptive: bool, observe, method: str
+                       ) -> int | None:
     """Rows per block of the solve (``solve``'s ``row_block``), checked."""
     if row_block is None:
         return None
     if isinstance(row_block, str) and row_block == "auto":
-        if adaptive or observe is not None:
+        if adaptive or observe is not None or method == "pallas":  # the kernel picks its own
             return None
         platform = (jax.default_backend() if isinstance(x0, jax.core.Tracer)
                     else next(iter(x0.devices())).platform)
@@ -232,7 +237,10 @@ def solve(
             instance of a class of ``SOLVERS`` gives the numbers of its name, any other is
             passed to diffrax as it is); ``method="scan"`` accepts ``"euler"`` and ``"heun"``
             (or ``diffrax.Euler()``, ``diffrax.Heun()``).
-        method: ``"diffrax"`` or ``"scan"`` (fused loop, same numbers).
+        method: ``"diffrax"``, ``"scan"`` (fused loop, same numbers) or ``"pallas"`` (Euler or
+            Heun as one Pallas kernel that keeps each block of ``row_block`` rows on chip for
+            all steps, for models with a statistics form, without ``observe``; interpreted off
+            a GPU; gradients by recomputing with ``"scan"``).
         adaptive: adaptive step sizes with a PID controller (``rtol``, ``atol``, ``max_steps``);
             needs an embedded solver (``ADAPTIVE_SOLVERS``, or an instance of
             ``diffrax.AbstractAdaptiveSolver`` outside ``SOLVERS``).
@@ -271,6 +279,14 @@ def solve(
     _check_options(steps=steps, solver=solver, method=method, adaptive=adaptive, rtol=rtol,
                    atol=atol, final_step=final_step, terminal_dt=terminal_dt)
     _check_problem(model, interp, x0)
+    if method == "pallas":
+        if observe is not None:
+            raise ValueError("method='pallas' keeps only X_1 (observe=None); use method='scan' "
+                             "to observe the trajectory")
+        if not has_statistics(model, x0):
+            raise ValueError(f"method='pallas' needs a model with a statistics form (the exact "
+                             f"mixture, Curie–Weiss, Gaussian laws); {type(model).__name__} has "
+                             "none: use method='scan' or 'diffrax'")
     check_int("max_steps", max_steps, lo=1)
     check_bool("check_finite", check_finite)
     if checkpoints is not None:
@@ -280,7 +296,8 @@ def solve(
                              "adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints))")
     options = Options(
         steps=steps,
-        row_block=_resolve_row_block(row_block, x0, adaptive=adaptive, observe=observe),
+        row_block=_resolve_row_block(row_block, x0, adaptive=adaptive, observe=observe,
+                                     method=method),
         solver=canonical(solver),
         method=method,
         adaptive=adaptive,

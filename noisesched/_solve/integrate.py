@@ -19,6 +19,7 @@ from .diffrax_path import adaptive_solve, fixed_solve
 from .fused import fused_solve
 from .grid import Grid, Step
 from .options import Options
+from .pallas_kernel import pallas_solve
 from .problem import Batch, Problem
 from .row_blocks import by_row_blocks
 from .solution import Solution
@@ -40,6 +41,9 @@ def _fixed_grid(problem: Problem, x0: Batch, grid: Grid, options: Options
         x, obs = x0, (None if observe is None else jax.tree.map(lambda a: a[None], observe(x0)))
     elif options.method == "scan":
         x, obs = fused_solve(problem, x0, grid, options)
+    elif options.method == "pallas":
+        x, obs = pallas_solve(problem, x0, grid, options,
+                              lambda p, g, rows: fused_solve(p, rows, g, options)[0]), None
     else:
         x, obs = fixed_solve(problem, x0, grid, options)
     if options.final_euler:
@@ -63,7 +67,7 @@ def integrate(problem: Problem, x0: Batch, options: Options) -> Solution:
         last = options.steps - 1 if options.final_euler else options.steps
         grid = Grid.uniform(problem.schedule, options.steps, dtype).head(last)
         save_ts = grid.ts
-        if options.row_block is not None and observe is None:
+        if options.row_block is not None and observe is None and options.method != "pallas":
             x = by_row_blocks(lambda rows: _fixed_grid(problem, rows, grid, options)[0], x0,
                               options.row_block)
             obs = None
