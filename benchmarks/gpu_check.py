@@ -8,7 +8,9 @@
 2. One gradient step of schedule learning against N, with and without checkpointing.
 3. float32 against float64 at d = 10^6 (benchmarks/precision.py).
 4. A streamed summary of a batch larger than the device's memory (automatic chunks).
-5. A sweep as one compiled call against a loop of single runs (benchmarks/sweep_vmap.py): 64
+5. Row blocks and the Pallas kernel (benchmarks/row_blocks.py) at d × n = 10^4 × 16384 and
+   10^5 × 1024, N = 100: the kernel against the per-step floor (the goal: ≤ 0.3×).
+6. A sweep as one compiled call against a loop of single runs (benchmarks/sweep_vmap.py): 64
    GM configurations at d = 10^3, n = 256, N = 100 (the goal: ≥ 8× on the solves), and at
    d = 10^4.
 
@@ -32,6 +34,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import perf  # noqa: E402
 import precision  # noqa: E402
+import row_blocks  # noqa: E402
 import sweep_vmap  # noqa: E402
 
 from noisesched import streaming  # noqa: E402
@@ -42,12 +45,14 @@ SIZES = {"full": {"solves": [(100_000, 4_096), (1_000_000, 512)], "steps": 100, 
                   "grad": {"d": 100_000, "n": 1_024, "steps": [50, 100, 200, 400]},
                   "precision": {"d": 1_000_000, "n": 1_024, "chunk": 512},
                   "streamed": {"d": 1_000_000, "n": 16_384},
+                  "row_blocks": [(10_000, 16_384), (100_000, 1_024)],
                   "sweep": [{"configs": 64, "d": 1_000, "n": 256, "steps": 100},
                             {"configs": 64, "d": 10_000, "n": 256, "steps": 100}]},
          "smoke": {"solves": [(2_000, 64)], "steps": 10, "repeats": 2, "naive_max": 10**6,
                    "grad": {"d": 1_000, "n": 32, "steps": [10, 20]},
                    "precision": {"d": 2_000, "n": 64, "chunk": 32},
                    "streamed": {"d": 2_000, "n": 256},
+                   "row_blocks": [(1_000, 64)],
                    "sweep": [{"configs": 4, "d": 200, "n": 16, "steps": 5}]}}
 
 
@@ -76,6 +81,13 @@ def main(argv=None) -> int:
                           "state_bytes": s["d"] * s["n"] * 4}
     print(f"streamed {s['n']} x {s['d']}: chunks of {streamed.chunk_size} rows, "
           f"{result['streamed']['seconds']:.1f} s, {streamed.metrics}")
+    try:  # a kernel that fails to lower must not cost the rest of the run
+        result["row_blocks"] = row_blocks.run(size["row_blocks"], size["steps"],
+                                              size["repeats"])
+        print(row_blocks.markdown(result["row_blocks"]))
+    except Exception as error:  # noqa: BLE001 - recorded in the results
+        result["row_blocks"] = {"error": f"{type(error).__name__}: {error}"}
+        print(f"row blocks failed: {result['row_blocks']['error']}", file=sys.stderr)
     result["sweep"] = []
     for sizes in size["sweep"]:
         measured = sweep_vmap.measure(**sizes, repeats=size["repeats"])

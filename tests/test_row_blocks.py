@@ -134,8 +134,8 @@ def test_automatic_blocks_per_platform():
     rows = auto_row_block(10**6, 1000, jnp.float32, "cpu")
     assert rows is not None and rows >= 1
     assert rows * 1000 * 4 <= cache_bytes() * (__import__("os").cpu_count() or 1)
-    # one block would hold every row: no blocks
-    assert auto_row_block(4, 10, jnp.float32, "cpu") is None
+    # one block holds every row
+    assert auto_row_block(4, 10, jnp.float32, "cpu") == 4
     assert auto_row_block(10**6, 1000, jnp.float32, "gpu") is None
     # a row longer than the cache: blocks of one row per core
     assert auto_row_block(64, 10**8, jnp.float32, "cpu") == (__import__("os").cpu_count() or 1)
@@ -219,3 +219,31 @@ def test_curie_weiss_denoiser_with_one_tanh_equals_the_two_phase_formula():
         for stats in (model.statistics(c, x32), model.statistics_for_blocks(c, x32)):
             np.testing.assert_allclose(model.velocity_from_statistics(c, x32, stats),
                                        model.velocity(c, x32), rtol=1e-6, atol=1e-6)
+
+
+def _elementwise_transcendentals(model, in_blocks: bool) -> dict[str, int]:
+    """The transcendental primitives of one fused step applied to arrays of the state's shape."""
+    interp = ns.Interpolant("vp", "linear", model.d)
+    c = interp.coefficients(schedules.vp_dilated(model.d), 0.3)
+    x = jnp.ones((3, model.d))
+    stats = model.statistics_for_blocks if in_blocks else model.statistics
+
+    def step(x, carried):
+        x = x + 0.01 * model.velocity_from_statistics(c, x, carried)
+        return x, stats(c, x)
+
+    counts: dict[str, int] = {}
+    for eqn in jax.make_jaxpr(step)(x, stats(c, x)).jaxpr.eqns:
+        if eqn.outvars[0].aval.shape == x.shape and eqn.primitive.name in (
+                "tanh", "atanh", "exp", "log", "log1p", "logistic"):
+            counts[eqn.primitive.name] = counts.get(eqn.primitive.name, 0) + 1
+    return counts
+
+
+def test_a_curie_weiss_step_in_blocks_evaluates_one_tanh_and_one_atanh_per_entry():
+    model = ns.CurieWeiss(D, beta=2.0, h=0.3)
+    assert _elementwise_transcendentals(model, in_blocks=True) == {"tanh": 1, "atanh": 1}
+    # one pass over the batch recomputes T for the drift
+    assert _elementwise_transcendentals(model, in_blocks=False) == {"tanh": 2, "atanh": 1}
+    # the two-mode mixture's step has none
+    assert _elementwise_transcendentals(ns.GaussianMixture.two_modes(D), True) == {}

@@ -63,15 +63,16 @@ def auto_row_block(n: int, d: int, dtype: Any, platform: str) -> int | None:
     """The default rows per block of a fixed-grid solve on ``platform``, or None for no blocks.
 
     CPU: as many rows as fit a quarter of one core's level-2 cache (at least one row), times the
-    cores, so that each core keeps its share of every block in its own cache; no blocks when one
-    block holds every row. Other platforms: None (a GPU runs each step over the whole batch in
-    parallel; blocking there is the Pallas kernel's job).
+    cores, so that each core keeps its share of every block in its own cache (one block when
+    that holds every row: the state then stays in cache for all steps). Other platforms: None
+    (a GPU runs each step over the whole batch in parallel; blocking there is the Pallas
+    kernel's job).
     """
     if platform != "cpu":
         return None
     row_bytes = d * jnp.dtype(dtype).itemsize
     rows = max(1, int(cache_bytes() * _CACHE_FRACTION // row_bytes)) * (os.cpu_count() or 1)
-    return None if rows >= n else rows
+    return min(rows, n)
 
 
 def by_row_blocks(solve_rows: Callable[[Batch], Batch], x0: Batch, block: int) -> Batch:

@@ -20,6 +20,7 @@ from .curie_weiss_exact import CurieWeissExact
 from .digits import Digits
 from .gaussian import Gaussian
 from .gaussian_mixture import GaussianMixture
+from .means import AbstractMeans, ConstantMeans, DenseMeans, SeededMeans
 from .spins import AbstractSpinLaw
 
 #: Models by the name configs use (``[model] name = "gm"``): each entry is a constructor whose
@@ -36,15 +37,19 @@ REGISTRY: dict[str, Callable[..., Any]] = {
 __all__ = [
     "AbstractDataLaw",
     "AbstractDenoiser",
+    "AbstractMeans",
     "AbstractModel",
     "AbstractSpinLaw",
+    "ConstantMeans",
     "CurieWeiss",
     "CurieWeissExact",
+    "DenseMeans",
     "Digits",
     "Feature",
     "Gaussian",
     "GaussianMixture",
     "ModeSplit",
     "REGISTRY",
+    "SeededMeans",
     "mean_field_magnetization",
 ]
