@@ -2,6 +2,7 @@
 mixture and the Curie–Weiss drift with one tanh: the same numbers as the unblocked, dense and
 three-tanh forms."""
 
+import json
 import math
 
 import equinox as eqx
@@ -247,3 +248,30 @@ def test_a_curie_weiss_step_in_blocks_evaluates_one_tanh_and_one_atanh_per_entry
     assert _elementwise_transcendentals(model, in_blocks=False) == {"tanh": 2, "atanh": 1}
     # the two-mode mixture's step has none
     assert _elementwise_transcendentals(ns.GaussianMixture.two_modes(D), True) == {}
+
+
+# ----------------------------------------------------------------------------- from a config
+def test_row_blocks_and_the_kernel_from_the_command_line(tmp_path, capsys):
+    from pathlib import Path
+
+    from noisesched.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "cw_vp_dilated.toml"
+    base = ["model.d=40", "sample.n=24", "solver.steps=8", "output.figures=false"]
+    metrics = {}
+    for label, extra in {"auto": [], "blocks": ["solver.row_block=5"],
+                         "kernel": ["solver.method=pallas", "solver.row_block=8"]}.items():
+        out = tmp_path / label
+        assert main(["run", str(config), "--set", *base, *extra, "--out", str(out)]) == 0
+        result = json.loads((out / "results.json").read_text())
+        metrics[label] = result["metrics"]
+        assert result["config"]["solver"]["row_block"] == (0 if label == "auto" else
+                                                           int(extra[-1].split("=")[1]))
+    for label in ("blocks", "kernel"):
+        for key in ("mode_weight", "mean_sq", "mean_abs_magnetization"):
+            assert metrics[label][key] == pytest.approx(metrics["auto"][key], rel=1e-5), key
+    capsys.readouterr()
+    assert main(["run", str(config), "--set", *base, "solver.row_block=-1",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "solver.row_block must be" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -56,7 +56,7 @@ from ..sampling import ADAPTIVE_SOLVERS, NOISE_LEVEL_SOLVERS, SCAN_SOLVERS, SOLV
 from ..streaming import SHARDS
 
 DTYPES = ("float32", "float64")
-METHODS = ("diffrax", "scan")
+METHODS = ("diffrax", "scan", "pallas")
 
 
 class ConfigError(ValueError):
@@ -397,19 +397,21 @@ class SolverSettings:
 
     name: str = "euler"
     steps: int = 100
-    method: str = "diffrax"  # diffrax | scan
+    method: str = "diffrax"  # diffrax | scan | pallas
     adaptive: bool = False
     rtol: float = 1e-4
     atol: float = 1e-4
     max_steps: int = 16_384
+    row_block: int = 0  # rows per block of a fixed-grid solve; 0: the platform's choice
 
     def __post_init__(self):
         try:
             check_choice("solver.name", self.name, SOLVERS)
             check_int("solver.steps", self.steps, lo=1)
             check_choice("solver.method", self.method, METHODS)
-            if self.method == "scan":
-                check_choice("solver.name (method = 'scan')", self.name, SCAN_SOLVERS)
+            if self.method in ("scan", "pallas"):
+                check_choice(f"solver.name (method = '{self.method}')", self.name,
+                             SCAN_SOLVERS)
             if self.adaptive:
                 check_choice("solver.name (adaptive)", self.name, ADAPTIVE_SOLVERS)
                 if self.method != "diffrax":
@@ -417,6 +419,10 @@ class SolverSettings:
             check_positive("solver.rtol", self.rtol)
             check_positive("solver.atol", self.atol)
             check_int("solver.max_steps", self.max_steps, lo=1)
+            check_int("solver.row_block", self.row_block, lo=0)
+            if self.row_block and self.adaptive:
+                raise ConfigError("solver.row_block applies to fixed-grid solves; set it to 0 "
+                                  "(the platform's choice) with solver.adaptive = true")
         except ConfigError:
             raise
         except ValueError as err:
@@ -426,7 +432,7 @@ class SolverSettings:
         """Keyword arguments of ``noisesched.solve``."""
         return {"steps": self.steps, "solver": self.name, "method": self.method,
                 "adaptive": self.adaptive, "rtol": self.rtol, "atol": self.atol,
-                "max_steps": self.max_steps}
+                "max_steps": self.max_steps, "row_block": self.row_block or "auto"}
 
 
 @dataclasses.dataclass(frozen=True)

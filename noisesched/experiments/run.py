@@ -95,6 +95,8 @@ def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -
                 return model.overlap(x)[:, 0], x[: min(traj, 4), :3]
 
             x0 = sample_prior(interp, key, traj, dtype=dtype, schedule=schedule)
+            # observed paths are of the whole state: one pass per step
+            options = dict(options, row_block="auto")
             if not config.solver.adaptive and config.solver.name in SCAN_SOLVERS:
                 # the same numbers; diffrax's checks of saved times would be host callbacks,
                 # which keep a program out of the persistent compilation cache
