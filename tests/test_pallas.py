@@ -87,3 +87,22 @@ def test_kernel_refuses_what_it_cannot_run(prior, kwargs, match):
     model = kwargs.pop("model", ns.GaussianMixture.two_modes(D))
     with pytest.raises(ValueError, match=match):
         ns.solve(model, interp, schedules.constant(), x0, steps=4, method="pallas", **kwargs)
+
+
+def test_kernel_rows_fit_on_chip():
+    from noisesched._solve.pallas_kernel import default_kernel_rows
+
+    assert default_kernel_rows(10_000, jnp.float32, "gpu") == 1  # 40 kB rows
+    assert default_kernel_rows(1_000, jnp.float32, "gpu") == 16
+    assert default_kernel_rows(10**6, jnp.float32, "gpu") is None  # the fused loop instead
+    assert default_kernel_rows(10**6, jnp.float32, "cpu") == 8  # the interpreter
+
+
+def test_which_solves_the_gpu_lowering_takes():
+    from noisesched._solve.pallas_kernel import kernel_lowers_on_gpu
+
+    assert kernel_lowers_on_gpu(ns.GaussianMixture.two_modes(16_384), 16_384, 4)
+    assert kernel_lowers_on_gpu(ns.CurieWeiss(1024, beta=2.0), 1024, 8)
+    assert not kernel_lowers_on_gpu(ns.GaussianMixture.two_modes(10_000), 10_000, 4)
+    dense = ns.GaussianMixture([0.5, 0.3, 0.2], np.eye(3, 1024), 0.5)  # (3, 1024) means
+    assert not kernel_lowers_on_gpu(dense, 1024, 4)

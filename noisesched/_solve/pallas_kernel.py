@@ -11,11 +11,13 @@ start and end, one-sided at the schedule's kinks as everywhere else), so the ker
 no schedule.
 
 Gradients: the kernel is wrapped in a ``jax.custom_vjp`` whose backward pass recomputes the solve
-with the XLA path (``method="scan"``, row-blocked) and differentiates that: the same arithmetic,
+with the XLA path (``method="scan"``) and differentiates that: the same arithmetic,
 so the same gradient up to float rounding, at the memory cost of the scan path's checkpoints.
 
-``interpret=True`` (the default off a GPU) runs the kernel in Pallas' interpreter, which is how it
-is tested on a CPU. Models: those with a statistics form (the exact Gaussian mixture,
+On a GPU a row longer than on-chip memory allows (``default_kernel_rows``), or a block or model
+array whose size is not a power of two (the Triton lowering loads only those:
+``kernel_lowers_on_gpu``), takes the fused loop instead. Off a GPU the kernel runs in Pallas'
+interpreter, which is how it is tested on a CPU. Models: those with a statistics form (the exact Gaussian mixture,
 Curie–Weiss, Gaussian laws); ``noisesched.solve`` refuses any other denoiser.
 """
 
@@ -48,21 +50,36 @@ PALLAS_SOLVERS = ("euler", "heun")
 _ON_CHIP_BYTES = 64 * 1024
 
 
-def default_kernel_rows(d: int, dtype, platform: str) -> int:
-    """Rows per program: on a GPU the largest power of two whose block fits ``_ON_CHIP_BYTES``
-    (at least 1); elsewhere (the interpreter) 8."""
+def default_kernel_rows(d: int, dtype, platform: str) -> int | None:
+    """Rows per program: on a GPU the largest power of two whose block fits ``_ON_CHIP_BYTES``,
+    or None when not one row does (the solve then takes the fused loop); elsewhere (the
+    interpreter) 8."""
     if platform != "gpu":
         return 8
     rows = _ON_CHIP_BYTES // (d * jnp.dtype(dtype).itemsize)
-    return 1 if rows < 1 else 2 ** int(math.log2(rows))
+    return None if rows < 1 else 2 ** int(math.log2(rows))
+
+
+def _power_of_two(size: int) -> int:
+    return 1 << max(0, size - 1).bit_length()
 
 
 def _coefficient_table(problem: Problem, times: Float[Array, " steps"]
-                       ) -> Float[Array, "steps 5"]:
+                       ) -> Float[Array, "rows 8"]:
     """The coefficients at each of ``times``, one row per time (the fields of
-    ``Coefficients`` in order)."""
+    ``Coefficients`` in order), padded with zeros to a power of two in both axes (the GPU
+    lowering loads arrays of power-of-two sizes only)."""
     c = jax.vmap(problem.coefficients)(times)
-    return jnp.stack([jnp.broadcast_to(v, times.shape).astype(times.dtype) for v in c], axis=-1)
+    table = jnp.stack([jnp.broadcast_to(v, times.shape).astype(times.dtype) for v in c], -1)
+    return jnp.pad(table, ((0, _power_of_two(table.shape[0]) - table.shape[0]), (0, 3)))
+
+
+def kernel_lowers_on_gpu(model, d: int, rows: int) -> bool:
+    """Whether every array the kernel loads has a power-of-two size, as the GPU (Triton)
+    lowering requires: the block (rows, d) and each array of the model."""
+    sizes = [rows * d] + [int(leaf.size) for leaf in jax.tree.leaves(eqx.filter(model,
+                                                                                 eqx.is_array))]
+    return all(size == _power_of_two(size) for size in sizes)
 
 
 def _kernel_solve(problem: Problem, x0: Batch, grid: Grid, name: str, rows: int,
@@ -73,6 +90,7 @@ def _kernel_solve(problem: Problem, x0: Batch, grid: Grid, name: str, rows: int,
     starts = _coefficient_table(problem, table.start)
     ends = _coefficient_table(problem, table.end)
     dts = (table.ts[1:] - table.ts[:-1]).astype(x0.dtype)
+    dts = jnp.pad(dts, (0, _power_of_two(steps) - steps))
     model = problem.model
     dynamic, static = eqx.partition(model, eqx.is_array)
     leaves, treedef = jax.tree.flatten(dynamic)
@@ -138,6 +156,10 @@ def pallas_solve(problem: Problem, x0: Batch, grid: Grid, options: Options,
     platform = jax.default_backend()
     rows = options.row_block or default_kernel_rows(x0.shape[1], x0.dtype, platform)
     interpret = platform != "gpu"
+    if rows is None or not (interpret or kernel_lowers_on_gpu(problem.model, x0.shape[1], rows)):
+        # a row longer than on-chip memory, or sizes the GPU lowering cannot load: the fused
+        # loop, one pass per step
+        return reference(problem, grid, x0)
     # a custom VJP closes over no traced value: every array is an argument; the grid's
     # times are not differentiated (zero cotangent)
     dynamic, static = eqx.partition(problem, eqx.is_array)
