@@ -11,8 +11,9 @@ float32) at d × n = 10^3 × 10^4, 10^4 × 10^3, 10^5 × 256 and 10^6 × 32, in 
   on a CPU, blocks of rows that stay in cache through all N steps);
 * ``one pass``: ``method="scan"``, ``row_block=None`` (every step over the whole batch);
 * ``before``: the path of the previous release: ``method="scan"``, one pass, the mixture's means
-  as a dense (2, d) array read every step, Curie–Weiss with three tanh and one atanh per entry
-  per step (``ThreeTanhCurieWeiss`` below restores that drift);
+  as a dense (2, d) array read every step and its projections recomputed from each new state
+  (``PreviousGaussianMixture``), Curie–Weiss with three tanh and one atanh per entry per step
+  (``ThreeTanhCurieWeiss``);
 * ``pallas``: ``method="pallas"`` (on a GPU only; the CPU runs it in Pallas' interpreter);
 * ``reference``: a compute-bound loop written by hand with the least work per entry per step
   (mixture: one fused multiply-add and one sum; Curie–Weiss: one tanh, one atanh, one division
@@ -49,6 +50,14 @@ SIZES = {"full": [(1_000, 10_000), (10_000, 1_000), (100_000, 256), (1_000_000, 
          "smoke": [(1_000, 64), (4_000, 16)]}
 
 
+class PreviousGaussianMixture(ns.GaussianMixture):
+    """The previous release's mixture step: the projections of each new state computed from
+    the state (a reduction over its coordinates), not updated from the drift's."""
+
+    def velocity_statistics(self, c, stats):
+        return None
+
+
 class ThreeTanhCurieWeiss(ns.CurieWeiss):
     """The previous release's Curie–Weiss drift: W+ tanh(atanh m + γx) + W− tanh(−atanh m + γx)
     with the phase logit's own tanh (three tanh and one atanh per entry per step)."""
@@ -68,7 +77,7 @@ class ThreeTanhCurieWeiss(ns.CurieWeiss):
 def _model(name: str, d: int, variant: str):
     model, interp, sched = perf.setup(name, d)
     if variant == "before":
-        model = (ns.GaussianMixture(model.weights, DenseMeans(model.means), model.sigma)
+        model = (PreviousGaussianMixture(model.weights, DenseMeans(model.means), model.sigma)
                  if name == "gm" else ThreeTanhCurieWeiss(d, model.beta, model.h))
     return model, interp, sched
 

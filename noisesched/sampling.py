@@ -42,7 +42,7 @@ from ._solve.integrate import integrate
 from ._solve.options import Observe, Options
 from ._solve.pallas_kernel import PALLAS_SOLVERS
 from ._solve.problem import Problem, has_statistics
-from ._solve.row_blocks import auto_row_block
+from ._solve.row_blocks import auto_row_block, keeps_elementwise
 from ._solve.solution import Solution
 from ._solve.solvers import (
     ADAPTIVE_SOLVERS,
@@ -175,13 +175,15 @@ def _check_options(*, steps, solver, method, adaptive, rtol, atol, final_step, t
                          "noise level and never evaluates the denoiser at t = 1; use 'auto'")
 
 
-def _resolve_row_block(row_block, x0: Array, *, adaptive: bool, observe, method: str
-                       ) -> int | None:
+def _resolve_row_block(row_block, model: AbstractDenoiser, x0: Array, *, adaptive: bool,
+                       observe, method: str) -> int | None:
     """Rows per block of the solve (``solve``'s ``row_block``), checked."""
     if row_block is None:
         return None
     if isinstance(row_block, str) and row_block == "auto":
         if adaptive or observe is not None or method == "pallas":  # the kernel picks its own
+            return None
+        if not keeps_elementwise(model, x0):  # measured: blocks pay only for what they keep
             return None
         platform = (jax.default_backend() if isinstance(x0, jax.core.Tracer)
                     else next(iter(x0.devices())).platform)
@@ -259,9 +261,11 @@ def solve(
         row_block: a fixed-grid solve without ``observe`` runs its rows in blocks of at most
             this many, each block through all N steps before the next, so that a block stays
             in cache (``noisesched._solve.row_blocks``); ``None``: every step over the whole
-            batch; ``"auto"`` (default): the platform's choice (CPU: blocks of a quarter of one
-            core's L2 cache per core; GPU: none). Changes speed only: each row's numbers are
-            those of the unblocked solve up to float rounding of its sums over coordinates.
+            batch; ``"auto"`` (default): blocks of a quarter of one core's L2 cache per core on
+            a CPU for a model that keeps elementwise values across a step in them
+            (``statistics_for_blocks``: Curie–Weiss), else none. Changes speed only: each row's
+            numbers are those of the unblocked solve up to float rounding of its sums over
+            coordinates.
         check_finite: raise ``FloatingPointError`` if X_1 holds nan or inf, naming the first
             sample, step and time where it appeared (``first_nonfinite``).
 
@@ -296,7 +300,7 @@ def solve(
                              "adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints))")
     options = Options(
         steps=steps,
-        row_block=_resolve_row_block(row_block, x0, adaptive=adaptive, observe=observe,
+        row_block=_resolve_row_block(row_block, model, x0, adaptive=adaptive, observe=observe,
                                      method=method),
         solver=canonical(solver),
         method=method,

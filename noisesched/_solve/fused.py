@@ -22,7 +22,7 @@ from jaxtyping import Array, Float, PyTree
 from .grid import Grid, Step, on_kink, one_sided
 from .noise_level import NOISE_LEVEL_STEPS, noise_level_loop
 from .options import Options
-from .problem import Batch, Piece, Problem, has_statistics
+from .problem import Batch, Piece, Problem, has_statistics, has_velocity_statistics
 from .solvers import registry_name
 from .stepping import STEP_METHODS, EulerStep
 
@@ -87,6 +87,20 @@ def fused_solve(problem: Problem, x0: Batch, grid: Grid, options: Options
 
     table = grid.table()
 
+    if fused and has_velocity_statistics(model, x0):
+        # linear statistics: every stage's update carries its own projections, one pass a step
+        def velocity_and_statistics(t, state):
+            y, stats = state
+            c = problem.coefficients(t)
+            return model.velocity_from_statistics(c, y, stats), model.velocity_statistics(c, stats)
+
+        def linear_step(state, i):
+            state = method(velocity_and_statistics, table.at(i), state)
+            return state, (None if observe is None else observe(state[0]))
+
+        (x, _), obs = scan(linear_step, (x0, statistics(table.start[0], x0)), jnp.arange(last))
+        return x, _with_start(observe, x0, obs)
+
     def step(carry, i):
         x, stats = carry
         st = table.at(i)
@@ -133,10 +147,14 @@ class FusedEuler(diffrax.AbstractSolver):
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         model = args.problem.model
         st = Step.between(t0, t1, on_kink(t0, self.kinks))
-        velocity = model.velocity_from_statistics(args.coefficients(st.start), y0, solver_state)
+        c = args.coefficients(st.start)
+        velocity = model.velocity_from_statistics(c, y0, solver_state)
         y1 = EulerStep()(args.drift, st, y0, velocity)
-        # the statistics where the next step starts (on the right of a kink)
-        stats = self._statistics(t1, jnp.asarray(jnp.inf, t1.dtype), y1, args)
+        stats_velocity = model.velocity_statistics(c, solver_state)
+        if stats_velocity is not None:  # linear statistics: updated as the state is
+            stats = jax.tree.map(lambda s, v: s + v * st.dt, solver_state, stats_velocity)
+        else:  # the statistics where the next step starts (on the right of a kink)
+            stats = self._statistics(t1, jnp.asarray(jnp.inf, t1.dtype), y1, args)
         return y1, None, dict(y0=y0, y1=y1), stats, diffrax.RESULTS.successful
 
     def func(self, terms, t0, y0, args):

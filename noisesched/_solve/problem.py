@@ -56,3 +56,14 @@ def has_statistics(model: AbstractDenoiser, x: Batch) -> bool:
     one = jnp.ones((), x.dtype)
     c = Coefficients(one, one, one, one, one)
     return jax.eval_shape(lambda: model.statistics(c, x)) is not None
+
+
+def has_velocity_statistics(model: AbstractDenoiser, x: Batch) -> bool:
+    """Whether ``model``'s statistics are linear, with ``velocity_statistics`` (decided at trace
+    time, nothing computed)."""
+    one = jnp.ones((), x.dtype)
+    c = Coefficients(one, one, one, one, one)
+    if not has_statistics(model, x):
+        return False
+    return jax.eval_shape(
+        lambda: model.velocity_statistics(c, model.statistics(c, x))) is not None

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-__all__ = ["by_row_blocks", "auto_row_block", "cache_bytes"]
+__all__ = ["by_row_blocks", "auto_row_block", "cache_bytes", "keeps_elementwise"]
 
 Batch = Float[Array, "n d"]
 
@@ -73,6 +73,20 @@ def auto_row_block(n: int, d: int, dtype: Any, platform: str) -> int | None:
     row_bytes = d * jnp.dtype(dtype).itemsize
     rows = max(1, int(cache_bytes() * _CACHE_FRACTION // row_bytes)) * (os.cpu_count() or 1)
     return min(rows, n)
+
+
+def keeps_elementwise(model, x: Batch) -> bool:
+    """Whether ``model`` keeps elementwise values across a step when its block of rows stays in
+    cache (``statistics_for_blocks`` carries more than ``statistics``): what makes row blocks
+    pay on a CPU, where a step over the whole batch already runs on every core (decided at trace
+    time, nothing computed)."""
+    from ..interpolants import Coefficients
+
+    one = jnp.ones((), x.dtype)
+    c = Coefficients(one, one, one, one, one)
+    plain = jax.eval_shape(lambda: model.statistics(c, x))
+    kept = jax.eval_shape(lambda: model.statistics_for_blocks(c, x))
+    return jax.tree.leaves(plain) != jax.tree.leaves(kept)
 
 
 def by_row_blocks(solve_rows: Callable[[Batch], Batch], x0: Batch, block: int) -> Batch:

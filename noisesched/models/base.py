@@ -86,6 +86,13 @@ class AbstractDenoiser(eqx.Module):
         ``velocity_from_statistics`` would otherwise recompute (Curie–Weiss: tanh(γ x))."""
         return self.statistics(c, x)
 
+    def velocity_statistics(self, c: Coefficients, stats: PyTree) -> PyTree | None:
+        """For statistics that are linear in x and do not depend on t (the mixture's μ_k·x):
+        the statistics of the drift at a state whose statistics are ``stats``, so that a step
+        x' = x + Σ_s h_s v_s gives S(x') = S(x) + Σ_s h_s S(v_s) without a pass over x. None
+        (the default): the statistics must be computed from the state."""
+        return None
+
     def velocity_from_statistics(self, c: Coefficients, x: Batch, stats: PyTree) -> Batch:
         """The drift given ``stats = self.statistics(c, x)`` or
         ``self.statistics_for_blocks(c, x)`` (elementwise in x)."""

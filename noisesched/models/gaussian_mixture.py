@@ -130,7 +130,7 @@ class GaussianMixture(AbstractModel):
         """μ_k·x for each component, shape (..., K): the drift's only sums over coordinates."""
         return self.component_means.project(x)
 
-    def _posterior_mean_and_variance(self, c: Coefficients, dots: Array, dtype):
+    def _posterior_weights(self, c: Coefficients, dots: Array, dtype):
         var = c.alpha_sq + self.sigma**2 * c.beta**2  # D
         norms = self.component_means.norms_sq(dtype)
         # |μ_k|² is O(d): subtract its smallest value before it meets the O(√d) term μ_k·x, so
@@ -140,8 +140,17 @@ class GaussianMixture(AbstractModel):
             + (c.beta / var) * dots
             - (0.5 * c.beta**2 / var) * (norms - jnp.min(norms))
         )
-        w = jax.nn.softmax(logits, axis=-1)
+        return jax.nn.softmax(logits, axis=-1), var
+
+    def _posterior_mean_and_variance(self, c: Coefficients, dots: Array, dtype):
+        w, var = self._posterior_weights(c, dots, dtype)
         return self.component_means.combine(w), var
+
+    def _drift_factors(self, c: Coefficients, var):
+        """(a, b) of the drift a x + b Σ_k w_k μ_k."""
+        a = (c.alpha_dalpha + self.sigma**2 * c.beta * c.dbeta) / var
+        b = (c.dbeta * c.alpha_sq - c.alpha_dalpha * c.beta) / var
+        return a, b
 
     def denoise(self, c: Coefficients, x: Batch) -> Batch:
         mean, var = self._posterior_mean_and_variance(c, self.statistics(c, x), x.dtype)
@@ -150,9 +159,19 @@ class GaussianMixture(AbstractModel):
     def velocity_from_statistics(self, c: Coefficients, x: Batch,
                                  stats: Float[Array, "*batch K"]) -> Batch:
         mean, var = self._posterior_mean_and_variance(c, stats, x.dtype)
-        a = (c.alpha_dalpha + self.sigma**2 * c.beta * c.dbeta) / var
-        b = (c.dbeta * c.alpha_sq - c.alpha_dalpha * c.beta) / var
+        a, b = self._drift_factors(c, var)
         return a * x + b * mean
+
+    def velocity_statistics(self, c: Coefficients, stats: Float[Array, "*batch K"]
+                            ) -> Float[Array, "*batch K"]:
+        """μ_j·b = a μ_j·x + b Σ_k w_k μ_j·μ_k: the projections of the drift from those of
+        the state and the (K, K) Gram matrix of the means, so that a step updates the
+        projections without reading the state again (one pass per Euler step)."""
+        w, var = self._posterior_weights(c, stats, stats.dtype)
+        a, b = self._drift_factors(c, var)
+        # a sum of products, not a matrix product: fused with the other per-row work
+        gram = self.component_means.gram(stats.dtype)
+        return a * stats + b * jnp.sum(w[..., :, None] * gram, axis=-2)
 
     def log_density(self, c: Coefficients, x: Float[Array, " d"]) -> Float[Array, ""]:
         """log ρ_t(x) in closed form (for one point x of shape (d,))."""

@@ -65,6 +65,11 @@ class AbstractMeans(eqx.Module):
         means = self.dense(dtype)
         return jnp.sum(means * means, axis=-1)
 
+    def gram(self, dtype=None) -> Float[Array, "K K"]:
+        """μ_j·μ_k for every pair."""
+        means = self.dense(dtype)
+        return means @ means.T
+
 
 class DenseMeans(AbstractMeans):
     """Any K means, stored as a (K, d) array."""
@@ -115,6 +120,10 @@ class ConstantMeans(AbstractMeans):
     def norms_sq(self, dtype=None) -> Float[Array, " K"]:
         levels = self.levels if dtype is None else self.levels.astype(dtype)
         return self.dimension * levels * levels
+
+    def gram(self, dtype=None) -> Float[Array, "K K"]:
+        levels = self.levels if dtype is None else self.levels.astype(dtype)
+        return self.dimension * levels[:, None] * levels[None, :]
 
 
 class SeededMeans(AbstractMeans):
