@@ -42,3 +42,17 @@ def x64():
     """Run a test in float64 without leaking the setting into other tests."""
     with jax.enable_x64(True):
         yield
+
+
+# ------------------------------------------------------------------ xdist: one worker per file
+# A module-scoped fixture (a trained network, a fit, a compare study, a subprocess with four
+# devices) is made once per worker that runs a test using it, and a compiled program is reused
+# only within one worker. Under `-n 2` (pyproject.toml: `--dist load`) the tests of one file are
+# spread over both workers, which make each such fixture twice (~1 min of CPU for the trained
+# network alone) and compile the file's programs twice. The tests of one file go to one worker
+# instead (`--dist loadfile`; files with more tests first). (xdist's `loadgroup` would group only
+# the tests that share a fixture, but its groups are lost under pytest 9, whose node ids are
+# no longer plain strings.) An explicit `--dist` other than `load` is kept.
+def pytest_configure(config):
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadfile"
