@@ -289,7 +289,7 @@ def solve(
                              "to observe the trajectory")
         if not has_statistics(model, x0):
             raise ValueError(f"method='pallas' needs a model with a statistics form (the exact "
-                             f"mixture, Curie–Weiss, Gaussian laws); {type(model).__name__} has "
+                             f"mixture, Curie–Weiss); {type(model).__name__} has "
                              "none: use method='scan' or 'diffrax'")
     check_int("max_steps", max_steps, lo=1)
     check_bool("check_finite", check_finite)

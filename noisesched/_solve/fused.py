@@ -5,7 +5,10 @@
 For a model with a statistics form (``AbstractDenoiser.statistics``), both carry the drift's sums
 over coordinates at the current state beside it, and each step computes those of the state it
 writes: the compiler fuses that reduction with the update, so an Euler step makes two passes over
-the state (read, write) instead of three. Same numbers as diffrax's Euler and Heun on the grid.
+the state (read, write) instead of three. Where the statistics are linear in the state
+(``velocity_statistics``: the mixture's projections), each stage updates them from the drift's
+own, with no reduction over the state at all. Same numbers as diffrax's Euler and Heun on the
+grid, up to float rounding.
 """
 
 from __future__ import annotations

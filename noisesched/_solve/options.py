@@ -24,7 +24,7 @@ class Options(eqx.Module):
         steps: N, the intervals of the uniform grid (fixed-step), or of the save grid (adaptive).
         solver: a name of ``SOLVERS``, or a diffrax solver used as given. A default instance
             of a class of ``SOLVERS`` is given by its name (``solvers.canonical``).
-        method: ``"diffrax"`` or ``"scan"``.
+        method: ``"diffrax"``, ``"scan"`` or ``"pallas"``.
         adaptive: PID step sizes (``rtol``, ``atol``, ``max_steps``).
         final_euler: the last interval is one Euler step (resolved from ``final_step``).
         terminal_dt: an adaptive solve with a final Euler step stops at ``1 − terminal_dt``.

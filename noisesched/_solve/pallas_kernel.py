@@ -18,7 +18,7 @@ On a GPU a row longer than on-chip memory allows (``default_kernel_rows``), or a
 array whose size is not a power of two (the Triton lowering loads only those:
 ``kernel_lowers_on_gpu``), takes the fused loop instead. Off a GPU the kernel runs in Pallas'
 interpreter, which is how it is tested on a CPU. Models: those with a statistics form (the
-exact Gaussian mixture, Curie–Weiss, Gaussian laws); ``noisesched.solve`` refuses any other.
+exact Gaussian mixture, Curie–Weiss); ``noisesched.solve`` refuses any other.
 """
 
 from __future__ import annotations
