@@ -69,14 +69,16 @@ def test_row_blocks_give_the_numbers_of_one_pass(prior, name, method, solver):
     one = run(x0, None)
     with jax.enable_x64(True):  # the same solve in float64: the truth for both
         exact = run(x0.astype(jnp.float64), None)
-    # float32 rounding of one pass, amplified where the drift is steep (Curie–Weiss near t = 1)
-    tol = 2.0 * np.abs(one - exact).max() + 1e-6 * np.abs(exact).max()
+    # float32 rounding of one pass, amplified where the drift is steep (Curie–Weiss near t = 1:
+    # a spin still near 0 at the last steps; seen 0.8e-4 in one pass and 1.7e-4 in blocks, whose
+    # compiled arithmetic rounds differently); a block solved wrongly is off by O(1)
+    tol = 4.0 * np.abs(one - exact).max() + 1e-6 * np.abs(exact).max()
     # 37 rows in blocks of 5 (eight blocks, three padded rows); blocks of one row on one path
     for block in (5, 1) if (method, solver) == ("scan", "euler") else (5,):
         blocked = run(x0, block)
         assert blocked.shape == one.shape
         # per row the same arithmetic up to the order of sums over coordinates: as close to
-        # the float64 solve as the unblocked float32 solve is
+        # the float64 solve as the unblocked float32 solve is, within its rounding
         assert np.abs(blocked - exact).max() <= tol, (np.abs(blocked - exact).max(), tol)
 
 
@@ -200,9 +202,10 @@ def test_two_mode_drift_with_constant_means_equals_the_dense_drift():
 
 
 # ----------------------------------------------------------------------------- Curie–Weiss
-def test_curie_weiss_denoiser_with_one_tanh_equals_the_two_phase_formula():
+def test_curie_weiss_denoiser_with_one_exp_equals_the_two_phase_formula():
     """η = W+ tanh(atanh m + γx) + W− tanh(−atanh m + γx), W+ = σ(L), in float64 with NumPy,
-    against the one-tanh form in float32 (from ``statistics`` and ``statistics_for_blocks``)."""
+    against the one-exponential form in float32 (from ``statistics`` and
+    ``statistics_for_blocks``)."""
     model = ns.CurieWeiss(D, beta=2.0, h=0.4)
     interp = ns.Interpolant("vp", "linear", D)
     x = np.asarray(ns.sample_prior(interp, jax.random.PRNGKey(6), 4), np.float64)
@@ -240,11 +243,11 @@ def _elementwise_transcendentals(model, in_blocks: bool) -> dict[str, int]:
     return counts
 
 
-def test_a_curie_weiss_step_in_blocks_evaluates_one_tanh_and_one_atanh_per_entry():
+def test_a_curie_weiss_step_in_blocks_evaluates_one_exp_and_one_atanh_per_entry():
     model = ns.CurieWeiss(D, beta=2.0, h=0.3)
-    assert _elementwise_transcendentals(model, in_blocks=True) == {"tanh": 1, "atanh": 1}
+    assert _elementwise_transcendentals(model, in_blocks=True) == {"exp": 1, "atanh": 1}
     # one pass over the batch recomputes T for the drift
-    assert _elementwise_transcendentals(model, in_blocks=False) == {"tanh": 2, "atanh": 1}
+    assert _elementwise_transcendentals(model, in_blocks=False) == {"exp": 2, "atanh": 1}
     # the two-mode mixture's step has none
     assert _elementwise_transcendentals(ns.GaussianMixture.two_modes(D), True) == {}
 

@@ -79,40 +79,51 @@ class CurieWeiss(AbstractSpinLaw):
 
     def phase_logit(self, c: Coefficients, x: Batch) -> Float[Array, "*batch"]:
         """L = log(P(+ | x_t = x)/P(− | x_t = x)) = 2hm + 2 Σ_i atanh(m tanh(γ x_i)), γ = β/α²."""
-        return self._logit_given(self._tanh(c, x))[..., 0]
+        return self._logit_given(self._saturation(c, x))[..., 0]
 
-    def _tanh(self, c: Coefficients, x: Batch) -> Batch:
-        """T = tanh(γ x), γ = β/α²: the one transcendental function of x the drift needs."""
-        return jnp.tanh((c.beta / c.alpha_sq) * x)
+    def _saturation(self, c: Coefficients, x: Batch) -> Batch:
+        """v = sign(x)·(1 − |T|) with T = tanh(γ x), γ = β/α² (sign(0) = +1), from one
+        exponential: 1 − |T| = 2e/(1 + e), e = exp(−2γ|x|), exact where T rounds to ±1 (the drift
+        divides 1 − T² by 1 − m²T², so an error in T near ±1 would grow by (1 + m)/(1 − m)).
+        T = sign(v) − v."""
+        e = jnp.exp(-2.0 * (c.beta / c.alpha_sq) * jnp.abs(x))
+        # never 0, so that v keeps the sign where T rounds to ±1 (1 − tiny rounds to 1)
+        u = jnp.maximum(2.0 * e / (1.0 + e), jnp.finfo(x.dtype).tiny)
+        return jnp.where(x >= 0, 1.0, -1.0) * u
 
-    def _logit_given(self, tanh_x: Batch) -> Float[Array, "*batch 1"]:
-        m = self.m.astype(tanh_x.dtype)
+    def _logit_given(self, saturation: Batch) -> Float[Array, "*batch 1"]:
+        m = self.m.astype(saturation.dtype)
+        tanh_x = jnp.sign(saturation) - saturation
         return 2.0 * self.h * m + 2.0 * jnp.sum(jnp.arctanh(m * tanh_x), axis=-1, keepdims=True)
 
     def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch 1"]:
         """The phase logit L (see ``phase_logit``) as a trailing axis of size 1."""
-        return self._logit_given(self._tanh(c, x))
+        return self._logit_given(self._saturation(c, x))
 
     def statistics_for_blocks(self, c: Coefficients, x: Batch
                               ) -> tuple[Float[Array, "*batch 1"], Batch]:
-        """(L, T = tanh(γ x)): with T kept, a step evaluates one tanh and one atanh per entry
-        (``velocity_from_statistics`` then needs no tanh of its own)."""
-        tanh_x = self._tanh(c, x)
-        return self._logit_given(tanh_x), tanh_x
+        """(L, v = sign(x)(1 − |tanh(γ x)|)): with v kept, a step evaluates one exponential and
+        one atanh per entry (``velocity_from_statistics`` then needs none of its own)."""
+        saturation = self._saturation(c, x)
+        return self._logit_given(saturation), saturation
 
     def _denoise_given(self, c: Coefficients, x: Batch, stats) -> Batch:
         """η = W+ tanh(atanh m + γ x) + W− tanh(−atanh m + γ x) from L and T = tanh(γ x):
         by tanh(a ± b) = (tanh a ± tanh b)/(1 ± tanh a tanh b), with W± = σ(±L),
 
-            η = (T (1 − m²) + (2 W+ − 1) m (1 − T²)) / (1 − m² T²),
+            η = (T (1 − m²) + (2 W+ − 1) m (1 − T²)) / ((1 − m²) + m² (1 − T²)),
 
-        one division and no transcendental function beyond T (|η| ≤ 1 where T = ±1)."""
-        logit, tanh_x = stats if isinstance(stats, tuple) else (stats, self._tanh(c, x))
+        one division and no transcendental function beyond T. With u = 1 − |T| (``_saturation``),
+        1 − T² = u (2 − u) has no cancellation, so η keeps float precision where T rounds to ±1."""
+        logit, saturation = (stats if isinstance(stats, tuple)
+                             else (stats, self._saturation(c, x)))
         m = self.m.astype(x.dtype)
         phase = jnp.tanh(0.5 * logit)  # 2 W+ − 1, one per row
-        m_tanh = m * tanh_x
-        return (tanh_x * (1.0 - m * m) + phase * m * (1.0 - tanh_x * tanh_x)) / (
-            1.0 - m_tanh * m_tanh)
+        u = jnp.abs(saturation)
+        tanh_x = jnp.sign(saturation) - saturation
+        one_minus_t2 = u * (2.0 - u)
+        return (tanh_x * (1.0 - m * m) + phase * m * one_minus_t2) / (
+            (1.0 - m * m) + m * m * one_minus_t2)
 
     def denoise(self, c: Coefficients, x: Batch) -> Batch:
         return self._denoise_given(c, x, self.statistics_for_blocks(c, x))
