@@ -66,6 +66,11 @@ class ThreeTanhCurieWeiss(ns.CurieWeiss):
     """The previous release's Curie–Weiss drift: W+ tanh(atanh m + γx) + W− tanh(−atanh m + γx)
     with the phase logit's own tanh (three tanh and one atanh per entry per step)."""
 
+    def statistics(self, c, x):
+        m = self.m.astype(x.dtype)
+        tanh_x = jnp.tanh((c.beta / c.alpha_sq) * x)
+        return 2.0 * self.h * m + 2.0 * jnp.sum(jnp.arctanh(m * tanh_x), -1, keepdims=True)
+
     def statistics_for_blocks(self, c, x):
         return self.statistics(c, x)
 
