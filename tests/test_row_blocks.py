@@ -1,5 +1,5 @@
 """Row-blocked fixed-grid solves (``solve(..., row_block=)``), the structured means of the
-mixture and the Curie–Weiss drift with one tanh: the same numbers as the unblocked, dense and
+mixture and the Curie–Weiss drift with one exponential: the same numbers as the unblocked, dense and
 three-tanh forms."""
 
 import json
