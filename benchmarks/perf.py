@@ -269,9 +269,10 @@ def _mib(b) -> str:
     return "–" if b is None else f"{b / 2**20:.0f}"
 
 
-def update_readme(table: str, backend: str, readme: Path = HERE / "README.md") -> None:
-    """Replace the text between the ``perf:<backend>`` markers of benchmarks/README.md."""
-    begin, end = f"<!-- perf:{backend}:begin -->", f"<!-- perf:{backend}:end -->"
+def update_readme(table: str, backend: str, readme: Path = HERE / "README.md",
+                  section: str = "perf") -> None:
+    """Replace the text between the ``<section>:<backend>`` markers of benchmarks/README.md."""
+    begin, end = f"<!-- {section}:{backend}:begin -->", f"<!-- {section}:{backend}:end -->"
     text = readme.read_text()
     if begin not in text:
         raise SystemExit(f"{readme} has no {begin} marker")

@@ -259,16 +259,6 @@ def _counts(measured: dict) -> str:
                                                      .items())) or "none"
 
 
-def update_readme(table: str, backend: str, readme: Path = HERE / "README.md") -> None:
-    begin, end = f"<!-- rowblocks:{backend}:begin -->", f"<!-- rowblocks:{backend}:end -->"
-    text = readme.read_text()
-    if begin not in text:
-        raise SystemExit(f"{readme} has no {begin} marker")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="small sizes, a few seconds")
@@ -283,7 +273,7 @@ def main(argv=None) -> int:
     table = markdown(result)
     print(table)
     if args.readme:
-        update_readme(table, backend)
+        perf.update_readme(table, backend, section="rowblocks")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
