@@ -170,6 +170,33 @@ def test_structured_means_equal_their_dense_form():
         np.testing.assert_allclose(means.combine(w), np.asarray(w, np.float64) @ dense,
                                    rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(means.norms_sq(), np.sum(dense**2, axis=-1), rtol=1e-5)
+        # the carried sums determine the projections, and those of Σ_k w_k μ_k come from the
+        # Gram matrix alone
+        np.testing.assert_allclose(means.projections_from_sums(means.sums(x)),
+                                   np.asarray(x, np.float64) @ dense.T, rtol=1e-5, atol=1e-4)
+        combined = np.asarray(w, np.float64) @ dense
+        np.testing.assert_allclose(means.projections_from_sums(means.sums_of_combination(w)),
+                                   combined @ dense.T, rtol=1e-5, atol=1e-4)
+
+
+def test_constant_means_carry_one_sum_per_row_whatever_k():
+    interp = ns.Interpolant("vp", "linear", D)
+    c = interp.coefficients(schedules.vp_dilated(D), 0.4)
+    x = jnp.ones((7, D))
+    two = ns.GaussianMixture.two_modes(D)
+    three = ns.GaussianMixture([0.2, 0.3, 0.5], np.stack([np.full(D, a) for a in (1, -1, 2)]), 0.5)
+    dense = ns.GaussianMixture([0.5, 0.5], np.eye(2, D), 0.5)
+    assert two.statistics(c, x).shape == three.statistics(c, x).shape == (7, 1)
+    assert dense.statistics(c, x).shape == (7, 2)
+    # a solve of the three-level mixture (one sum) equals that of its dense form (three sums)
+    x0 = ns.sample_prior(interp, jax.random.PRNGKey(6), 8)
+    as_dense = ns.GaussianMixture(three.weights, DenseMeans(three.means), 0.5)
+    for model_solve in (three, as_dense):
+        assert model_solve.velocity_statistics(c, model_solve.statistics(c, x0)) is not None
+    np.testing.assert_allclose(
+        ns.solve(three, interp, schedules.vp_dilated(D), x0, steps=12, method="scan").x,
+        ns.solve(as_dense, interp, schedules.vp_dilated(D), x0, steps=12, method="scan").x,
+        rtol=1e-4, atol=1e-4)
 
 
 def test_mixtures_choose_their_means_form():

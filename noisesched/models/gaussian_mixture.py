@@ -126,13 +126,15 @@ class GaussianMixture(AbstractModel):
         noise = jax.random.normal(k_noise, (self.d,), dtype=self.means.dtype)
         return self.means[comp] + self.sigma * noise
 
-    def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch K"]:
-        """μ_k·x for each component, shape (..., K): the drift's only sums over coordinates."""
-        return self.component_means.project(x)
+    def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch S"]:
+        """The drift's only sums over coordinates, shape (..., S): those that determine every
+        μ_k·x (``AbstractMeans.sums``: Σ_i x_i for constant means, S = 1; else μ_k·x, S = K)."""
+        return self.component_means.sums(x)
 
-    def _posterior_weights(self, c: Coefficients, dots: Array, dtype):
+    def _posterior_weights(self, c: Coefficients, sums: Array, dtype):
         var = c.alpha_sq + self.sigma**2 * c.beta**2  # D
         norms = self.component_means.norms_sq(dtype)
+        dots = self.component_means.projections_from_sums(sums)
         # |μ_k|² is O(d): subtract its smallest value before it meets the O(√d) term μ_k·x, so
         # float32 keeps the digits of μ_k·x (the shift cancels in the softmax).
         logits = (
@@ -140,10 +142,13 @@ class GaussianMixture(AbstractModel):
             + (c.beta / var) * dots
             - (0.5 * c.beta**2 / var) * (norms - jnp.min(norms))
         )
+        if self.K == 2:  # one exponential per row, not a softmax's two and a division
+            first = jax.nn.sigmoid(logits[..., :1] - logits[..., 1:])
+            return jnp.concatenate([first, 1.0 - first], axis=-1), var
         return jax.nn.softmax(logits, axis=-1), var
 
-    def _posterior_mean_and_variance(self, c: Coefficients, dots: Array, dtype):
-        w, var = self._posterior_weights(c, dots, dtype)
+    def _posterior_mean_and_variance(self, c: Coefficients, sums: Array, dtype):
+        w, var = self._posterior_weights(c, sums, dtype)
         return self.component_means.combine(w), var
 
     def _drift_factors(self, c: Coefficients, var):
@@ -157,21 +162,19 @@ class GaussianMixture(AbstractModel):
         return (self.sigma**2 * c.beta / var) * x + (c.alpha_sq / var) * mean
 
     def velocity_from_statistics(self, c: Coefficients, x: Batch,
-                                 stats: Float[Array, "*batch K"]) -> Batch:
+                                 stats: Float[Array, "*batch S"]) -> Batch:
         mean, var = self._posterior_mean_and_variance(c, stats, x.dtype)
         a, b = self._drift_factors(c, var)
         return a * x + b * mean
 
-    def velocity_statistics(self, c: Coefficients, stats: Float[Array, "*batch K"]
-                            ) -> Float[Array, "*batch K"]:
-        """μ_j·b = a μ_j·x + b Σ_k w_k μ_j·μ_k: the projections of the drift from those of
-        the state and the (K, K) Gram matrix of the means, so that a step updates the
-        projections without reading the state again (one pass per Euler step)."""
+    def velocity_statistics(self, c: Coefficients, stats: Float[Array, "*batch S"]
+                            ) -> Float[Array, "*batch S"]:
+        """The statistics of the drift, a·stats + b·sums(Σ_k w_k μ_k), from those of the state
+        and the (K, K) Gram matrix of the means (``sums_of_combination``), so that a step
+        updates them without reading the state again (one pass per Euler step)."""
         w, var = self._posterior_weights(c, stats, stats.dtype)
         a, b = self._drift_factors(c, var)
-        # a sum of products, not a matrix product: fused with the other per-row work
-        gram = self.component_means.gram(stats.dtype)
-        return a * stats + b * jnp.sum(w[..., :, None] * gram, axis=-2)
+        return a * stats + b * self.component_means.sums_of_combination(w)
 
     def log_density(self, c: Coefficients, x: Float[Array, " d"]) -> Float[Array, ""]:
         """log ρ_t(x) in closed form (for one point x of shape (d,))."""

@@ -56,6 +56,22 @@ class AbstractMeans(eqx.Module):
         """μ_k·x for each mean, shape (..., K)."""
         return project(x, self.dense(x.dtype))
 
+    # The drift needs μ_k·x, but fewer sums over coordinates may determine them (one, Σ_i x_i,
+    # for constant means whatever K). A solver carries these sums, shape (..., S) with S ≤ K;
+    # they are linear in x, so a step updates them from those of the drift.
+    def sums(self, x: Batch) -> Float[Array, "*batch S"]:
+        """The sums over coordinates that determine every μ_k·x (here μ_k·x itself)."""
+        return self.project(x)
+
+    def projections_from_sums(self, sums: Float[Array, "*batch S"]) -> Float[Array, "*batch K"]:
+        """μ_k·x from ``sums(x)``."""
+        return sums
+
+    def sums_of_combination(self, w: Float[Array, "*batch K"]) -> Float[Array, "*batch S"]:
+        """``sums`` of Σ_k w_k μ_k, from the (K, K) Gram matrix (no pass over coordinates)."""
+        # a sum of products, not a matrix product: fused with the other per-row work
+        return jnp.sum(w[..., :, None] * self.gram(w.dtype), axis=-2)
+
     def combine(self, w: Float[Array, "*batch K"]) -> Batch:
         """Σ_k w_k μ_k, shape (..., d)."""
         return combine(w, self.dense(w.dtype))
@@ -111,11 +127,32 @@ class ConstantMeans(AbstractMeans):
         return jnp.broadcast_to(levels[:, None], (self.K, self.dimension))
 
     def project(self, x: Batch) -> Float[Array, "*batch K"]:
-        return jnp.sum(x, axis=-1, keepdims=True) * self.levels.astype(x.dtype)
+        return self.projections_from_sums(self.sums(x))
+
+    def sums(self, x: Batch) -> Float[Array, "*batch 1"]:
+        """Σ_i x_i, shape (..., 1): one sum per row whatever K."""
+        return jnp.sum(x, axis=-1, keepdims=True)
+
+    def projections_from_sums(self, sums: Float[Array, "*batch 1"]) -> Float[Array, "*batch K"]:
+        return sums * self.levels.astype(sums.dtype)
+
+    def sums_of_combination(self, w: Float[Array, "*batch K"]) -> Float[Array, "*batch 1"]:
+        return self.dimension * self._level(w)
 
     def combine(self, w: Float[Array, "*batch K"]) -> Batch:
-        level = jnp.sum(w * self.levels.astype(w.dtype), axis=-1, keepdims=True)
-        return jnp.broadcast_to(level, (*w.shape[:-1], self.dimension))
+        return jnp.broadcast_to(self._level(w), (*w.shape[:-1], self.dimension))
+
+    def _level(self, w: Float[Array, "*batch K"]) -> Float[Array, "*batch 1"]:
+        """Σ_k w_k a_k, the constant value of Σ_k w_k μ_k."""
+        # unrolled, not a reduction over k: XLA:CPU would recompute a reduction inside the
+        # (n, d) update it feeds, for every coordinate, and stop vectorising that update
+        levels = self.levels.astype(w.dtype)
+        if self.K > FUSED_MAX_K:
+            return (w @ levels)[..., None]
+        level = w[..., 0:1] * levels[0]
+        for k in range(1, self.K):
+            level = level + w[..., k:k + 1] * levels[k]
+        return level
 
     def norms_sq(self, dtype=None) -> Float[Array, " K"]:
         levels = self.levels if dtype is None else self.levels.astype(dtype)
