@@ -56,7 +56,8 @@ from .schedules import AbstractSchedule
 
 __all__ = ["Chunk", "ChunkStore", "StreamedSummary", "SHARDS", "resolve_devices",
            "batch_sharding", "coordinate_sharding", "auto_chunk_size", "sample_chunks",
-           "sample_summary", "check_memory", "wait_interruptibly"]
+           "sample_summary", "check_memory", "solve_memory_bytes",
+           "wait_interruptibly"]
 
 #: How a chunk is split over devices: by rows (samples) or by coordinates (the d axis).
 SHARDS = ("rows", "coordinates")
@@ -195,7 +196,7 @@ def wait_interruptibly(tree: Any, longest_nap: float = 0.05) -> Any:
     ``longest_nap`` s) rather than blocking: Python runs signal handlers only between its own
     instructions, so a blocking wait would defer Ctrl-C and SIGTERM until a computation of
     minutes ended."""
-    arrays = [leaf for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array)]
+    arrays = [leaf for leaf in jax.tree.leaves(tree) if hasattr(leaf, "is_ready")]
     nap = 1e-3
     while not all(array.is_ready() for array in arrays):
         time.sleep(nap)
@@ -203,12 +204,22 @@ def wait_interruptibly(tree: Any, longest_nap: float = 0.05) -> Any:
     return tree
 
 
+def solve_memory_bytes(d: int, rows: int, dtype: Any, devices: Sequence[jax.Device], *,
+                       steps: int, adaptive: bool = False) -> float:
+    """Bytes one device needs to solve a chunk of ``rows`` samples of dimension d split evenly
+    over ``devices`` (by rows or by coordinates): its live states (``_STATES_FIXED`` or
+    ``_STATES_ADAPTIVE`` copies of its share) and the time grid's tables
+    (``_TABLE_NUMBERS_PER_STEP`` numbers per step)."""
+    itemsize = jnp.dtype(dtype).itemsize
+    states = _STATES_ADAPTIVE if adaptive else _STATES_FIXED
+    return float(_TABLE_NUMBERS_PER_STEP) * itemsize * steps + (
+        rows * d * itemsize * states / len(devices))
+
+
 def check_memory(d: int, rows: int, dtype: Any, devices: Sequence[jax.Device], *, steps: int,
                  adaptive: bool = False, rows_name: str = "chunk_size") -> None:
-    """Refuse a chunk whose solve would not fit the free memory of its devices (before any
-    work): ``rows`` samples of dimension d split evenly over ``devices`` (by rows or by
-    coordinates), their live states (``_STATES_FIXED`` or ``_STATES_ADAPTIVE`` copies) and the
-    time grid's tables (``_TABLE_NUMBERS_PER_STEP`` numbers per step).
+    """Refuse a chunk whose solve would not fit the free memory of its devices, before any
+    work (``solve_memory_bytes``; CPU devices share the host's memory).
 
     Raises:
         ValueError: naming what to reduce (``rows_name``, ``steps``, d or the devices).
@@ -217,11 +228,9 @@ def check_memory(d: int, rows: int, dtype: Any, devices: Sequence[jax.Device], *
     local = [dev for dev in devices if dev.process_index == jax.process_index()] or list(devices)
     cpu = devices[0].platform == "cpu"
     free = _device_memory(local[0]) if cpu else min(_device_memory(dev) for dev in local)
-    # what one device holds: its share of the rows (or of the coordinates) and the tables;
-    # CPU devices share the host's memory, so the host holds every local device's
-    holders = len(local) if cpu else 1
-    per_row = d * itemsize * (_STATES_ADAPTIVE if adaptive else _STATES_FIXED) / len(devices)
-    tables = float(_TABLE_NUMBERS_PER_STEP) * itemsize * steps
+    holders = len(local) if cpu else 1  # the host holds every local CPU device's share
+    tables = solve_memory_bytes(d, 0, dtype, devices, steps=steps, adaptive=adaptive)
+    per_row = solve_memory_bytes(d, 1, dtype, devices, steps=0, adaptive=adaptive)
     need = (tables + rows * per_row) * holders
     if need <= free:
         return

@@ -726,15 +726,12 @@ def _schedule_file(path: str) -> tuple[str, dict[str, Any]]:
     """``schedule.name = "@path"``: the family and fields of a schedule saved by
     ``noisesched.learning.save_schedule`` (its content goes into the config, so a rerun needs
     no file)."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"schedule file {path!r} (schedule.name = '@{path}') does not exist")
+    from ..learning.export import read_schedule_file
+
     try:
-        data = json.loads(file.read_text())
-        family, fields = data["family"], dict(data["fields"])
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-        raise ConfigError(f"{path}: not a schedule file of noisesched.learning.save_schedule "
-                          f"({err})") from None
+        family, fields = read_schedule_file(path)
+    except ValueError as err:
+        raise ConfigError(f"{err} (schedule.name = '@{path}')") from None
     fields.pop("interpolant", None)  # the config's own interpolant
     return family, fields
 
