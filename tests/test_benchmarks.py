@@ -12,6 +12,7 @@ import perf  # noqa: E402
 import precision  # noqa: E402
 
 
+@pytest.mark.slow  # every solve path of the benchmark suite, compiled
 def test_perf_suite_measures_every_path(monkeypatch):
     monkeypatch.setitem(perf.PRESETS, "tiny", {"sizes": [(500, 32)], "steps": 6, "repeats": 1,
                                                 "naive_max": 10**5,

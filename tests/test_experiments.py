@@ -371,6 +371,7 @@ def test_scaling_config_defaults_are_valid():
     assert ScalingConfig().dims[0] == 100
 
 
+@pytest.mark.slow  # every experiment of the paper; its parts: test_reliability (reproduce)
 def test_reproduce_end_to_end_at_tiny_sizes(tmp_path):
     """Every part of `noisesched reproduce` on a small configs folder: each config runs and
     appears in the report beside its target."""

@@ -397,6 +397,7 @@ def _gradient_temp_bytes(steps, checkpoints):
     return compiled.memory_analysis().temp_size_in_bytes
 
 
+@pytest.mark.slow  # four compilations of gradients through 2^k steps
 def test_memory_of_a_gradient_is_sublinear_in_the_number_of_steps():
     """XLA's own buffer accounting: with ⌈√N⌉ blocks, 16× the steps costs about 4× the memory
     (measured 54 → 200 states for N = 256 → 4096); keeping every state costs 16×."""
@@ -465,7 +466,7 @@ def test_an_interrupted_fit_resumes_with_identical_results(tmp_path):
         _small_fit(checkpoint=path, fingerprint="other")
 
 
-@pytest.mark.parametrize("killed_at", [1, 3])
+@pytest.mark.parametrize("killed_at", [pytest.param(1, marks=pytest.mark.slow), 3])
 def test_a_fit_killed_between_the_two_checkpoint_files_is_repaired_on_load(
         tmp_path, monkeypatch, killed_at):
     """The history is written first: a process killed before the arrays of the same iteration

@@ -195,20 +195,18 @@ def test_memory_estimate_bounds_the_compiled_solves_memory():
     devices = streaming.resolve_devices(1)
     sharding = streaming.batch_sharding(devices)
     d, rows, steps = 512, 64, 300
-    for model in (ns.GaussianMixture.two_modes(d), ns.CurieWeiss(d, beta=2.0)):
-        interp = ns.Interpolant("vp", "linear", d)
-        for options in ({"solver": "euler"}, {"solver": "heun", "method": "scan"},
-                        {"solver": "dopri5", "adaptive": True}):
-            compiled = streaming._solve_rows.lower(
-                model, interp, ns.schedules.vp_dilated(d), jax.random.PRNGKey(0),
-                jnp.asarray(0), rows, jnp.float32, sharding, "rows",
-                dict(options, steps=steps)).compile()
-            used = compiled.compiled.memory_analysis()
-            used = (used.temp_size_in_bytes + used.argument_size_in_bytes
-                    + used.output_size_in_bytes)
-            estimate = streaming.solve_memory_bytes(d, rows, jnp.float32, devices, steps=steps,
-                                                    adaptive=bool(options.get("adaptive")))
-            assert used <= estimate <= 2 * used, (type(model).__name__, options)
+    interp = ns.Interpolant("vp", "linear", d)
+    gm, cw = ns.GaussianMixture.two_modes(d), ns.CurieWeiss(d, beta=2.0)
+    for model, options in ((gm, {"solver": "euler"}), (cw, {"solver": "heun", "method": "scan"}),
+                           (gm, {"solver": "dopri5", "adaptive": True})):
+        compiled = streaming._solve_rows.lower(
+            model, interp, ns.schedules.vp_dilated(d), jax.random.PRNGKey(0), jnp.asarray(0),
+            rows, jnp.float32, sharding, "rows", dict(options, steps=steps)).compile()
+        used = compiled.compiled.memory_analysis()
+        used = used.temp_size_in_bytes + used.argument_size_in_bytes + used.output_size_in_bytes
+        estimate = streaming.solve_memory_bytes(d, rows, jnp.float32, devices, steps=steps,
+                                                adaptive=bool(options.get("adaptive")))
+        assert used <= estimate <= 2 * used, (type(model).__name__, options)
 
 
 def test_memory_is_checked_before_any_work(tmp_path, monkeypatch, capsys):

@@ -50,10 +50,15 @@ def prior():
     return interp, ns.sample_prior(interp, jax.random.PRNGKey(0), N_ROWS)
 
 
-# every model on the default path; each path and solver on the statistics forms
-CASES = ([(name, "diffrax", "euler") for name in _models()]
-         + [("gm2", "scan", "euler"), ("cw", "scan", "heun"), ("gm2", "diffrax", "heun"),
-            ("gm2", "diffrax", "sigma_euler")])
+# every model on the default path; each path and solver on the statistics forms (by default
+# one model of each form and the scan path; the others on demand, -m slow)
+_SLOW = pytest.mark.slow
+CASES = ([("gm2", "diffrax", "euler"), ("cw", "diffrax", "euler"), ("user", "diffrax", "euler"),
+          ("gm2", "scan", "euler")]
+         + [pytest.param(*case, marks=_SLOW) for case in [
+             ("gm4-seeded", "diffrax", "euler"), ("gaussian", "diffrax", "euler"),
+             ("cw", "scan", "heun"), ("gm2", "diffrax", "heun"),
+             ("gm2", "diffrax", "sigma_euler")]])
 
 
 @pytest.mark.parametrize("name,method,solver", CASES)

@@ -16,7 +16,9 @@ def setup(d, kind, shape, name, p=0.8, sigma=0.5):
 
 
 @pytest.mark.parametrize("solver", ["euler", "heun"])
-@pytest.mark.parametrize("steps", [5, 8, 33])
+# one step count per solver and case by default; the others on demand (-m slow)
+@pytest.mark.parametrize("steps", [pytest.param(5, marks=pytest.mark.slow), 8,
+                                   pytest.param(33, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("kind,shape,name", [("vp", "linear", "vp_dilated"),
                                              ("ve", "linear", "ve_dilated"),
                                              ("vp", "trig", "constant"),

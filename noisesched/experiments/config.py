@@ -728,6 +728,8 @@ def _schedule_file(path: str) -> tuple[str, dict[str, Any]]:
     no file)."""
     from ..learning.export import read_schedule_file
 
+    if not Path(path).is_file():
+        raise ConfigError(f"schedule file {path!r} (schedule.name = '@{path}') does not exist")
     try:
         family, fields = read_schedule_file(path)
     except ValueError as err:
