@@ -40,6 +40,12 @@ def check_at_run_time(value: Any, bad: Any, message: str) -> Any:
     return eqx.error_if(value, bad, message)
 
 
+def describe(value: Any) -> str:
+    """What was passed, in a few words for an error message: its type and a short repr."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
 def _as_float(name: str, value) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a real number; got {value!r}")

@@ -42,6 +42,7 @@ from ._validation import (
     check_int,
     check_positive,
     check_real,
+    describe,
     is_traced,
 )
 
@@ -560,10 +561,10 @@ class ScheduleKindWarning(UserWarning):
 
 class ScheduleConventionWarning(UserWarning):
     """A schedule whose values break the convention: τ nondecreasing from [0, 1] to [0, 1],
-    τ(1) = 1 (``check_schedule``)."""
+    τ(1) = 1 (``check_convention``)."""
 
 
-#: The points t = i/(CHECK_POINTS − 1) at which ``check_schedule`` evaluates τ.
+#: The points t = i/(CHECK_POINTS − 1) at which ``check_convention`` evaluates τ.
 CHECK_POINTS = 257
 
 
@@ -577,8 +578,7 @@ def _given(value: Any) -> str:
         name = getattr(value, "__qualname__", type(value).__name__)
         return (f"the function {name} (a schedule is a subclass of AbstractSchedule with "
                 "__call__(t) -> τ)")
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+    return describe(value)
 
 
 def check_schedule(schedule: Any, name: str = "schedule") -> AbstractSchedule:

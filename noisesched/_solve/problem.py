@@ -8,16 +8,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._validation import describe
 from ..interpolants import Coefficients, Interpolant
 from ..models.base import AbstractDenoiser
 from ..schedules import AbstractSchedule, check_convention, check_schedule
 
 Batch = Float[Array, "n d"]
-
-
-def _given(value) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def check_problem(model, interp, schedule, *, convention: bool = True,
@@ -30,10 +26,10 @@ def check_problem(model, interp, schedule, *, convention: bool = True,
     if not isinstance(model, AbstractDenoiser):
         raise TypeError("model must be a noisesched.AbstractDenoiser (a data law with its "
                         "denoiser), such as noisesched.GaussianMixture.two_modes(d); got "
-                        f"{_given(model)}")
+                        f"{describe(model)}")
     if not isinstance(interp, Interpolant):
         raise TypeError("interp must be a noisesched.Interpolant, such as "
-                        f"noisesched.Interpolant('vp', 'linear', d); got {_given(interp)}")
+                        f"noisesched.Interpolant('vp', 'linear', d); got {describe(interp)}")
     check_schedule(schedule)
     if interp.d != model.d:
         raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
