@@ -34,6 +34,8 @@ def test_numpy_integer_steps_give_the_samples_of_an_int(count):
         # the chunked and device paths pass steps into a compiled call: it must stay a number
         "devices": lambda s: ns.sample(model, interp, sched, KEY, 4, s, devices=1),
         "summary": lambda s: ns.sample_summary(model, interp, sched, KEY, 4, steps=s).metrics,
+        "sweep": lambda s: ns.sweeps.sample_summaries(
+            [ns.sweeps.Point(model, interp, sched, KEY)], 4, steps=s)[0].metrics,
     }
     for name, path in paths.items():
         np.testing.assert_equal(jax.tree.map(np.asarray, path(count)),
@@ -283,6 +285,7 @@ SCHEDULE_ENTRIES = {
     "gm_oracle": lambda s: ns.theory.gm_oracle(_setup()[0], _setup()[1], s, 4),
     "drift": lambda s: _setup()[0].drift(_setup()[1], s, 0.5, jnp.zeros((4, D))),
     "noise_ratio": lambda s: _setup()[1].noise_ratio(s, 0.5),
+    "schedule_arrays": lambda s: ns.learning.schedule_arrays(s, _setup()[1], 4),
 }
 
 
@@ -303,6 +306,15 @@ def test_a_schedule_of_the_wrong_type_is_named(entry, given, shown):
                        "noisesched.schedules.vp_dilated(d) or noisesched.schedules.make(name, "
                        f"interp); {shown}")
     assert "\n" not in message
+
+
+@pytest.mark.usefixtures("unchecked_types")
+def test_a_sweep_point_with_a_schedule_of_the_wrong_type_is_named():
+    model, interp, _ = _setup()
+    with pytest.raises(TypeError, match=r"^points\[0\]\.schedule must be a "
+                                        r"noisesched\.schedules\.AbstractSchedule, .*; got the "
+                                        r"string 'constant'"):
+        ns.sweeps.sample_summaries([ns.sweeps.Point(model, interp, "constant", KEY)], 4)
 
 
 @pytest.mark.usefixtures("unchecked_types")
@@ -344,5 +356,3 @@ def test_sample_in_x64_mode_keeps_float32():
     assert x.dtype == jnp.float32
     x0 = ns.sample_prior(interp, KEY, 4, "float32", schedule=sched)
     np.testing.assert_array_equal(x, ns.solve(model, interp, sched, x0, steps=4).x)
-    np.testing.assert_allclose(  # the chunked path: equal up to the rounding of its sums
-        ns.sample(model, interp, sched, KEY, 4, 4, dtype="float32", devices=1), x, rtol=1e-5)
