@@ -12,6 +12,18 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it: set, then restore at once
+    os.umask(mask)
+    return mask
+
+
+def default_mode(*, directory: bool = False) -> int:
+    """The permissions ``open`` and ``mkdir`` would give under the process's umask
+    (``tempfile`` makes its files 0600 and folders 0700, private to their owner)."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``; no partial file is ever visible."""
     path = Path(path)
@@ -20,6 +32,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

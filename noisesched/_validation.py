@@ -94,13 +94,18 @@ def check_positive(name: str, value: Any) -> Any:
     return check_real(name, value, 0.0, math.inf)
 
 
+#: The largest integer any check accepts: beyond it no array library holds the value.
+INT64_MAX = 2**63 - 1
+
+
 def check_int(name: str, value, lo: int = 1, hi: int | None = None) -> None:
     """Check ``value`` is an integer (a Python or NumPy integer, not a bool) with
-    lo <= value (<= hi)."""
+    lo <= value (<= hi, and always <= 2^63 − 1)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+    if value < lo or value > (INT64_MAX if hi is None else hi):
+        rng = (f">= {lo}" if value < lo else f"in [{lo}, 2^63 - 1]") if hi is None \
+            else f"in [{lo}, {hi}]"
         raise ValueError(f"{name} must be an integer {rng}; got {value!r}")
 
 

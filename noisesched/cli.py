@@ -8,6 +8,7 @@ and 143 SIGTERM, after which rerunning the same command resumes. ``--debug`` sho
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -254,13 +255,37 @@ def _enable_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+@contextlib.contextmanager
+def _working_in(out, command: str):
+    """Hold the output folder ``out`` for this command (``noisesched._output.locked``); in a
+    multi-process run only process 0, which writes, holds it."""
+    import jax
+
+    from ._output import locked
+
+    if jax.process_index() != 0:
+        yield
+        return
+    with locked(out, command):
+        yield
+
+
+def _default_out(name: str, suffix: str = "", where: str = "name") -> str:
+    """``noisesched-out/NAME`` (a config's name is checked to be one plain folder name)."""
+    from .experiments.config import check_name
+
+    check_name(name, where)
+    return f"noisesched-out/{name}{suffix}"
+
+
 def _demo(args) -> None:
     from .experiments.demo import DemoConfig, run_demo
 
     config = DemoConfig(d=args.d, n=args.n, steps=args.steps, p=args.p, m=args.m,
                         sigma=args.sigma, k=args.k, seed=args.seed)
     config.validate()
-    run_demo(config, args.out)
+    with _working_in(args.out, "demo"):
+        run_demo(config, args.out)
 
 
 def _run(args) -> None:
@@ -268,8 +293,9 @@ def _run(args) -> None:
     from .experiments.run import run_experiment
 
     config = load(_config_path(args), _overrides(args))
-    out = args.out or f"noisesched-out/{config.name}"
-    run_experiment(config, out)
+    out = args.out or _default_out(config.name)
+    with _working_in(out, "run"):
+        run_experiment(config, out)
     print(f"wrote {out}/results.json")
 
 
@@ -279,10 +305,11 @@ def _fit(args) -> None:
     from .experiments.fit import load_fit, run_fit
 
     config, settings = load_fit(_config_path(args), _overrides(args))
-    out = Path(args.out or f"noisesched-out/{config.name}")
-    if args.restart:
-        _remove_checkpoint(out)
-    run_fit(config, settings, out, progress=not args.no_progress)
+    out = Path(args.out or _default_out(config.name))
+    with _working_in(out, "fit"):
+        if args.restart:
+            _remove_checkpoint(out)
+        run_fit(config, settings, out, progress=not args.no_progress)
     print(f"wrote {out}/schedule.json, history.json and schedules.png; use it with "
           f"noisesched run CONFIG --set schedule.name=@{out}/schedule.json")
 
@@ -301,10 +328,11 @@ def _train(args) -> None:
     from .experiments.train import load_train, run_train
 
     config = load_train(_config_path(args), _overrides(args))
-    out = Path(args.out or f"noisesched-out/{config.name}")
-    if args.restart:
-        _remove_checkpoint(out)
-    run_train(config, out, progress=not args.no_progress)
+    out = Path(args.out or _default_out(config.name))
+    with _working_in(out, "train"):
+        if args.restart:
+            _remove_checkpoint(out)
+        run_train(config, out, progress=not args.no_progress)
     print(f"wrote {out}/denoiser.eqx, denoiser.json and train.json; sample it with "
           f"noisesched run CONFIG --set model.name=learned:{out}")
 
@@ -313,8 +341,9 @@ def _compare(args) -> None:
     from .experiments.compare import load_compare, run_compare
 
     name, settings, cells = load_compare(_config_path(args), _overrides(args))
-    out = args.out or f"noisesched-out/{name}"
-    run_compare(name, settings, cells, out, progress=not args.no_progress)
+    out = args.out or _default_out(name)
+    with _working_in(out, "compare"):
+        run_compare(name, settings, cells, out, progress=not args.no_progress)
     print(f"wrote {out}/compare.md, compare.json and compare.png")
 
 
@@ -324,31 +353,35 @@ def _sweep(args) -> None:
 
     shard = Shard.of(args.shard, "--shard") if args.shard is not None else None
     base, grid, settings = load_sweep(_config_path(args), _overrides(args))
-    out = args.out or f"noisesched-out/{base.name}"
-    result = sweep(base, grid, out=out, shard=shard, progress=not args.no_progress, **settings)
-    print(result.summary())
-    if args.plot and result.path is not None:
-        from .sweeps import NothingToPlot, plot
+    out = args.out or _default_out(base.name)
+    with _working_in(out, "sweep"):
+        result = sweep(base, grid, out=out, shard=shard, progress=not args.no_progress,
+                       **settings)
+        print(result.summary())
+        if args.plot and result.path is not None:
+            from .sweeps import NothingToPlot, plot
 
-        try:
-            print(f"wrote {len(plot(out))} figure(s) into {out}/figures")
-        except NothingToPlot as err:
-            print(f"no figures: {err}")
+            try:
+                print(f"wrote {len(plot(out))} figure(s) into {out}/figures")
+            except NothingToPlot as err:
+                print(f"no figures: {err}")
 
 
 def _sweep_merge(args) -> None:
     from .sweeps import merge
 
-    print(merge(args.folders, args.out,
-                allow_different_grids=args.allow_different_grids).summary())
+    with _working_in(args.out, "sweep merge"):
+        print(merge(args.folders, args.out,
+                    allow_different_grids=args.allow_different_grids).summary())
 
 
 def _scaling(args) -> None:
     from .experiments.scaling import load_scaling, run_scaling
 
     config = load_scaling(_config_path(args))
-    out = args.out or f"noisesched-out/{config.name}"
-    run_scaling(config, out)
+    out = args.out or _default_out(config.name)
+    with _working_in(out, "scaling"):
+        run_scaling(config, out)
     print(f"wrote {out}/scaling.json and {out}/scaling.png")
 
 
@@ -395,7 +428,8 @@ def _export(args) -> None:
                              "(make a new card from a config instead)")
         d = load(given).d if given is not None else None
         card = load_card(args.card, d=d)
-        out = args.out or f"noisesched-out/{Path(args.card).stem}/export"
+        out = args.out or _default_out(Path(args.card).stem, "/export",
+                                       "the card's file name (or give --out)")
     else:
         if given is None:
             raise ValueError("export takes a config path (CONFIG or --config CONFIG) or a card "
@@ -410,8 +444,9 @@ def _export(args) -> None:
         steps = config.solver.steps
         with jax.enable_x64(True):  # the levels in float64, whatever the sampling dtype
             card = _export_card(args, path, config, steps)
-        out = args.out or f"noisesched-out/{config.name}/export"
-    paths = export_card(card, out, args.formats, sigma_max=args.sigma_max)
+        out = args.out or _default_out(config.name, "/export")
+    with _working_in(out, "export"):
+        paths = export_card(card, out, args.formats, sigma_max=args.sigma_max)
     print(f"wrote {out}/: " + ", ".join(p.name for p in paths.values()))
 
 
@@ -440,7 +475,8 @@ def _export_card(args, path: str, config, steps: int):
 def _reproduce(args) -> None:
     from .experiments.reproduce import run_reproduce
 
-    run_reproduce(args.configs, args.out)
+    with _working_in(args.out, "reproduce"):
+        run_reproduce(args.configs, args.out)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -509,5 +545,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The ``noisesched`` program: ``main``, then exit with its status. After Ctrl-C or
+    SIGTERM (every file already cleaned up by then) the process ends at once, without the
+    interpreter's shutdown: the interrupted computation may still run in the runtime's threads,
+    and tearing them down under it can crash or wait for it."""
+    status = main()
+    if status in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

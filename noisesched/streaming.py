@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import shutil
+import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,14 +58,27 @@ from .schedules import AbstractSchedule
 
 __all__ = ["Chunk", "ChunkStore", "StreamedSummary", "SHARDS", "resolve_devices",
            "batch_sharding", "coordinate_sharding", "auto_chunk_size", "sample_chunks",
-           "sample_summary"]
+           "sample_summary", "check_memory", "solve_memory_bytes",
+           "wait_interruptibly"]
 
 #: How a chunk is split over devices: by rows (samples) or by coordinates (the d axis).
 SHARDS = ("rows", "coordinates")
 
 #: Copies of a chunk's state that a fixed-grid solve keeps alive at once (X_0, X, a stage, the
-#: compiler's temporaries), used to size chunks automatically.
+#: compiler's temporaries), used to size chunks automatically (measured with XLA's memory
+#: analysis of the compiled solve: 4 for the mixture, 5 for Curie–Weiss, 12 for an adaptive
+#: Dopri5 with its stages).
 _LIVE_STATES = 4
+#: The same, with a margin, for the memory check before a solve: fixed grid, adaptive.
+_STATES_FIXED, _STATES_ADAPTIVE = 6, 14
+#: Numbers per step of the time grid's tables (coefficients at each stage; 3 measured),
+#: with a margin.
+_TABLE_NUMBERS_PER_STEP = 8
+#: On a CPU, entries × steps of one chunk per device, at most: a chunk is the unit of work a
+#: run keeps when interrupted and the longest wait before SIGTERM is acted on (about 0.3 s
+#: for the mixture on one core of the benchmark machine, 3 s for Curie–Weiss; a GPU's chunks,
+#: sized by its memory, take well under a second anyway).
+CPU_CHUNK_WORK = 2**28
 
 
 def resolve_devices(devices: int | Sequence[jax.Device] | None = None) -> list[jax.Device]:
@@ -131,15 +147,37 @@ def _device_memory(device: jax.Device) -> int:
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    # host memory (CPU devices share it)
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    # host memory (CPU devices share it), within this process's limits
+    return min(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), _limit_headroom())
+
+
+def _limit_headroom() -> int:
+    """What the memory limits of this process leave (a container's cgroup, ``ulimit -v``)."""
+    room = []
+    cgroup = Path("/sys/fs/cgroup")
+    for limit, usage in (("memory.max", "memory.current"),  # cgroup v2, then v1
+                         ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            room.append(int((cgroup / limit).read_text()) - int((cgroup / usage).read_text()))
+            break
+        except (OSError, ValueError):  # absent, or "max": no limit
+            continue
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pages = 0
+        room.append(soft - pages * os.sysconf("SC_PAGE_SIZE"))
+    return max(0, min(room)) if room else sys.maxsize
 
 
 def auto_chunk_size(d: int, dtype: Any, devices: Sequence[jax.Device],
-                    fraction: float = 0.25) -> int:
+                    fraction: float = 0.25, steps: int | None = None) -> int:
     """Rows per chunk so that a solve's live states (about four copies of the chunk) take at
     most ``fraction`` of the free memory of each device (CPU: of the host's free memory, shared
-    by its devices)."""
+    by its devices, within the process's limits); on a CPU, with ``steps``, also at most
+    ``CPU_CHUNK_WORK`` entries × steps per device, so that a chunk takes seconds at most."""
     check_int("d", d, lo=1)
     check_real("fraction", fraction, 0.0, 1.0, hi_open=False)
     itemsize = jnp.dtype(dtype).itemsize
@@ -149,7 +187,78 @@ def auto_chunk_size(d: int, dtype: Any, devices: Sequence[jax.Device],
         budget = _device_memory(local[0]) * fraction
     else:
         budget = min(_device_memory(dev) for dev in local) * fraction * len(devices)
-    return max(len(devices), int(budget // (_LIVE_STATES * d * itemsize)))
+    rows = int(budget // (_LIVE_STATES * d * itemsize))
+    if steps is not None and devices[0].platform == "cpu":
+        rows = min(rows, len(devices) * (CPU_CHUNK_WORK // (d * steps)))
+    return max(len(devices), rows)
+
+
+def wait_interruptibly(tree: Any, longest_nap: float = 0.05) -> Any:
+    """``tree`` once its arrays are computed, polling them (naps of 1 ms doubling to
+    ``longest_nap`` s) rather than blocking: Python runs signal handlers only between its own
+    instructions, so a blocking wait would defer Ctrl-C and SIGTERM until a computation of
+    minutes ended."""
+    arrays = [leaf for leaf in jax.tree.leaves(tree) if hasattr(leaf, "is_ready")]
+    nap = 1e-3
+    while not all(array.is_ready() for array in arrays):
+        time.sleep(nap)
+        nap = min(2 * nap, longest_nap)
+    return tree
+
+
+def solve_memory_bytes(d: int, rows: int, dtype: Any, devices: Sequence[jax.Device], *,
+                       steps: int, adaptive: bool = False) -> float:
+    """Bytes one device needs to solve a chunk of ``rows`` samples of dimension d split evenly
+    over ``devices`` (by rows or by coordinates): its live states (``_STATES_FIXED`` or
+    ``_STATES_ADAPTIVE`` copies of its share) and the time grid's tables
+    (``_TABLE_NUMBERS_PER_STEP`` numbers per step)."""
+    itemsize = jnp.dtype(dtype).itemsize
+    states = _STATES_ADAPTIVE if adaptive else _STATES_FIXED
+    return float(_TABLE_NUMBERS_PER_STEP) * itemsize * steps + (
+        rows * d * itemsize * states / len(devices))
+
+
+def check_memory(d: int, rows: int, dtype: Any, devices: Sequence[jax.Device], *, steps: int,
+                 adaptive: bool = False, rows_name: str = "chunk_size") -> None:
+    """Refuse a chunk whose solve would not fit the free memory of its devices, before any
+    work (``solve_memory_bytes``; CPU devices share the host's memory).
+
+    Raises:
+        ValueError: naming what to reduce (``rows_name``, ``steps``, d or the devices).
+    """
+    itemsize = jnp.dtype(dtype).itemsize
+    local = [dev for dev in devices if dev.process_index == jax.process_index()] or list(devices)
+    cpu = devices[0].platform == "cpu"
+    free = _device_memory(local[0]) if cpu else min(_device_memory(dev) for dev in local)
+    holders = len(local) if cpu else 1  # the host holds every local CPU device's share
+    tables = solve_memory_bytes(d, 0, dtype, devices, steps=steps, adaptive=adaptive)
+    per_row = solve_memory_bytes(d, 1, dtype, devices, steps=0, adaptive=adaptive)
+    need = (tables + rows * per_row) * holders
+    if need <= free:
+        return
+    where = "the host" if cpu else f"{local[0].platform} device {local[0].id}"
+    if 2 * tables * holders > free:
+        raise ValueError(f"steps = {steps} needs about {_size(tables * holders)} for the time "
+                         f"grid's tables alone and {_size(free)} are free on {where}: use "
+                         "fewer steps")
+    fit = int((free / holders - tables) // per_row)
+    if fit < len(devices):
+        smaller = "use float32, " if itemsize > 4 else ""
+        raise ValueError(f"a sample of d = {d} needs about {_size(per_row * len(devices))} "
+                         f"for its solve and {_size(free)} are free on {where}: reduce d, "
+                         f"{smaller}or split its coordinates over more devices "
+                         "(shard = 'coordinates')")
+    automatic = " (or 0: sized from the free memory)" if rows_name == "chunk_size" else ""
+    raise ValueError(f"{rows} samples of d = {d} need about {_size(need)} and {_size(free)} "
+                     f"are free on {where}: set {rows_name} to at most {fit}{automatic}")
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if nbytes < 1000 or unit == "TB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1000
+    raise AssertionError
 
 
 class ChunkStore:
@@ -223,8 +332,10 @@ def _plan(model, interp, n: int, dtype, chunk_size: int | None, devices, options
                          "the rows to observe")
     d = model.d
     devs = resolve_devices(devices)
+    steps = options.get("steps", 100)
+    check_int("steps", steps, lo=1)
     if chunk_size is None or chunk_size == 0:
-        chunk_size = auto_chunk_size(d, dtype, devs)
+        chunk_size = auto_chunk_size(d, dtype, devs, steps=steps)
     else:
         check_int("chunk_size", chunk_size, lo=0)
     rows = min(chunk_size, n)
@@ -232,6 +343,7 @@ def _plan(model, interp, n: int, dtype, chunk_size: int | None, devices, options
         rows = len(devs) * math.ceil(rows / len(devs))
     else:
         _check_coordinate_split(d, devs)
+    check_memory(d, rows, dtype, devs, steps=steps, adaptive=bool(options.get("adaptive")))
     return rows, devs
 
 
@@ -335,9 +447,9 @@ def _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype, options,
     first sample, step and time) for a chunk whose solve failed."""
     sharding = _state_sharding(shard, devs)
     for start in range(0, n, rows) if starts is None else starts:
-        x, num_steps, reached_end = _solve_rows(model, interp, schedule, key,
-                                                jnp.asarray(start), rows, dtype, sharding, shard,
-                                                options)
+        x, num_steps, reached_end = wait_interruptibly(_solve_rows(
+            model, interp, schedule, key, jnp.asarray(start), rows, dtype, sharding, shard,
+            options))
         if not bool(reached_end):
             raise max_steps_error(options.get("max_steps", 16_384), options.get("rtol", 1e-4),
                                   options.get("atol", 1e-4))

@@ -43,3 +43,11 @@ def two_phase_log_prob(configs, m, w_plus):
     plus = jnp.prod((1 + m * configs) / 2, axis=-1)
     minus = jnp.prod((1 - m * configs) / 2, axis=-1)
     return jnp.log(w_plus * plus + (1 - w_plus) * minus)
+
+
+def result_files(folder):
+    """The sorted names of the files of a published result (``noisesched._output``), without
+    the folder's record of them."""
+    from noisesched._output import MANIFEST
+
+    return sorted(p.name for p in folder.iterdir() if p.name != MANIFEST)

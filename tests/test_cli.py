@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import result_files
 
 from noisesched.cli import main
 
@@ -21,7 +22,7 @@ def test_demo_writes_results_and_figure(tmp_path, capsys):
         ("vp", "constant"), ("vp", "vp_dilated"), ("ve", "constant"), ("ve", "ve_dilated")]
     assert result["environment"]["backend"] == "cpu"
     assert (out / "demo.png").stat().st_size > 10_000
-    assert sorted(p.name for p in out.iterdir()) == ["demo.png", "results.json"]
+    assert result_files(out) == ["demo.png", "results.json"]
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,7 @@ def test_several_key_values_after_one_set(tmp_path, capsys):
     c = json.loads((last / "results.json").read_text())["config"]
     assert (c["model"]["d"], c["sample"]["n"], c["solver"]["steps"], c["output"]["figures"]) == (
         64, 8, 4, False)
-    assert sorted(p.name for p in last.iterdir()) == ["results.json"]
+    assert result_files(last) == ["results.json"]
     # `--set` with nothing after it is argparse's one-line error
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import result_files
 
 from noisesched.cli import main
 
@@ -99,7 +100,7 @@ def test_fit_writes_schedule_history_figure_and_the_schedule_runs(fitted, tmp_pa
     assert "| learned |" in printed and "| constant |" in printed
     history = json.loads((tmp_path / out / "history.json").read_text())
     # exactly the files the history lists: the schedule, its evaluation, figure and checkpoint
-    assert {p.name for p in (tmp_path / out).iterdir()} == set(history["files"]) == {
+    assert set(result_files(tmp_path / out)) == set(history["files"]) == {
         "schedule.json", "history.json", "evaluation.md", "schedules.png", "schedules.npz",
         "checkpoint.eqx", "checkpoint.json"}
     assert len(history["loss"]) == 6 and history["fit"]["family"] == family
@@ -198,7 +199,7 @@ def test_teacher_loss_fit_runs(tmp_path, capsys):
                  "fit.loss=teacher", "fit.teacher_steps=64"]) == 0
     assert "| learned |" in capsys.readouterr().out
     history = json.loads((out / "history.json").read_text())
-    assert {p.name for p in out.iterdir()} == set(history["files"])
+    assert set(result_files(out)) == set(history["files"])
     assert history["fit"]["loss"] == "teacher" and history["fit"]["teacher_steps"] == 64
     assert len(history["loss"]) == 6 and all(0 < v < 1 for v in history["loss"])
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import metrics as metrics_mod
 from .._atomic import atomic_write, claim_folder
+from .._output import check_output_folder, staged
 from .._progress import progress_bar
 from ..models.base import AbstractDataLaw
 from ..sampling import SOLVERS
@@ -222,9 +223,7 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
                 log=print, progress: bool = True) -> dict[str, Any]:
     """Evaluate every cell (keeping finished ones in ``out/cells``), then write
     ``compare.json``, ``compare.md`` and ``compare.png``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    out = check_output_folder(out)
     start = time.perf_counter()
     store = claim_folder(out / "cells", "compare cells")  # each cell by its own key
     solved = _solve_cells(cells, out / "cells", progress) if settings.monte_carlo else {}
@@ -255,25 +254,26 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
     text = table(rows, model)
     how = (f"n = {cells[0].config.sample.n} samples per cell, seed {cells[0].config.sample.seed}"
            if settings.monte_carlo else "exact oracle, no Monte Carlo")
-    budget = ""
-    files = ["compare.json", "compare.md", "compare.png", "cells/"]
-    steps_needed: list[dict] = []
-    if settings.tol_high > 0:
-        steps_needed = fewest_steps(rows, settings.tol_high, settings.tol_low)
-        budget = (f"\n\n## Fewest steps N* with high-level error ≤ {settings.tol_high:g} and "
-                  f"low-level error ≤ {settings.tol_low:g}\n\n"
-                  + budget_table(steps_needed, settings))
-        save_figure(out / "steps_vs_d.png", _budget_figure(steps_needed, name))
-        files.append("steps_vs_d.png")
-    atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text(
-        f"# {name}: {how}\n\n{ERRORS_NOTE}\n\n{text}{budget}\n"))
-    save_figure(out / "compare.png", _figure(rows, model, name))
-    record = {"name": name, "compare": {k: list(v) if isinstance(v, tuple) else v
-                                        for k, v in dataclasses.asdict(settings).items()},
-              "base": cells[0].config.to_dict(), "rows": rows, "fewest_steps": steps_needed,
-              "seconds": time.perf_counter() - start, "files": files,
-              "environment": environment()}
-    write_json(out / "compare.json", record)
+    with staged(out) as stage:  # the result's files appear together
+        budget = ""
+        files = ["compare.json", "compare.md", "compare.png", "cells/"]
+        steps_needed: list[dict] = []
+        if settings.tol_high > 0:
+            steps_needed = fewest_steps(rows, settings.tol_high, settings.tol_low)
+            budget = (f"\n\n## Fewest steps N* with high-level error ≤ {settings.tol_high:g} and "
+                      f"low-level error ≤ {settings.tol_low:g}\n\n"
+                      + budget_table(steps_needed, settings))
+            save_figure(stage / "steps_vs_d.png", _budget_figure(steps_needed, name))
+            files.append("steps_vs_d.png")
+        atomic_write(stage / "compare.md", lambda tmp: Path(tmp).write_text(
+            f"# {name}: {how}\n\n{ERRORS_NOTE}\n\n{text}{budget}\n"))
+        save_figure(stage / "compare.png", _figure(rows, model, name))
+        record = {"name": name, "compare": {k: list(v) if isinstance(v, tuple) else v
+                                            for k, v in dataclasses.asdict(settings).items()},
+                  "base": cells[0].config.to_dict(), "rows": rows, "fewest_steps": steps_needed,
+                  "seconds": time.perf_counter() - start, "files": files,
+                  "environment": environment()}
+        write_json(stage / "compare.json", record)
     log(text + budget)
     return record
 

@@ -32,6 +32,7 @@ import functools
 import importlib
 import inspect
 import json
+import re
 import sys
 import tomllib
 import types
@@ -68,6 +69,20 @@ class ConfigWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------- coercion
+#: A config's name is the default output folder's name (noisesched-out/NAME): one plain
+#: component, so that no name writes outside noisesched-out or into it.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,127}")
+
+
+def check_name(name: Any, where: str = "name") -> None:
+    """Check a config's ``name`` is a plain folder name (letters, digits and ``_ . + = -``,
+    not starting with ``.`` or ``-``, at most 128 characters)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"{where} must be a plain folder name: 1 to 128 letters, digits or "
+                          f"'_.+=-', not starting with '.' or '-' (it names the output folder "
+                          f"noisesched-out/NAME); got {name!r}")
+
+
 def _hints(target: Callable) -> dict[str, Any]:
     """The resolved annotations of ``target``'s parameters (a function, or a class: its fields
     and its ``__init__``); a name that does not resolve leaves its parameter unannotated."""
@@ -532,8 +547,7 @@ class RunConfig:
                                                 compare=False)
 
     def __post_init__(self):
-        if not isinstance(self.name, str):
-            raise ConfigError(f"name must be a string; got {self.name!r}")
+        check_name(self.name)
         self.build()  # every constructor validates its arguments, before any sample is drawn
         with warnings.catch_warnings():
             warnings.simplefilter("always", schedules_mod.ScheduleKindWarning)
@@ -712,39 +726,60 @@ def _schedule_file(path: str) -> tuple[str, dict[str, Any]]:
     """``schedule.name = "@path"``: the family and fields of a schedule saved by
     ``noisesched.learning.save_schedule`` (its content goes into the config, so a rerun needs
     no file)."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"schedule file {path!r} (schedule.name = '@{path}') does not exist")
+    from ..learning.export import read_schedule_file
+
     try:
-        data = json.loads(file.read_text())
-        family, fields = data["family"], dict(data["fields"])
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-        raise ConfigError(f"{path}: not a schedule file of noisesched.learning.save_schedule "
-                          f"({err})") from None
+        family, fields = read_schedule_file(path)
+    except ValueError as err:
+        raise ConfigError(f"{err} (schedule.name = '@{path}')") from None
     fields.pop("interpolant", None)  # the config's own interpolant
     return family, fields
 
 
 # ----------------------------------------------------------------------------- files
-def read_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a TOML config, or the ``config`` of a ``results.json``."""
+def _read_text(path: str | Path) -> tuple[Path, str]:
+    """(path, its text) of a config file, with a clear error for what cannot be one."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder; give a .toml config (or a "
+                          "results.json) in it")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)["config"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ConfigError(f"{path}: not a results.json with a 'config' entry ({err})"
-                              ) from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: its 'config' must be a table; got {data!r}")
-        return data
+    try:
+        return path, path.read_text(encoding="utf-8-sig")  # a byte-order mark is not TOML's
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"
+                          ) from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a TOML file."""
+    path, text = _read_text(path)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: malformed TOML: {err}") from None
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a TOML config, or the ``config`` of a ``results.json``."""
+    if Path(path).suffix != ".json":
+        return read_toml(path)
+    path, text = _read_text(path)
+    try:
+        result = json.loads(text)
+        data = result["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: not a results.json with a 'config' entry ({err})") from None
+    # a demo's results.json (before it recorded its command: a "results" list)
+    command = result.get("command", "demo" if "results" in result else "run")
+    if command != "run":
+        raise ConfigError(f"{path} is the result of noisesched {command}, not of a run; "
+                          f"repeat it with noisesched {command} (its options are in its "
+                          "'config')")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: its 'config' must be a table; got {data!r}")
+    return data
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:

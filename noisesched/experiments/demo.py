@@ -13,6 +13,7 @@ from pathlib import Path
 import jax
 
 from .. import metrics
+from .._output import check_output_folder, staged
 from .._validation import check_int, check_positive, check_real
 from ..interpolants import Interpolant
 from ..models import GaussianMixture
@@ -48,6 +49,7 @@ class DemoConfig:
 def run_demo(config: DemoConfig, out: str | Path, *, log=print) -> dict:
     """Run the four cases, print a table, write ``out/results.json`` and ``out/demo.png``."""
     config.validate()
+    out = check_output_folder(out)
     model = GaussianMixture.two_modes(d=config.d, p=config.p, m=config.m, sigma=config.sigma)
     setups = []
     for kind, name in CASES:  # build everything first: bad parameters fail before any solve
@@ -73,10 +75,11 @@ def run_demo(config: DemoConfig, out: str | Path, *, log=print) -> dict:
             f"{row['within_mode_var']:>10.4f} {row['within_mode_var_target']:>7.3f} "
             f"{row['coordinate_ks']:>6.3f} {elapsed:>8.2f}")
 
-    out = Path(out)
-    result = {"config": asdict(config), "results": rows, "environment": environment()}
-    save_figure(out / "demo.png", _figure(config, setups, rows))
-    write_json(out / "results.json", result)
+    result = {"command": "demo", "config": asdict(config), "results": rows,
+              "environment": environment()}
+    with staged(out) as stage:
+        save_figure(stage / "demo.png", _figure(config, setups, rows))
+        write_json(stage / "results.json", result)
     log(f"wrote {out / 'results.json'} and {out / 'demo.png'}")
     return result
 

@@ -23,6 +23,8 @@ import numpy as np
 
 from .. import theory
 from .._atomic import atomic_write
+from .._checkpoint import checkpoint_files
+from .._output import check_output_folder, staged
 from .._validation import check_bool, check_choice, check_int, check_real
 from ..interpolants import Interpolant
 from ..learning import (
@@ -286,9 +288,7 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
     into ``out``. ``out/checkpoint.eqx`` (with ``out/checkpoint.json``) is written during the
     fit; rerunning the same config into the same folder resumes from it (with identical
     results)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    out = check_output_folder(out, [path.name for path in checkpoint_files("checkpoint.eqx")])
     start_time = time.perf_counter()
     x64 = config.sample.dtype == "float64"
     baselines = _baselines(config, settings)
@@ -313,11 +313,24 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
             checkpoint=checkpoint, checkpoint_every=settings.checkpoint_every,
             fingerprint=fingerprint(config, settings), progress=progress)
         result = fit_schedule(loss, schedule, key, options, optimizer=optimizer)
+    # the result's files appear together, and only once all of them are written: a fit
+    # interrupted during its evaluation resumes from its finished checkpoint
+    with staged(out) as stage:
+        return _finish(config, settings, result, interp, baselines, stage,
+                       fit_seconds=time.perf_counter() - start_time, start_time=start_time,
+                       log=log)
+
+
+def _finish(config, settings, result, interp, baselines, stage: Path, *, fit_seconds: float,
+            start_time: float, log=print) -> dict:
+    """Save the learned schedule, evaluate it on fresh keys, draw it: the result's files, in
+    ``stage``."""
+    x64 = config.sample.dtype == "float64"
+    with jax.enable_x64(x64 or settings.loss == "exact"):
         schedule_file = save_schedule(
-            result.schedule, out / "schedule.json", interpolant=interp,
+            result.schedule, stage / "schedule.json", interpolant=interp,
             steps=config.solver.steps,
             metadata={"config": config.to_dict(), "fit": settings.to_dict()})
-    fit_seconds = time.perf_counter() - start_time
     with jax.enable_x64(x64):
         model, interp, _ = config.build()
         learned = load_schedule(schedule_file, interp)  # evaluate exactly what the file holds
@@ -326,8 +339,8 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
             evaluation = _evaluate_all(config, settings, model, interp, learned,
                                        initial_schedule(config, settings, interp),
                                        schedule_file, baselines)
-        save_figure(out / "schedules.png", _figure(config, model, interp, learned, settings,
-                                                   out / "schedules.npz"))
+        save_figure(stage / "schedules.png", _figure(config, model, interp, learned, settings,
+                                                     stage / "schedules.npz"))
     history = {
         "config": config.to_dict(),
         "fit": settings.to_dict(),
@@ -345,12 +358,12 @@ def run_fit(config: RunConfig, settings: FitSettings, out: str | Path, *, log=pr
     }
     text = (table(evaluation, model) if evaluation else
             f"no evaluation: {type(model).__name__} is not a data law (no features to measure)")
-    atomic_write(out / "evaluation.md",
+    atomic_write(stage / "evaluation.md",
                  lambda tmp: Path(tmp).write_text(f"# {config.name}: evaluation on fresh keys "
                                                   f"(n = {config.sample.n}, seed = "
                                                   f"{config.sample.seed})\n\n"
                                                   f"{text}\n"))
-    write_json(out / "history.json", history)
+    write_json(stage / "history.json", history)
     log(text)
     return history
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -13,11 +11,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._output import check_output_folder, staged
 from ..interpolants import Interpolant
 from ..models.base import check_data_law
 from ..sampling import SCAN_SOLVERS, sample_prior, solve
 from ..schedules import AbstractSchedule
-from ..streaming import ChunkStore, sample_summary
+from ..streaming import ChunkStore, check_memory, sample_summary, wait_interruptibly
 from . import figures
 from .config import RunConfig
 from .io import environment, resume_folder, write_json
@@ -51,9 +50,7 @@ def run_experiment(config: RunConfig, out: str | Path, *, log=print) -> dict:
     Each finished chunk of samples is kept in a hidden sibling folder (``.OUT.resume``) until
     the run succeeds: an interrupted run, started again with the same config and ``out``,
     solves only the chunks it had not finished."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    out = check_output_folder(out)
     x64 = config.sample.dtype == "float64"
     store = None
     if jax.process_count() == 1:  # several processes would write the same chunks
@@ -74,6 +71,11 @@ def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -
     dtype = jnp.float64 if config.sample.dtype == "float64" else jnp.float32
     key = jax.random.PRNGKey(config.sample.seed)
     options: dict[str, Any] = config.solver.options()
+    figures_on = config.output.figures
+    traj = min(config.output.trajectories, config.sample.n) if figures_on else 0
+    if traj:  # the observed paths are solved in one piece, on one device, after the samples
+        check_memory(model.d, traj, dtype, jax.devices()[:1], steps=config.solver.steps,
+                     adaptive=config.solver.adaptive, rows_name="output.trajectories")
     solve_start = time.perf_counter()
     resumed = len(store.starts()) if store is not None else 0
     if resumed:
@@ -85,8 +87,6 @@ def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -
     results = dict(streamed.metrics)
     results.update(exact_metrics(config))
     files = []
-    figures_on = config.output.figures
-    traj = min(config.output.trajectories, config.sample.n) if figures_on else 0
     if figures_on:
         title = (f"{config.name}: {config.model.name}, d={model.d}, {interp.kind} {interp.shape}, "
                  f"{config.schedule.name}, N={config.solver.steps} {config.solver.name}")
@@ -101,7 +101,8 @@ def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -
                 # the same numbers; diffrax's checks of saved times would be host callbacks,
                 # which keep a program out of the persistent compilation cache
                 options = dict(options, method="scan")
-            sol = solve(model, interp, schedule, x0, observe=observe, **options)
+            sol = wait_interruptibly(solve(model, interp, schedule, x0, observe=observe,
+                                           **options))
             assert sol.observables is not None
             overlaps, coordinates = sol.observables
             files += figures.save(stage, "trajectories", *figures.trajectories(
@@ -110,6 +111,7 @@ def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -
         if final is not None:
             files += figures.save(stage, "final", *final)
     result = {
+        "command": "run",
         "config": config.to_dict(),
         "metrics": results,
         "features": [f._asdict() for f in model.features],
@@ -130,22 +132,12 @@ def _run(config: RunConfig, stage: Path, log, store: ChunkStore | None = None) -
 
 @contextlib.contextmanager
 def _staging(out: Path):
-    """A temporary sibling folder whose files move into ``out`` only on success. In a
-    multi-process run only process 0 writes; the others' files are discarded."""
+    """A temporary sibling folder whose files replace those of the previous result in ``out``
+    only on success (``noisesched._output.staged``). In a multi-process run only process 0
+    writes; the others' files are discarded."""
     if jax.process_index() != 0:
         with tempfile.TemporaryDirectory() as scratch:
             yield Path(scratch)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    try:
+    with staged(out) as stage:
         yield stage
-        if out.exists():
-            for item in stage.iterdir():
-                os.replace(item, out / item.name)
-            stage.rmdir()
-        else:
-            os.replace(stage, out)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)

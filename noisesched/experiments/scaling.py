@@ -28,7 +28,6 @@ import json
 import math
 import shutil
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,14 @@ import numpy as np
 
 from .. import theory
 from .._atomic import claim_folder
+from .._output import check_output_folder, staged
 from .._progress import progress_bar
 from .._validation import check_choice, check_int, check_positive, check_real
 from ..interpolants import Interpolant
 from ..sampling import SCAN_SOLVERS
 from ..schedules import make
 from ..sweeps import sweep
-from .config import ConfigError, suggest
+from .config import ConfigError, check_name, read_toml, suggest
 from .io import environment, resume_folder, save_figure, write_json
 from .steps_needed import steps_needed_monte_carlo
 
@@ -82,6 +82,7 @@ class ScalingConfig:
         return {**dataclasses.asdict(self), "dims": list(self.dims), "cases": list(self.cases)}
 
     def __post_init__(self):
+        check_name(self.name)
         try:
             if not self.dims:
                 raise ConfigError("dims must list at least two dimensions")
@@ -126,13 +127,7 @@ class ScalingConfig:
 
 
 def load_scaling(path: str | Path) -> ScalingConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: malformed TOML: {err}") from None
+    data = read_toml(path)
     fields = {f.name for f in dataclasses.fields(ScalingConfig)}
     values = {}
     for key, value in data.items():
@@ -250,7 +245,7 @@ def run_scaling(config: ScalingConfig, out: str | Path, *, log=print) -> dict:
     of ``noisesched.sweep``), is kept in a hidden sibling folder (``.OUT.resume``) until the
     study succeeds: an interrupted study, started again with the same config and ``out``,
     computes only what it had not finished."""
-    out = Path(out)
+    out = check_output_folder(out)
     folder = resume_folder(out)
     if folder.exists():  # emptied if it holds the points of another config
         claim_folder(folder, config.to_dict())
@@ -287,9 +282,9 @@ def run_scaling(config: ScalingConfig, out: str | Path, *, log=print) -> dict:
               "rows": rows, "slopes": {c: s and s["slope"] for c, s in slopes.items()},
               "slope_errors": slopes, "seconds": time.perf_counter() - start,
               "environment": environment()}
-    out.mkdir(parents=True, exist_ok=True)
-    save_figure(out / "scaling.png", _figure(config, rows, slopes))
-    write_json(out / "scaling.json", result)
+    with staged(out) as stage:  # the result's files appear together
+        save_figure(stage / "scaling.png", _figure(config, rows, slopes))
+        write_json(stage / "scaling.json", result)
     shutil.rmtree(folder, ignore_errors=True)
     for case, fitted in slopes.items():
         log(f"{case:<16} slope of log N* on log d: " + _format_slope(fitted))

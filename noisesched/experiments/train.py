@@ -31,6 +31,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._checkpoint import checkpoint_files
+from .._output import check_output_folder, staged
 from .._validation import check_choice, check_int, check_real
 from ..learning import LR_SCHEDULES, OPTIMIZERS, make_optimizer
 from ..models.base import AbstractDataLaw, AbstractDenoiser
@@ -47,6 +49,7 @@ from .config import (
     Choice,
     ConfigError,
     check_choice_config,
+    check_name,
     choice_section,
     construct,
     merge,
@@ -152,8 +155,7 @@ class TrainConfig:
     train: TrainSettings = TrainSettings()
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"name must be a non-empty string; got {self.name!r}")
+        check_name(self.name)
         if self.model is None and not self.train.data_file:
             raise ConfigError("a train config needs a data law [model] or train.data_file")
         self.build()  # every constructor validates its arguments before training starts
@@ -327,9 +329,7 @@ def fingerprint(config: TrainConfig) -> str:
 def run_train(config: TrainConfig, out: str | Path, *, log=print, progress: bool = True
               ) -> dict[str, Any]:
     """Train, save the denoiser into ``out`` and measure it (see the module docstring)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    out = check_output_folder(out, [path.name for path in checkpoint_files("checkpoint.eqx")])
     start = time.perf_counter()
     settings = config.train
     law, data, network = config.build()
@@ -348,42 +348,43 @@ def run_train(config: TrainConfig, out: str | Path, *, log=print, progress: bool
                             sigma_data=settings.sigma_data or None, noise=settings.noise_law(),
                             options=options, optimizer=optimizer)
     train_seconds = time.perf_counter() - start
-    record: dict[str, Any] = {
-        "config": config.to_dict(),
-        "sigma_data": result.denoiser.sigma_data,
-        "parameters": int(sum(x.size for x in jax.tree.leaves(network)
-                              if hasattr(x, "size"))),
-        "loss": result.history,
-        "final_loss": float(np.mean(result.history[-max(1, len(result.history) // 20):])),
-    }
-    files = ["denoiser.eqx", "denoiser.json", "train.json", "loss.png", "checkpoint.eqx",
-             "checkpoint.json"]
-    exact = None if law is None else law.data_law()
-    if isinstance(exact, AbstractDenoiser):  # the exact denoiser of the training law
-        error = denoising_error(result.denoiser, exact, settings.levels(),
-                                jax.random.fold_in(jax.random.PRNGKey(settings.seed), 2),
-                                settings.eval_n)
-        record["denoising_error"] = {k: v.tolist() for k, v in error.items()}
-        save_figure(out / "denoising.png", _error_figure(error, config.name))
-        files.append("denoising.png")
-        finite = np.isfinite(error["ratio"])
-        if finite.any():
-            worst = int(np.nanargmax(error["ratio"]))
-            log(f"excess MSE / exact MMSE: at most {error['ratio'][worst]:.4f} ± "
-                f"{error['ratio_se'][worst]:.4f} (σ = {error['sigma'][worst]:.3g}) over "
-                f"{int(finite.sum())} noise levels")
-    save_figure(out / "loss.png", _loss_figure(result.history, config.name))
-    law_spec = config.to_dict().get("model")
-    save_denoiser(out, result.denoiser, law=law_spec,
-                  info={"name": config.name, "fingerprint": fingerprint(config),
-                        "steps": settings.steps})
-    record["timings"] = {"train_seconds": train_seconds,
-                         "total_seconds": time.perf_counter() - start}
-    record["files"] = files
-    record["environment"] = environment()
-    write_json(out / "train.json", record)
-    log(f"trained {record['parameters']} parameters for {settings.steps} steps in "
-        f"{train_seconds:.0f} s; final loss {record['final_loss']:.4f}")
+    with staged(out) as stage:  # the result's files appear together, once all are written
+        record: dict[str, Any] = {
+            "config": config.to_dict(),
+            "sigma_data": result.denoiser.sigma_data,
+            "parameters": int(sum(x.size for x in jax.tree.leaves(network)
+                                  if hasattr(x, "size"))),
+            "loss": result.history,
+            "final_loss": float(np.mean(result.history[-max(1, len(result.history) // 20):])),
+        }
+        files = ["denoiser.eqx", "denoiser.json", "train.json", "loss.png", "checkpoint.eqx",
+                 "checkpoint.json"]
+        exact = None if law is None else law.data_law()
+        if isinstance(exact, AbstractDenoiser):  # the exact denoiser of the training law
+            error = denoising_error(result.denoiser, exact, settings.levels(),
+                                    jax.random.fold_in(jax.random.PRNGKey(settings.seed), 2),
+                                    settings.eval_n)
+            record["denoising_error"] = {k: v.tolist() for k, v in error.items()}
+            save_figure(stage / "denoising.png", _error_figure(error, config.name))
+            files.append("denoising.png")
+            finite = np.isfinite(error["ratio"])
+            if finite.any():
+                worst = int(np.nanargmax(error["ratio"]))
+                log(f"excess MSE / exact MMSE: at most {error['ratio'][worst]:.4f} ± "
+                    f"{error['ratio_se'][worst]:.4f} (σ = {error['sigma'][worst]:.3g}) over "
+                    f"{int(finite.sum())} noise levels")
+        save_figure(stage / "loss.png", _loss_figure(result.history, config.name))
+        law_spec = config.to_dict().get("model")
+        save_denoiser(stage, result.denoiser, law=law_spec,
+                      info={"name": config.name, "fingerprint": fingerprint(config),
+                            "steps": settings.steps})
+        record["timings"] = {"train_seconds": train_seconds,
+                             "total_seconds": time.perf_counter() - start}
+        record["files"] = files
+        record["environment"] = environment()
+        write_json(stage / "train.json", record)
+        log(f"trained {record['parameters']} parameters for {settings.steps} steps in "
+            f"{train_seconds:.0f} s; final loss {record['final_loss']:.4f}")
     return record
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +63,8 @@ def export_schedule(schedule: AbstractSchedule, interp: Interpolant, steps: int,
 
 
 _FORMAT = "noisesched-schedule"
+#: The version of the schedule files this release writes and reads.
+_VERSION = 1
 
 
 def save_schedule(schedule: AbstractSchedule, path: str | os.PathLike, *,
@@ -90,8 +93,8 @@ def save_schedule(schedule: AbstractSchedule, path: str | os.PathLike, *,
         elif isinstance(value, jax.Array | np.ndarray):
             value = np.asarray(value, np.float64).tolist()
         fields[f.name] = value
-    data = {"format": _FORMAT, "version": 1, "family": names[type(schedule)], "fields": fields,
-            "metadata": metadata or {}}
+    data = {"format": _FORMAT, "version": _VERSION, "family": names[type(schedule)],
+            "fields": fields, "metadata": metadata or {}}
     if interpolant is not None and steps is not None:
         arrays = schedule_arrays(schedule, interpolant, steps)
         data["arrays"] = {k: [None if not np.isfinite(v) else float(v) for v in a]
@@ -105,6 +108,31 @@ def save_schedule(schedule: AbstractSchedule, path: str | os.PathLike, *,
     return atomic_write(path, write)
 
 
+def read_schedule_file(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """(family, fields) of a file written by ``save_schedule``, its format and version
+    checked."""
+    from .families import FAMILIES
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"schedule file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        if data.get("format") != _FORMAT:
+            raise ValueError(f"not a {_FORMAT} file (format = {data.get('format')!r})")
+        if data.get("version") != _VERSION:
+            raise ValueError(f"version {data.get('version')!r}, while this release of "
+                             f"noisesched reads version {_VERSION}")
+        family = data["family"]
+        if family not in FAMILIES:
+            raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+        fields = dict(data["fields"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError,
+            ValueError) as err:
+        raise ValueError(f"{path}: not a readable schedule file ({err})") from None
+    return family, fields
+
+
 def load_schedule(path: str | os.PathLike, interpolant: Interpolant | None = None
                   ) -> AbstractSchedule:
     """Read a schedule written by ``save_schedule``.
@@ -115,21 +143,12 @@ def load_schedule(path: str | os.PathLike, interpolant: Interpolant | None = Non
     """
     from .families import FAMILIES
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"schedule file {str(path)!r} does not exist")
+    family, fields = read_schedule_file(path)
     try:
-        data = json.loads(path.read_text())
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"not a {_FORMAT} file (format = {data.get('format')!r})")
-        family = data["family"]
-        if family not in FAMILIES:
-            raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-        fields = dict(data["fields"])
         if "interpolant" in fields:
             fields["interpolant"] = Interpolant(**fields["interpolant"])
         schedule = FAMILIES[family](**fields)
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a readable schedule file ({err})") from None
     if interpolant is not None and hasattr(schedule, "at"):
         schedule = schedule.at(interpolant)

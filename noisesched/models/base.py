@@ -264,13 +264,13 @@ class AbstractDataLaw(eqx.Module):
         for f in self.features:
             if f.key not in metrics:
                 continue
-            text = f"{f.label} {metrics[f.key]:.4f}"
+            text = f"{f.label} {_number(metrics[f.key])}"
             if f.se is not None and f.se in metrics:
-                text += f" ± {metrics[f.se]:.4f}"
+                text += f" ± {_number(metrics[f.se])}"
             if f.target is not None and f.target in metrics:
-                text += f" (target {metrics[f.target]:.4f})"
+                text += f" (target {_number(metrics[f.target])})"
             if f.exact is not None and f.exact in metrics:
-                text += f" [exact {metrics[f.exact]:.4f}]"
+                text += f" [exact {_number(metrics[f.exact])}]"
             parts.append(text)
         return ", ".join(parts)
 
@@ -280,6 +280,13 @@ class AbstractModel(AbstractDenoiser, AbstractDataLaw):
 
 
 # ----------------------------------------------------------------------------- helpers
+def _number(value: float) -> str:
+    """Four decimals, or four significant digits for a value that four decimals would show as
+    0 (a within-mode variance of σ² = 1e-6 is not "0.0000")."""
+    return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 or not math.isfinite(value) \
+        else f"{value:.4g}"
+
+
 def sample_rows(sample_one, key: PRNGKeyArray, start: int | Array, count: int) -> Array:
     """Rows ``start, …, start + count − 1`` of a batch whose row i is
     ``sample_one(fold_in(key, i))``; ``start`` may be traced (one compilation for every slice)."""

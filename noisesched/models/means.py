@@ -139,7 +139,7 @@ class ConstantMeans(AbstractMeans):
         return sums * self.levels.astype(sums.dtype)
 
     def sums_of_combination(self, w: Float[Array, "*batch K"]) -> Float[Array, "*batch 1"]:
-        return self.dimension * self._level(w)
+        return float(self.dimension) * self._level(w)
 
     def combine(self, w: Float[Array, "*batch K"]) -> Batch:
         return jnp.broadcast_to(self._level(w), (*w.shape[:-1], self.dimension))
@@ -158,11 +158,11 @@ class ConstantMeans(AbstractMeans):
 
     def norms_sq(self, dtype=None) -> Float[Array, " K"]:
         levels = self.levels if dtype is None else self.levels.astype(dtype)
-        return self.dimension * levels * levels
+        return float(self.dimension) * levels * levels
 
     def gram(self, dtype=None) -> Float[Array, "K K"]:
         levels = self.levels if dtype is None else self.levels.astype(dtype)
-        return self.dimension * levels[:, None] * levels[None, :]
+        return float(self.dimension) * levels[:, None] * levels[None, :]
 
 
 class SeededMeans(AbstractMeans):

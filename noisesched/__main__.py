@@ -1,0 +1,5 @@
+"""``python -m noisesched``: the command line."""
+
+from .cli import entry
+
+entry()
