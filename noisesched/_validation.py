@@ -1,22 +1,49 @@
 """Argument checks shared by every public constructor and entry point.
 
 Each check raises ``ValueError`` naming the parameter, its allowed range and the value received,
-before any array work. Values that are JAX tracers (a schedule built inside ``jit`` or ``grad``)
-cannot be inspected and pass through unchecked.
+before any array work. A value that is a JAX tracer (a model or schedule built inside ``jit`` or
+``grad``) cannot be inspected on the host: ``check_real`` and ``check_at_run_time`` return it
+behind ``eqx.error_if``, which raises the same message when the compiled program runs, so a
+constructor keeps the value they return.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import operator
 from collections.abc import Iterable
+from typing import Any
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+#: The dtypes of states and samples.
+FLOAT_DTYPES = ("float32", "float64")
 
 
 def _is_traced(value) -> bool:
     return isinstance(value, jax.core.Tracer)
+
+
+def is_traced(tree) -> bool:
+    """Whether any leaf of ``tree`` (a value, a list of values, a module) is a JAX tracer."""
+    return any(_is_traced(leaf) for leaf in jax.tree.leaves(tree))
+
+
+def check_at_run_time(value: Any, bad: Any, message: str) -> Any:
+    """``value`` behind ``eqx.error_if(value, bad, message)``: the check of a traced value,
+    which raises ``message`` when the compiled program runs and ``bad`` holds. Keep the returned
+    value (a check whose result is unused is compiled away)."""
+    return eqx.error_if(value, bad, message)
+
+
+def describe(value: Any) -> str:
+    """What was passed, in a few words for an error message: its type and a short repr."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def _as_float(name: str, value) -> float:
@@ -34,24 +61,37 @@ def _as_float(name: str, value) -> float:
     return out
 
 
-def check_real(name: str, value, lo: float = -math.inf, hi: float = math.inf, *,
-               lo_open: bool = True, hi_open: bool = True) -> None:
-    """Check ``value`` is a real scalar in the interval (lo, hi), ends open or closed."""
+def check_real(name: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *,
+               lo_open: bool = True, hi_open: bool = True) -> Any:
+    """Check ``value`` is a real scalar in the interval (lo, hi), ends open or closed, and
+    return it. A traced scalar comes back behind ``check_at_run_time`` (same message, raised
+    when the program runs): keep the returned value."""
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    interval = f"{left}{_fmt(lo)}, {_fmt(hi)}{right}"
     if _is_traced(value):
-        return
+        if value.ndim != 0:
+            raise ValueError(f"{name} must be a scalar; got an array of shape {value.shape}")
+        below = value <= lo if lo_open else value < lo
+        above = value >= hi if hi_open else value > hi
+        bad = below | above | ~jnp.isfinite(value)  # nan fails every comparison
+        message = (f"{name} must be a finite real number; got nan or inf (a traced value)"
+                   if math.isinf(lo) and math.isinf(hi) else
+                   f"{name} must be in {interval}; got a traced value outside it (or nan)")
+        return check_at_run_time(value, bad, message)
     x = _as_float(name, value)
     if not math.isfinite(x):
         raise ValueError(f"{name} must be finite; got {value!r}")
     below = x <= lo if lo_open else x < lo
     above = x >= hi if hi_open else x > hi
     if below or above:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        raise ValueError(f"{name} must be in {left}{_fmt(lo)}, {_fmt(hi)}{right}; got {value!r}")
+        raise ValueError(f"{name} must be in {interval}; got {value!r}")
+    return value
 
 
-def check_positive(name: str, value) -> None:
-    check_real(name, value, 0.0, math.inf)
+def check_positive(name: str, value: Any) -> Any:
+    """``check_real`` on (0, ∞); returns the value (see ``check_real``)."""
+    return check_real(name, value, 0.0, math.inf)
 
 
 #: The largest integer any check accepts: beyond it no array library holds the value.
@@ -59,13 +99,41 @@ INT64_MAX = 2**63 - 1
 
 
 def check_int(name: str, value, lo: int = 1, hi: int | None = None) -> None:
-    """Check ``value`` is an integer with lo <= value (<= hi, and always <= 2^63 − 1)."""
+    """Check ``value`` is an integer (a Python or NumPy integer, not a bool) with
+    lo <= value (<= hi, and always <= 2^63 − 1)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
     if value < lo or value > (INT64_MAX if hi is None else hi):
         rng = (f">= {lo}" if value < lo else f"in [{lo}, 2^63 - 1]") if hi is None \
             else f"in [{lo}, {hi}]"
         raise ValueError(f"{name} must be an integer {rng}; got {value!r}")
+
+
+def as_int(name: str, value, lo: int = 1, hi: int | None = None) -> int:
+    """``check_int``, then the value as a Python int (``operator.index``): a NumPy integer
+    such as ``np.int64(10)`` becomes the int that a static argument (a step count, a shape)
+    needs."""
+    check_int(name, value, lo, hi)
+    return operator.index(value)
+
+
+def as_dtype(name: str, dtype: Any):
+    """The floating dtype of states and samples: ``None`` for JAX's default float, else one
+    of ``FLOAT_DTYPES`` (a name or a NumPy/JAX dtype); float64 needs 64-bit mode."""
+    if dtype is None:
+        return jnp.dtype(jnp.result_type(float))
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        out = None
+    if out is None or out.name not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, FLOAT_DTYPES))} (or None "
+                         f"for JAX's default float); got {dtype!r}")
+    if out == np.float64 and jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
+        raise ValueError(f"{name} float64 needs JAX's 64-bit mode: call inside "
+                         "`with jax.enable_x64(True):` or set JAX_ENABLE_X64=1 before importing "
+                         "jax")
+    return jnp.dtype(out)
 
 
 def check_bool(name: str, value) -> None:

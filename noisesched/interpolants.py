@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ._validation import check_choice, check_int
-from .schedules import AbstractSchedule, tau_of_noise_ratio
+from .schedules import AbstractSchedule, check_schedule, tau_of_noise_ratio
 
 __all__ = ["Interpolant", "Coefficients", "KINDS", "SHAPES"]
 
@@ -94,6 +94,7 @@ class Interpolant(eqx.Module):
 
     def coefficients(self, schedule: AbstractSchedule, t: ArrayLike) -> Coefficients:
         """α, β, β̇, α², α α̇ (and α̇ as a property) at scalar ``t``; derivatives by ``jax.jvp``."""
+        check_schedule(schedule)  # every drift, denoiser and solve asks for coefficients here
         t = jnp.asarray(t)
 
         def curves(s):
@@ -108,11 +109,13 @@ class Interpolant(eqx.Module):
     def prior_scale(self, schedule: AbstractSchedule) -> Array:
         """α(0), the scale of the prior X_0 = α(0) z: α0 for a schedule from pure noise
         (τ(0) = 0), less for one that starts at a finite noise level (τ(0) > 0)."""
+        check_schedule(schedule)
         t0 = jnp.zeros((), jnp.result_type(float))
         return self.alpha(schedule(t0), schedule.complement(t0))
 
     def noise_ratio(self, schedule: AbstractSchedule, t: ArrayLike) -> Array:
         """σ(t) = α/β, the noise level of score-based samplers (∞ at t = 0)."""
+        check_schedule(schedule)
         t = jnp.asarray(t)
         tau = schedule(t)
         return self.alpha(tau, schedule.complement(t)) / tau

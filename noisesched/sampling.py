@@ -41,7 +41,7 @@ from ._solve.fused import FusedEuler
 from ._solve.integrate import integrate
 from ._solve.options import Observe, Options
 from ._solve.pallas_kernel import PALLAS_SOLVERS
-from ._solve.problem import Problem, has_statistics
+from ._solve.problem import Problem, check_problem, has_statistics
 from ._solve.row_blocks import auto_row_block, keeps_elementwise
 from ._solve.solution import Solution
 from ._solve.solvers import (
@@ -53,18 +53,20 @@ from ._solve.solvers import (
     canonical,
     registry_name,
 )
+from ._typing import IntLike
 from ._validation import (
+    as_dtype,
+    as_int,
     check_bool,
     check_choice,
     check_floating,
-    check_int,
     check_key,
     check_positive,
     check_real,
 )
 from .interpolants import Interpolant
 from .models.base import AbstractDenoiser, sample_rows
-from .schedules import AbstractSchedule
+from .schedules import AbstractSchedule, check_schedule
 
 __all__ = ["Solution", "sample", "solve", "sample_prior", "first_nonfinite", "MaxStepsReached",
            "SOLVERS", "ADAPTIVE_SOLVERS", "NOISE_LEVEL_SOLVERS", "FusedEuler"]
@@ -74,20 +76,23 @@ FINAL_STEPS = ("auto", "euler", "solver")
 
 
 def sample_prior(
-    interp: Interpolant, key: PRNGKeyArray, n: int, dtype: Any = None, *,
-    start: int | Int[Array, ""] = 0, schedule: AbstractSchedule | None = None,
+    interp: Interpolant, key: PRNGKeyArray, n: IntLike, dtype: Any = None, *,
+    start: IntLike | Int[Array, ""] = 0, schedule: AbstractSchedule | None = None,
 ) -> Float[Array, "n d"]:
     """X_0 = α(0) z, z ~ N(0, I_d), shape (n, d): rows ``start, …, start + n − 1`` of the batch
-    drawn from ``key``. Row i depends only on ``fold_in(key, i)``, so a large batch can be drawn
-    in slices that together equal the batch drawn at once.
+    drawn from ``key``, in ``dtype`` (``"float32"``, ``"float64"`` or None: JAX's default
+    float). Row i depends only on ``fold_in(key, i)``, so a large batch can be drawn in slices
+    that together equal the batch drawn at once.
 
     α(0) = α0 (``interp.alpha0``) for every schedule from pure noise; pass the ``schedule``
     where it may start at a finite noise level (τ(0) > 0, ``Interpolant.prior_scale``)."""
-    check_int("n", n, lo=1)
+    n = as_int("n", n, lo=1)
     check_key("key", key)
     if not isinstance(start, jax.Array):
-        check_int("start", start, lo=0)
-    dtype = jnp.result_type(float) if dtype is None else dtype
+        start = as_int("start", start, lo=0)
+    dtype = as_dtype("dtype", dtype)
+    if schedule is not None:
+        check_schedule(schedule)
     scale = (interp.alpha0 if schedule is None
              else interp.prior_scale(schedule).astype(dtype))
 
@@ -151,9 +156,7 @@ def _check_adaptive_solver(solver: SolverLike) -> None:
             f"diffrax.AbstractAdaptiveSolver such as diffrax.Tsit5(); got {_given(solver)}")
 
 
-def _check_options(*, steps, solver, method, adaptive, rtol, atol, final_step, terminal_dt
-                   ) -> None:
-    check_int("steps", steps, lo=1)
+def _check_options(*, solver, method, adaptive, rtol, atol, final_step, terminal_dt) -> None:
     _check_solver(solver)
     check_choice("method", method, METHODS)
     check_choice("final_step", final_step, FINAL_STEPS)
@@ -197,9 +200,7 @@ def _resolve_row_block(row_block, model: AbstractDenoiser, x0: Array, *, adaptiv
     return int(row_block)
 
 
-def _check_problem(model: AbstractDenoiser, interp: Interpolant, x0: Array) -> None:
-    if interp.d != model.d:
-        raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
+def _check_states(model: AbstractDenoiser, x0: Array) -> None:
     if x0.ndim != 2 or x0.shape[1] != model.d:
         raise ValueError(f"x0 must have shape (n, d) = (n, {model.d}); got {tuple(x0.shape)}")
     check_floating("x0", x0)
@@ -211,19 +212,19 @@ def solve(
     schedule: AbstractSchedule,
     x0: Float[Array | np.ndarray, "n d"],
     *,
-    steps: int = 100,
+    steps: IntLike = 100,
     solver: str | diffrax.AbstractSolver = "euler",
     method: str = "diffrax",
     adaptive: bool = False,
     rtol: float = 1e-4,
     atol: float = 1e-4,
-    max_steps: int = 16_384,
+    max_steps: IntLike = 16_384,
     observe: Observe | str | None = None,
     final_step: str = "auto",
     terminal_dt: float = 1e-3,
     adjoint: diffrax.AbstractAdjoint | None = None,
-    checkpoints: int | None = None,
-    row_block: int | str | None = "auto",
+    checkpoints: IntLike | None = None,
+    row_block: IntLike | str | None = "auto",
     check_finite: bool = True,
 ) -> Solution:
     """Integrate the probability-flow ODE from X_0 = ``x0`` at t = 0 to t = 1.
@@ -231,10 +232,13 @@ def solve(
     Args:
         model: the data law.
         interp: the interpolant.
-        schedule: the schedule τ(t).
+        schedule: the schedule τ(t). Outside ``jit``, τ is checked on a grid of times
+            (``noisesched.schedules.check_convention``): a warning if it leaves [0, 1],
+            decreases or misses τ(1) = 1.
         x0: initial states, shape (n, d) (see ``sample_prior``).
         steps: N, the number of intervals of the uniform grid t_i = i/N (fixed-step solves), or
-            of the grid on which ``observe`` is saved (adaptive solves).
+            of the grid on which ``observe`` is saved (adaptive solves): an integer (Python or
+            NumPy).
         solver: one of ``SOLVERS``, or a diffrax solver instance (``diffrax.Tsit5()``; a default
             instance of a class of ``SOLVERS`` gives the numbers of its name, any other is
             passed to diffrax as it is); ``method="scan"`` accepts ``"euler"`` and ``"heun"``
@@ -279,10 +283,14 @@ def solve(
     Both checks need concrete values: inside ``jit`` or ``grad`` they are skipped, and
     ``Solution.reached_end`` and ``jnp.isfinite(Solution.x)`` tell the same.
     """
+    # inside jit (traced states) the schedule's values are not checked: that is the caller's
+    check_problem(model, interp, schedule, convention=not isinstance(x0, jax.core.Tracer),
+                  stacklevel=2)
     x0 = jnp.asarray(x0)
-    _check_options(steps=steps, solver=solver, method=method, adaptive=adaptive, rtol=rtol,
+    steps = as_int("steps", steps, lo=1)
+    _check_options(solver=solver, method=method, adaptive=adaptive, rtol=rtol,
                    atol=atol, final_step=final_step, terminal_dt=terminal_dt)
-    _check_problem(model, interp, x0)
+    _check_states(model, x0)
     if method == "pallas":
         if observe is not None:
             raise ValueError("method='pallas' keeps only X_1 (observe=None); use method='scan' "
@@ -291,10 +299,10 @@ def solve(
             raise ValueError(f"method='pallas' needs a model with a statistics form (the exact "
                              f"mixture, Curie–Weiss); {type(model).__name__} has "
                              "none: use method='scan' or 'diffrax'")
-    check_int("max_steps", max_steps, lo=1)
+    max_steps = as_int("max_steps", max_steps, lo=1)
     check_bool("check_finite", check_finite)
     if checkpoints is not None:
-        check_int("checkpoints", checkpoints, lo=1)
+        checkpoints = as_int("checkpoints", checkpoints, lo=1)
         if adjoint is not None and method == "diffrax":
             raise ValueError("give checkpoints or adjoint, not both (checkpoints sets "
                              "adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints))")
@@ -332,17 +340,20 @@ def sample(
     interp: Interpolant,
     schedule: AbstractSchedule,
     key: PRNGKeyArray,
-    n: int,
-    steps: int = 100,
+    n: IntLike,
+    steps: IntLike = 100,
     solver: str | diffrax.AbstractSolver = "euler",
     *,
+    dtype: Any = None,
     devices: int | Sequence[jax.Device] | None = None,
     shard: str | None = None,
     **options: Any,
 ) -> Float[Array, "n d"]:
     """Draw ``n`` samples X_1 of shape (n, d): prior noise from ``key``, then ``solve``.
 
-    ``options`` are passed to ``solve``. The same key and arguments give the same samples.
+    ``dtype``: of the prior noise and so of the whole solve, ``"float32"`` or ``"float64"``
+    (float64 needs ``jax.enable_x64``); None: JAX's default float. ``options`` are passed to
+    ``solve``. The same key and arguments give the same samples.
 
     Several devices: with ``devices`` or ``shard`` given, the batch is drawn and solved as one
     chunk of ``noisesched.streaming.sample_chunks`` over ``devices`` (``None``: all visible),
@@ -352,16 +363,17 @@ def sample(
     are the unsharded rows (``"coordinates"``: up to the float rounding of sums over
     coordinates). ``observe`` is then not available.
     """
-    check_int("n", n, lo=1)
+    n = as_int("n", n, lo=1)
     check_key("key", key)
-    if interp.d != model.d:
-        raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
+    check_problem(model, interp, schedule, convention=False)  # solve checks the values
+    steps = as_int("steps", steps, lo=1)
+    dtype = as_dtype("dtype", dtype)
     if devices is not None or shard is not None:
         from .streaming import sample_chunks  # streaming builds on this module
 
         chunk = next(sample_chunks(model, interp, schedule, key, n, steps=steps, solver=solver,
                                    chunk_size=n, devices=devices, shard=shard or "rows",
-                                   **options))
+                                   dtype=dtype, **options))
         return chunk.x
-    x0 = sample_prior(interp, key, n, schedule=schedule)
+    x0 = sample_prior(interp, key, n, dtype, schedule=schedule)
     return solve(model, interp, schedule, x0, steps=steps, solver=solver, **options).x

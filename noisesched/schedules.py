@@ -36,7 +36,15 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from ._typing import ArrayOrSequence, RealLike
-from ._validation import check_choice, check_int, check_positive, check_real
+from ._validation import (
+    check_at_run_time,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+    describe,
+    is_traced,
+)
 
 
 @runtime_checkable
@@ -83,6 +91,9 @@ __all__ = [
     "value_and_derivative",
     "tau_of_noise_ratio",
     "ScheduleKindWarning",
+    "ScheduleConventionWarning",
+    "check_schedule",
+    "check_convention",
     "NAMES",
     "REGISTRY",
 ]
@@ -152,9 +163,10 @@ def _sqrt_nonneg(x):
     return jnp.sqrt(jnp.maximum(x, 0.0))
 
 
-def _check_dilation(d, k) -> None:
+def _check_dilation(d, k):
+    """κ = k/√d in (0, 1): returns ``k`` (behind a run-time check if it is traced)."""
     check_int("d", d, lo=1)
-    check_real("k", k, 0.0, math.sqrt(d))
+    return check_real("k", k, 0.0, math.sqrt(d))
 
 
 class Constant(AbstractSchedule):
@@ -177,8 +189,8 @@ class VPDilated(AbstractSchedule):
     d: int = eqx.field(static=True)
     k: RealLike
 
-    def __check_init__(self):
-        _check_dilation(self.d, self.k)
+    def __post_init__(self):
+        self.k = _check_dilation(self.d, self.k)
 
     @property
     def jump_times(self) -> tuple[float, ...]:
@@ -205,8 +217,8 @@ class VEDilated(AbstractSchedule):
     d: int = eqx.field(static=True)
     k: RealLike
 
-    def __check_init__(self):
-        _check_dilation(self.d, self.k)
+    def __post_init__(self):
+        self.k = _check_dilation(self.d, self.k)
 
     @property
     def jump_times(self) -> tuple[float, ...]:
@@ -233,8 +245,8 @@ class VEDilatedTrig(AbstractSchedule):
     d: int = eqx.field(static=True)
     k: RealLike
 
-    def __check_init__(self):
-        _check_dilation(self.d, self.k)
+    def __post_init__(self):
+        self.k = _check_dilation(self.d, self.k)
 
     @property
     def jump_times(self) -> tuple[float, ...]:
@@ -264,12 +276,12 @@ class Cosine(AbstractSchedule):
     t = 1 for the linear shape.
     """
 
-    alpha0: float
+    alpha0: RealLike
     shape: str = eqx.field(static=True)
     offset: float = eqx.field(static=True, default=0.0)
 
-    def __check_init__(self):
-        check_positive("alpha0", self.alpha0)
+    def __post_init__(self):
+        self.alpha0 = check_positive("alpha0", self.alpha0)
         check_choice("shape", self.shape, ("linear", "trig"))
         check_real("offset", self.offset, 0.0, 1.0, lo_open=False)
 
@@ -312,16 +324,22 @@ class AbstractNoiseLevels(AbstractSchedule):
     operations at every t (so that τ(0) = 0 and τ(1) = 1 exactly).
     """
 
-    alpha0: float
+    alpha0: RealLike
     shape: str = eqx.field(static=True)
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
+    sigma_min: RealLike = 0.002
+    sigma_max: RealLike = 80.0
 
-    def __check_init__(self):
-        check_positive("alpha0", self.alpha0)
+    def __post_init__(self):
+        self.alpha0 = check_positive("alpha0", self.alpha0)
         check_choice("shape", self.shape, ("linear", "trig"))
-        check_positive("sigma_min", self.sigma_min)
-        check_real("sigma_max", self.sigma_max, float(self.sigma_min), math.inf)
+        self.sigma_min = check_positive("sigma_min", self.sigma_min)
+        if is_traced(self.sigma_min):
+            self.sigma_max = check_at_run_time(
+                jnp.asarray(self.sigma_max), ~(self.sigma_max > self.sigma_min),
+                "sigma_max must be greater than sigma_min; got traced values that are not")
+        else:
+            self.sigma_max = check_real("sigma_max", self.sigma_max, float(self.sigma_min),
+                                        math.inf)
 
     @abc.abstractmethod
     def levels(self, t: ArrayLike) -> Array:
@@ -361,10 +379,11 @@ class Karras(AbstractNoiseLevels):
     σ(t) = ((1 − t) σ_max^(1/ρ) + t σ_min^(1/ρ))^ρ, equal steps in σ^(1/ρ).
     """
 
-    rho: float = 7.0
+    rho: RealLike = 7.0
 
-    def __check_init__(self):
-        check_positive("rho", self.rho)
+    def __post_init__(self):
+        super().__post_init__()
+        self.rho = check_positive("rho", self.rho)
 
     def levels(self, t):
         t = jnp.asarray(t)
@@ -506,15 +525,15 @@ def cosine(interpolant: InterpolantLike, offset: float = 0.0) -> Cosine:
     return Cosine(alpha0=interpolant.alpha0, shape=interpolant.shape, offset=offset)
 
 
-def log_snr_uniform(interpolant: InterpolantLike, sigma_min: float = 0.002,
-                    sigma_max: float = 80.0) -> LogSNRUniform:
+def log_snr_uniform(interpolant: InterpolantLike, sigma_min: RealLike = 0.002,
+                    sigma_max: RealLike = 80.0) -> LogSNRUniform:
     """Noise levels uniform in log-SNR (DPM-Solver's default), for ``interpolant``."""
     return LogSNRUniform(alpha0=interpolant.alpha0, shape=interpolant.shape,
                          sigma_min=sigma_min, sigma_max=sigma_max)
 
 
-def arctan_levels(interpolant: InterpolantLike, sigma_min: float = 0.002,
-                  sigma_max: float = 80.0) -> ArctanLevels:
+def arctan_levels(interpolant: InterpolantLike, sigma_min: RealLike = 0.002,
+                  sigma_max: RealLike = 80.0) -> ArctanLevels:
     """The arctangent ("KL-optimal") law of noise levels, for ``interpolant``."""
     return ArctanLevels(alpha0=interpolant.alpha0, shape=interpolant.shape,
                         sigma_min=sigma_min, sigma_max=sigma_max)
@@ -522,9 +541,9 @@ def arctan_levels(interpolant: InterpolantLike, sigma_min: float = 0.002,
 
 def karras(
     interpolant: InterpolantLike,
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
-    rho: float = 7.0,
+    sigma_min: RealLike = 0.002,
+    sigma_max: RealLike = 80.0,
+    rho: RealLike = 7.0,
 ) -> Karras:
     """EDM ρ-schedule of noise levels expressed for ``interpolant`` (its α0 and shape)."""
     return Karras(
@@ -538,6 +557,80 @@ def karras(
 
 class ScheduleKindWarning(UserWarning):
     """A dilated schedule used with the kind of interpolant it was not made for."""
+
+
+class ScheduleConventionWarning(UserWarning):
+    """A schedule whose values break the convention: τ nondecreasing from [0, 1] to [0, 1],
+    τ(1) = 1 (``check_convention``)."""
+
+
+#: The points t = i/(CHECK_POINTS − 1) at which ``check_convention`` evaluates τ.
+CHECK_POINTS = 257
+
+
+def _given(value: Any) -> str:
+    """What was passed where a schedule was expected, in a few words."""
+    if isinstance(value, str):
+        hint = (f"; for a schedule by name use noisesched.schedules.make({value!r}, interp)"
+                if value in REGISTRY else "")
+        return f"the string {value!r}{hint}"
+    if callable(value) and not isinstance(value, eqx.Module):
+        name = getattr(value, "__qualname__", type(value).__name__)
+        return (f"the function {name} (a schedule is a subclass of AbstractSchedule with "
+                "__call__(t) -> τ)")
+    return describe(value)
+
+
+def check_schedule(schedule: Any, name: str = "schedule") -> AbstractSchedule:
+    """Check that ``schedule`` is an ``AbstractSchedule`` (``TypeError`` naming ``name``, what
+    was given and what is expected) and return it. Cheap: it inspects the type only."""
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(f"{name} must be a noisesched.schedules.AbstractSchedule, such as "
+                        "noisesched.schedules.vp_dilated(d) or noisesched.schedules.make(name, "
+                        f"interp); got {_given(schedule)}")
+    return schedule
+
+
+def check_convention(schedule: AbstractSchedule, stacklevel: int = 2) -> None:
+    """Warn (``ScheduleConventionWarning``, naming the class and the failing value) if τ, on
+    ``CHECK_POINTS`` equally spaced times, leaves [0, 1], decreases, or misses τ(1) = 1, within
+    a tolerance of the float rounding; raise ``ValueError`` if it is nan or inf somewhere.
+
+    τ(0) > 0 is allowed: a truncated start at a finite noise level (see ``AbstractSchedule``).
+    A schedule with traced leaves (inside ``jit`` or ``grad``) is not checked, so a compiled
+    program never evaluates τ on the grid; a concrete one is evaluated once, at trace time.
+    """
+    if is_traced(schedule):
+        return
+    dtype = jnp.result_type(float)
+    with jax.ensure_compile_time_eval():
+        times = jnp.linspace(0.0, 1.0, CHECK_POINTS, dtype=dtype)
+        tau = np.asarray(jax.vmap(schedule)(times), np.float64)
+    ts = np.asarray(times, np.float64)
+    cls = type(schedule).__name__
+    bad = ~np.isfinite(tau)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"schedule {cls} gives τ({ts[i]:.4g}) = {tau[i]}; a schedule must be "
+                         "finite on [0, 1]")
+    tol = 1e-5 if dtype == jnp.float32 else 1e-9
+    problems = []
+    if abs(tau[-1] - 1.0) > tol:
+        problems.append(f"τ(1) = {tau[-1]:.6g}, not 1 (the solve ends at α(1) > 0, not at the "
+                        "data)")
+    outside = (tau < -tol) | (tau > 1.0 + tol)
+    if outside.any():
+        i = int(np.argmax(outside))
+        problems.append(f"τ({ts[i]:.4g}) = {tau[i]:.6g} is outside [0, 1]")
+    steps = np.diff(tau)
+    j = int(np.argmin(steps))
+    if steps[j] < -tol:
+        problems.append(f"τ decreases from τ({ts[j]:.4g}) = {tau[j]:.6g} to "
+                        f"τ({ts[j + 1]:.4g}) = {tau[j + 1]:.6g}")
+    if problems:
+        warnings.warn(f"schedule {cls} breaks the convention τ: [0, 1] → [0, 1] nondecreasing "
+                      f"with τ(1) = 1: {'; '.join(problems)}", ScheduleConventionWarning,
+                      stacklevel=stacklevel + 1)
 
 
 #: the kind of interpolant each dilated schedule is made for

@@ -47,8 +47,10 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import metrics
 from ._atomic import atomic_write, claim_folder
+from ._solve.problem import check_problem
 from ._solve.solvers import SolverLike
-from ._validation import check_choice, check_int, check_real
+from ._typing import IntLike
+from ._validation import as_dtype, as_int, check_choice, check_int, check_real
 from .interpolants import Interpolant
 from .models.base import AbstractDenoiser, check_data_law
 from .sampling import all_finite, max_steps_error, nonfinite_error, sample_prior, solve
@@ -325,8 +327,6 @@ def _plan(model, interp, n: int, dtype, chunk_size: int | None, devices, options
     """Validate the arguments; rows per chunk and the devices."""
     check_int("n", n, lo=1)
     check_choice("shard", shard, SHARDS)
-    if interp.d != model.d:
-        raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
     if "observe" in options:
         raise ValueError("observe is not available chunk by chunk; call noisesched.solve on "
                          "the rows to observe")
@@ -345,6 +345,15 @@ def _plan(model, interp, n: int, dtype, chunk_size: int | None, devices, options
         _check_coordinate_split(d, devs)
     check_memory(d, rows, dtype, devs, steps=steps, adaptive=bool(options.get("adaptive")))
     return rows, devs
+
+
+def _solve_options(options: dict[str, Any], steps, solver) -> dict[str, Any]:
+    """``solve``'s options for every chunk, NumPy integers as Python ints: the compiled chunk
+    takes its options as arguments, and would trace a NumPy integer (a step count) that
+    ``solve`` needs as a number."""
+    out = {key: int(value) if isinstance(value, np.integer) else value
+           for key, value in options.items()}
+    return dict(out, steps=as_int("steps", steps, lo=1), solver=solver)
 
 
 class Chunk(NamedTuple):
@@ -381,9 +390,9 @@ def sample_chunks(
     interp: Interpolant,
     schedule: AbstractSchedule,
     key: PRNGKeyArray,
-    n: int,
+    n: IntLike,
     *,
-    steps: int = 100,
+    steps: IntLike = 100,
     solver: SolverLike = "euler",
     chunk_size: int | None = None,
     devices: int | Sequence[jax.Device] | None = None,
@@ -404,7 +413,8 @@ def sample_chunks(
         shard: ``"rows"`` (each device solves whole rows) or ``"coordinates"`` (each device
             holds a slice of the d coordinates of every row, for a d too large for one device;
             d must be divisible by the device count). Every ``chunk.x`` is sharded so.
-        dtype: dtype of the states (default JAX's default float).
+        dtype: dtype of the states, ``"float32"`` or ``"float64"`` (float64 needs
+            ``jax.enable_x64``); None: JAX's default float.
         **options: passed to ``noisesched.solve``.
 
     Raises:
@@ -419,11 +429,13 @@ def sample_chunks(
     so rows equal the unsharded rows up to float rounding (tested to about 1e-5 relative in
     float32).
     """
-    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
-    rows, devs = _plan(model, interp, n, dtype, chunk_size, devices, dict(options, steps=steps),
-                       shard)
-    for chunk in _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype,
-                                dict(options, steps=steps, solver=solver), shard=shard):
+    check_problem(model, interp, schedule, stacklevel=2)
+    n = as_int("n", n, lo=1)
+    dtype = as_dtype("dtype", dtype)
+    options = _solve_options(options, steps, solver)
+    rows, devs = _plan(model, interp, n, dtype, chunk_size, devices, options, shard)
+    for chunk in _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype, options,
+                                shard=shard):
         yield chunk._replace(x=chunk.x[: min(rows, n - chunk.start)])
 
 
@@ -453,9 +465,9 @@ def sample_summary(
     interp: Interpolant,
     schedule: AbstractSchedule,
     key: PRNGKeyArray,
-    n: int,
+    n: IntLike,
     *,
-    steps: int = 100,
+    steps: IntLike = 100,
     solver: SolverLike = "euler",
     chunk_size: int | None = None,
     devices: int | Sequence[jax.Device] | None = None,
@@ -480,15 +492,17 @@ def sample_summary(
             the step and time at which its solve left the finite numbers.
         MaxStepsReached: an adaptive solve ran out of ``max_steps``.
     """
+    check_problem(model, interp, schedule, stacklevel=2)
+    n = as_int("n", n, lo=1)
     law = check_data_law(model, "sample_summary")
-    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    dtype = as_dtype("dtype", dtype)
+    options = _solve_options(options, steps, solver)
     check_int("max_values", max_values, lo=1)
     if store is not None and not isinstance(store, ChunkStore):
         raise ValueError(f"store must be a noisesched.ChunkStore or None; got {store!r}")
     if store is not None and not chunk_size:
         chunk_size = store.chunk_size()
-    rows, devs = _plan(model, interp, n, dtype, chunk_size, devices, dict(options, steps=steps),
-                       shard)
+    rows, devs = _plan(model, interp, n, dtype, chunk_size, devices, options, shard)
     parts: dict[int, dict[str, np.ndarray]] = {}
     num_steps = 0
     if store is not None:
@@ -500,8 +514,8 @@ def sample_summary(
     todo = [start for start in range(0, n, rows) if start not in parts]
     # the last chunk keeps its padding rows here: every chunk is summarised with one shape, so
     # each row's sums come out the same whatever the chunk size
-    for chunk in _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype,
-                                dict(options, steps=steps, solver=solver), todo, shard):
+    for chunk in _padded_chunks(model, interp, schedule, key, n, rows, devs, dtype, options,
+                                todo, shard):
         stats = metrics.row_statistics(law, chunk.x, start=chunk.start, total=n,
                                        max_values=max_values)
         parts[chunk.start] = stats

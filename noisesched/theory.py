@@ -32,9 +32,10 @@ from jaxtyping import Array, ArrayLike, Float, Int
 from ._solve.grid import Step, on_kink
 from ._solve.noise_level import NOISE_LEVEL_STEPS
 from ._solve.stepping import STEP_METHODS, EulerStep, HeunStep
-from ._validation import check_choice, check_int, check_positive, check_real
+from ._typing import IntLike, RealLike, RealScalar
+from ._validation import as_int, check_choice, check_int, check_positive, check_real, is_traced
 from .interpolants import Coefficients, Interpolant
-from .schedules import AbstractSchedule
+from .schedules import AbstractSchedule, check_schedule
 
 __all__ = ["TwoModeReduction", "reduced_solve", "gm_oracle", "ORACLE_SOLVERS"]
 
@@ -46,7 +47,7 @@ class TwoModeReduction(eqx.Module):
 
     mu_sq: Float[Array, ""]
     h: Float[Array, ""]
-    sigma: float
+    sigma: RealScalar
 
     @classmethod
     def of(cls, model) -> TwoModeReduction:
@@ -67,18 +68,23 @@ class TwoModeReduction(eqx.Module):
         return reduce is not None and reduce() is not None
 
     @classmethod
-    def two_modes(cls, d: int, p: float = 0.8, m: float = 1.0, sigma: float = 0.5
-                  ) -> TwoModeReduction:
+    def two_modes(cls, d: IntLike, p: RealLike = 0.8, m: RealLike = 1.0,
+                  sigma: RealLike = 0.5) -> TwoModeReduction:
         """The reduction of ``GaussianMixture.two_modes(d, p, m, sigma)`` without forming its
-        (2, d) means: costs nothing whatever d."""
+        (2, d) means: costs nothing whatever d. ``p``, ``m``, ``sigma`` may be traced."""
         check_int("d", d, lo=1)
-        check_real("p", p, 0.0, 1.0)
-        check_positive("m", m)
-        check_positive("sigma", sigma)
-        w = np.asarray([p, 1.0 - p], dtype=float)
-        weights = jnp.asarray(w / w.sum())  # as the mixture normalises its weights
-        return cls(mu_sq=jnp.asarray(m**2 * d, dtype=jnp.result_type(float)),
-                   h=0.5 * (jnp.log(weights[0]) - jnp.log(weights[1])), sigma=float(sigma))
+        weight: Any = check_real("p", p, 0.0, 1.0)
+        level: Any = check_positive("m", m)
+        scale: Any = check_positive("sigma", sigma)
+        dtype = jnp.result_type(float)
+        if is_traced(weight):
+            weights = jnp.asarray([weight, 1.0 - weight], dtype=dtype)
+        else:
+            w = np.asarray([weight, 1.0 - weight], dtype=float)
+            weights = jnp.asarray(w / w.sum())  # as the mixture normalises its weights
+        return cls(mu_sq=jnp.asarray(level**2 * d, dtype=dtype),
+                   h=0.5 * (jnp.log(weights[0]) - jnp.log(weights[1])),
+                   sigma=scale if is_traced(scale) else float(scale))
 
     def velocity(self, c: Coefficients, M: Array, y: Array) -> tuple[Array, Array]:
         var = c.alpha_sq + self.sigma**2 * c.beta**2
@@ -99,12 +105,23 @@ def _reduction(model) -> TwoModeReduction:
     return model if isinstance(model, TwoModeReduction) else TwoModeReduction.of(model)
 
 
+def _steps(steps):
+    """A step count as a Python int (a scan, reverse-differentiable), or the traced or array
+    count as it is (a while loop)."""
+    if not isinstance(steps, jax.Array):
+        return as_int("steps", steps, lo=1)
+    if steps.ndim != 0 or not jnp.issubdtype(steps.dtype, jnp.integer):
+        raise ValueError("steps must be an integer >= 1; got an array of shape "
+                         f"{tuple(steps.shape)} and dtype {steps.dtype}")
+    return steps
+
+
 def reduced_solve(
     model: TwoModeReduction | Any,
     interp: Interpolant,
     schedule: AbstractSchedule,
     m0: Float[ArrayLike, " B"],
-    steps: int | Int[Array, ""],
+    steps: IntLike | Int[Array, ""],
     solver: str = "euler",
     final_step: str = "auto",
 ) -> tuple[Float[Array, " B"], Float[Array, ""]]:
@@ -117,6 +134,8 @@ def reduced_solve(
     """
     check_choice("solver", solver, ORACLE_SOLVERS)
     check_choice("final_step", final_step, ("auto", "euler", "solver"))
+    check_schedule(schedule)
+    steps = _steps(steps)
     red = _reduction(model)
     m0 = jnp.asarray(m0)
     dtype = m0.dtype if jnp.issubdtype(m0.dtype, jnp.floating) else jnp.result_type(float)
@@ -170,7 +189,7 @@ def gm_oracle(
     model: TwoModeReduction | Any,
     interp: Interpolant,
     schedule: AbstractSchedule,
-    steps: int | Int[Array, ""],
+    steps: IntLike | Int[Array, ""],
     solver: str = "euler",
     final_step: str = "auto",
     *,
@@ -194,6 +213,8 @@ def gm_oracle(
     threshold's derivative is −∂M_N/∂θ ÷ ∂M_N/∂M_0 at the root (implicit function theorem),
     carried by a Newton step whose value is the root itself.
     """
+    check_schedule(schedule)
+    steps = _steps(steps)
     red = _reduction(model)
     dtype = jnp.result_type(float)
     prior = interp.prior_scale(schedule)  # X_0 = α(0) z

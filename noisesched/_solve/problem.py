@@ -8,11 +8,33 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from .._validation import describe
 from ..interpolants import Coefficients, Interpolant
 from ..models.base import AbstractDenoiser
-from ..schedules import AbstractSchedule
+from ..schedules import AbstractSchedule, check_convention, check_schedule
 
 Batch = Float[Array, "n d"]
+
+
+def check_problem(model, interp, schedule, *, convention: bool = True,
+                  stacklevel: int = 2) -> None:
+    """The three parts of a problem, before any array work: a ``TypeError`` naming the
+    parameter, what was given and what is expected for a part of the wrong type; a
+    ``ValueError`` if the interpolant's d is not the model's. ``convention``: also check the
+    schedule's values (``noisesched.schedules.check_convention``: a warning for a schedule off
+    the convention; nothing for a traced one)."""
+    if not isinstance(model, AbstractDenoiser):
+        raise TypeError("model must be a noisesched.AbstractDenoiser (a data law with its "
+                        "denoiser), such as noisesched.GaussianMixture.two_modes(d); got "
+                        f"{describe(model)}")
+    if not isinstance(interp, Interpolant):
+        raise TypeError("interp must be a noisesched.Interpolant, such as "
+                        f"noisesched.Interpolant('vp', 'linear', d); got {describe(interp)}")
+    check_schedule(schedule)
+    if interp.d != model.d:
+        raise ValueError(f"interpolant d = {interp.d} must equal the model's d = {model.d}")
+    if convention:
+        check_convention(schedule, stacklevel=stacklevel + 1)
 
 
 class Problem(eqx.Module):

@@ -48,7 +48,7 @@ from .. import methods as methods_mod
 from .. import models as models_mod
 from .. import networks
 from .. import schedules as schedules_mod
-from .._typing import RealLike
+from .._typing import IntLike, RealLike
 from .._validation import check_choice, check_int, check_positive
 from ..interpolants import Interpolant
 from ..learning.families import FAMILIES
@@ -129,7 +129,7 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false; got {value!r}")
         return value
-    if annotation is int:
+    if annotation is int or annotation is IntLike:
         if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
             value = int(value)  # 1e6 is a fine way to write a dimension
         if isinstance(value, bool) or not isinstance(value, int):

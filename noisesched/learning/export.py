@@ -16,7 +16,7 @@ import numpy as np
 from .._atomic import atomic_write
 from .._validation import check_int
 from ..interpolants import Interpolant
-from ..schedules import AbstractSchedule
+from ..schedules import AbstractSchedule, check_schedule
 
 
 def schedule_arrays(schedule: AbstractSchedule, interp: Interpolant, steps: int
@@ -25,6 +25,7 @@ def schedule_arrays(schedule: AbstractSchedule, interp: Interpolant, steps: int
     decreasing noise levels ``sigma`` = α/β of EDM/k-diffusion-style samplers (σ_0 = ∞ for a
     schedule from pure noise, σ_N = 0 at t = 1), as float64 NumPy arrays (``noisesched.cards``
     writes them in the formats samplers read)."""
+    check_schedule(schedule)
     check_int("steps", steps, lo=1)
     with jax.enable_x64(True):
         t = jnp.linspace(0.0, 1.0, steps + 1, dtype=jnp.float64)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree
 
+from .._typing import IntLike
 from .._validation import check_int
 from ..interpolants import Coefficients, Interpolant
 from ..schedules import AbstractSchedule
@@ -240,7 +241,7 @@ class AbstractDataLaw(eqx.Module):
         has one."""
         return None
 
-    def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: int,
+    def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: IntLike,
                       solver: str = "euler") -> dict[str, float]:
         """Monte-Carlo-free values of the features for an N-step fixed-grid solve (keys:
         ``Feature.exact``), where the law has an oracle for ``solver``; else ``{}``."""

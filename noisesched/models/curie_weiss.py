@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._typing import IntLike, RealLike, RealScalar
 from .._validation import check_int, check_positive, check_real
 from ..interpolants import Coefficients
 from .base import Batch, velocity_from_denoiser
@@ -50,21 +52,24 @@ class CurieWeiss(AbstractSpinLaw):
         d: number of spins.
         beta: inverse temperature β_cw > 0 (two phases for β_cw > 1).
         h: the paper's field (per-spin field h/d).
+
+    ``beta`` and ``h`` may be traced (a law built inside ``jit`` or ``grad``): their values are
+    then checked when the program runs, with the same messages.
     """
 
     d: int = eqx.field(static=True)
-    beta: float
-    h: float
+    beta: RealScalar
+    h: RealScalar
     m: Float[Array, ""]
 
-    def __init__(self, d: int, beta: float, h: float = 0.0):
+    def __init__(self, d: IntLike, beta: RealLike, h: RealLike = 0.0):
         check_int("d", d, lo=1)
-        check_positive("beta", beta)
-        check_real("h", h)
+        checked: Any = check_positive("beta", beta)  # traced: checked when the program runs
+        field: Any = check_real("h", h)
         self.d = int(d)
-        self.beta = beta
-        self.h = h
-        self.m = mean_field_magnetization(beta)
+        self.beta = checked
+        self.h = field
+        self.m = mean_field_magnetization(checked)
 
     @property
     def positive_phase_weight(self) -> Float[Array, ""]:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from .._typing import ArrayOrSequence
+from .._typing import ArrayOrSequence, IntLike
 from .._validation import check_int, check_positive
 from ..interpolants import Coefficients, Interpolant
 from ..schedules import AbstractSchedule
@@ -124,7 +124,7 @@ class Gaussian(AbstractModel):
         var = self.scales.astype(x.dtype) ** 2
         return jnp.mean(jnp.log(jnp.mean(x * x, axis=0) / var) ** 2)
 
-    def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: int,
+    def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: IntLike,
                       solver: str = "euler") -> dict[str, float]:
         """The exact ``variance_ratio`` and n → ∞ log-spectrum error of the N-step solve, from
         one solve from X_0 = α(0) (1, …, 1) (the solve is linear and diagonal)."""

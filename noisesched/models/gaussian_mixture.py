@@ -5,6 +5,7 @@ target, and the exact two-mode reduction of the sampler (``noisesched.theory``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -12,10 +13,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from .._typing import ArrayOrSequence
-from .._validation import check_int, check_positive, check_real
+from .._typing import ArrayOrSequence, IntLike, RealLike, RealScalar
+from .._validation import (
+    as_int,
+    check_at_run_time,
+    check_int,
+    check_positive,
+    check_real,
+    is_traced,
+)
 from ..interpolants import Coefficients, Interpolant
-from ..schedules import AbstractSchedule
+from ..schedules import AbstractSchedule, check_schedule
 from ..theory import ORACLE_SOLVERS, TwoModeReduction, gm_oracle
 from .base import (
     AbstractModel,
@@ -31,6 +39,7 @@ from .base import (
 from .means import (
     AbstractMeans,
     ConstantMeans,
+    DenseMeans,
     SeededMeans,
     combine,
     means_from_array,
@@ -48,63 +57,57 @@ class GaussianMixture(AbstractModel):
         b = (α α̇ + σ² β β̇)/D · x + (β̇ α² − α α̇ β)/D · Σ_k w_k μ_k,
 
     finite at t = 1 for every σ > 0.
+
+    Weights, means and σ may be traced (a mixture built inside ``jit`` or ``grad``, to
+    differentiate in its parameters): their values are then checked when the program runs
+    (``eqx.error_if``), with the messages of the concrete checks. Traced means are stored as
+    ``DenseMeans``.
     """
 
     weights: Float[Array, " K"]
     component_means: AbstractMeans
-    sigma: float
+    sigma: RealScalar
 
     def __init__(self, weights: ArrayOrSequence, means: ArrayOrSequence | AbstractMeans,
-                 sigma: float):
-        w = np.asarray(weights, dtype=float)
-        if w.ndim != 1 or w.size < 1:
-            raise ValueError(f"weights must be a 1-D array of K >= 1 entries; got shape {w.shape}")
-        if not np.all(np.isfinite(w)) or np.any(w <= 0):
-            raise ValueError(f"weights must each be in (0, 1]; got {w.tolist()}")
-        if abs(w.sum() - 1.0) > 1e-6:
-            raise ValueError(f"weights must sum to 1; got sum {w.sum():.8g}")
+                 sigma: RealLike):
+        w = _checked_weights(weights)
+        k = w.shape[0]
         if isinstance(means, AbstractMeans):
-            if means.K != w.size:
-                raise ValueError(f"means must hold K = {w.size} means to match weights; got "
+            if means.K != k:
+                raise ValueError(f"means must hold K = {k} means to match weights; got "
                                  f"{means.K}")
             component_means = means
         else:
-            mu = np.asarray(means, dtype=float)
-            if mu.ndim != 2 or mu.shape[0] != w.size:
-                raise ValueError(
-                    f"means must have shape (K, d) = ({w.size}, d) to match weights; got "
-                    f"{mu.shape}")
-            check_int("d", mu.shape[1], lo=1)
-            if not np.all(np.isfinite(mu)):
-                raise ValueError("means must be finite; got nan or inf entries")
-            component_means = means_from_array(mu)
-        check_positive("sigma", sigma)
-        self.weights = jnp.asarray(w / w.sum())
+            component_means = _checked_means(means, k)
+        self.weights = w
         self.component_means = component_means
-        self.sigma = float(sigma)
+        scale: Any = check_positive("sigma", sigma)
+        self.sigma = scale if is_traced(scale) else float(scale)
 
     @classmethod
-    def two_modes(cls, d: int, p: float = 0.8, m: float = 1.0, sigma: float = 0.5
-                  ) -> GaussianMixture:
+    def two_modes(cls, d: IntLike, p: RealLike = 0.8, m: RealLike = 1.0,
+                  sigma: RealLike = 0.5) -> GaussianMixture:
         """The paper's case: weights (p, 1 − p) on means ±m·(1, …, 1), so |μ|² = m² d. The
-        means are ``ConstantMeans``: nothing of length d is stored or read per step."""
+        means are ``ConstantMeans``: nothing of length d is stored or read per step. ``p``,
+        ``m`` and ``sigma`` may be traced (see the class)."""
         check_int("d", d, lo=1)
-        check_real("p", p, 0.0, 1.0)
-        check_positive("m", m)
-        check_positive("sigma", sigma)
-        levels = jnp.asarray([float(m), -float(m)])
-        return cls(weights=[p, 1.0 - p], means=ConstantMeans(levels, int(d)), sigma=sigma)
+        weight: Any = check_real("p", p, 0.0, 1.0)
+        level: Any = check_positive("m", m)
+        sigma = check_positive("sigma", sigma)
+        levels = jnp.asarray([level, -level], dtype=jnp.result_type(float))
+        return cls(weights=[weight, 1.0 - weight], means=ConstantMeans(levels, int(d)),
+                   sigma=sigma)
 
     @classmethod
-    def random_means(cls, d: int, weights: ArrayOrSequence, m: float = 1.0, sigma: float = 0.5,
-                     seed: int = 0) -> GaussianMixture:
+    def random_means(cls, d: IntLike, weights: ArrayOrSequence, m: RealLike = 1.0,
+                     sigma: RealLike = 0.5, seed: IntLike = 0) -> GaussianMixture:
         """K = len(weights) components with means m·g_k, g_k ~ N(0, I_d) drawn from ``seed``
         (so |μ_k| ≈ m√d and the means are nearly orthogonal); ``SeededMeans``: drawn on the
         device where they are used."""
         check_int("d", d, lo=1)
-        check_positive("m", m)
+        m = check_positive("m", m)
         check_int("seed", seed, lo=0)
-        k = np.asarray(weights, dtype=float).size
+        k = (jnp.asarray(weights) if is_traced(weights) else np.asarray(weights, dtype=float)).size
         return cls(weights=weights, means=SeededMeans(seed, m, k, d), sigma=sigma)
 
     @property
@@ -261,10 +264,12 @@ class GaussianMixture(AbstractModel):
         """(within-mode variance/σ² − 1)², the variance off the span of the means."""
         return (within_mode_variance(self, x) / self.sigma**2 - 1.0) ** 2
 
-    def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: int,
+    def exact_metrics(self, interp: Interpolant, schedule: AbstractSchedule, steps: IntLike,
                       solver: str = "euler") -> dict[str, float]:
         """The exact mode weight and within-mode variance of the N-step solve
         (``noisesched.theory.gm_oracle``) for means ±μ and a solver of ``ORACLE_SOLVERS``."""
+        check_schedule(schedule)
+        steps = as_int("steps", steps, lo=1)
         reduction = self.two_mode_reduction()
         if reduction is None or solver not in ORACLE_SOLVERS:
             return {}
@@ -277,7 +282,7 @@ class GaussianMixture(AbstractModel):
     def noise_levels(self) -> dict[str, float]:
         norms_sq = np.asarray(self.component_means.norms_sq(), np.float64)
         size = float(np.mean(np.sqrt(norms_sq)))
-        return {"speciation: α/β = |μ|": size, "within-mode spread: α/β = σ": self.sigma}
+        return {"speciation: α/β = |μ|": size, "within-mode spread: α/β = σ": float(self.sigma)}
 
     def feature_figure(self, rows: dict[str, np.ndarray], title: str, bins: int = 80):
         """The standardised overlap along the assigned mean against N(0, 1), with the mode
@@ -296,7 +301,7 @@ class GaussianMixture(AbstractModel):
         overlap = histogram_against_normal(axes[0], z, bins=bins,
                                            label=f"samples; mode weights {text}")
         axes[0].set(xlabel="$(μ_k·x/|μ_k| - |μ_k|)/σ$", title="overlap along the assigned mean")
-        within = histogram_against_normal(axes[1], resid, scale=self.sigma, bins=bins,
+        within = histogram_against_normal(axes[1], resid, scale=float(self.sigma), bins=bins,
                                           exact_label=f"N(0, σ² = {self.sigma**2:g})")
         axes[1].set(xlabel="$x_i - μ_{k,i}$", title="within-mode coordinates")
         for ax in axes:
@@ -308,6 +313,50 @@ class GaussianMixture(AbstractModel):
         return fig, {**data, "mode_weights": weights, "mode_weight_targets": target}
 
 
+
+
+def _checked_weights(weights: ArrayOrSequence) -> Float[Array, " K"]:
+    """The weights, checked (positive, summing to 1 within 10⁻⁶) and normalised: on the host in
+    float64 when concrete, at run time when traced."""
+    traced = is_traced(weights)
+    w = jnp.asarray(weights, dtype=jnp.result_type(float)) if traced else np.asarray(
+        weights, dtype=float)
+    if w.ndim != 1 or w.size < 1:
+        raise ValueError(f"weights must be a 1-D array of K >= 1 entries; got shape {w.shape}")
+    if traced:
+        total = jnp.sum(w)
+        w = check_at_run_time(w, ~jnp.all(jnp.isfinite(w) & (w > 0)),
+                              "weights must each be in (0, 1]; got traced values that are not")
+        w = check_at_run_time(w, ~(jnp.abs(total - 1.0) <= 1e-6),
+                              "weights must sum to 1; got traced values that do not")
+        return w / jnp.sum(w)
+    if not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError(f"weights must each be in (0, 1]; got {w.tolist()}")
+    if abs(w.sum() - 1.0) > 1e-6:
+        raise ValueError(f"weights must sum to 1; got sum {w.sum():.8g}")
+    return jnp.asarray(w / w.sum())
+
+
+def _check_means_shape(shape: tuple[int, ...], k: int) -> None:
+    if len(shape) != 2 or shape[0] != k:
+        raise ValueError(f"means must have shape (K, d) = ({k}, d) to match weights; got "
+                         f"{shape}")
+    check_int("d", shape[1], lo=1)
+
+
+def _checked_means(means: ArrayOrSequence, k: int) -> AbstractMeans:
+    """K means given as a (K, d) array, checked (shape, finite): ``means_from_array`` when
+    concrete, ``DenseMeans`` checked at run time when traced."""
+    if is_traced(means):
+        traced = jnp.asarray(means, dtype=jnp.result_type(float))
+        _check_means_shape(traced.shape, k)
+        return DenseMeans(check_at_run_time(traced, ~jnp.all(jnp.isfinite(traced)),
+                                            "means must be finite; got nan or inf entries"))
+    mu = np.asarray(means, dtype=float)
+    _check_means_shape(mu.shape, k)
+    if not np.all(np.isfinite(mu)):
+        raise ValueError("means must be finite; got nan or inf entries")
+    return means_from_array(mu)
 
 
 # ----------------------------------------------------------------------------- features
@@ -372,7 +421,7 @@ def within_mode_variance(model: GaussianMixture, x: Samples) -> Float[Array, ""]
     return total / (jnp.asarray(x).shape[0] * dof)
 
 
-def within_mode_variance_target(model: GaussianMixture) -> float:
+def within_mode_variance_target(model: GaussianMixture) -> RealScalar:
     return model.sigma**2
 
 

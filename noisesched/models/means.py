@@ -15,6 +15,7 @@ with structure need none of that:
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._typing import IntLike, RealLike, RealScalar
 from .._validation import check_int, check_positive
 
 __all__ = ["AbstractMeans", "DenseMeans", "ConstantMeans", "SeededMeans", "means_from_array",
@@ -172,16 +174,17 @@ class SeededMeans(AbstractMeans):
     """
 
     seed: int = eqx.field(static=True)
-    scale: float
+    scale: RealScalar
     count: int = eqx.field(static=True)
     dimension: int = eqx.field(static=True)
 
-    def __init__(self, seed: int, scale: float, count: int, dimension: int):
+    def __init__(self, seed: IntLike, scale: RealLike, count: IntLike, dimension: IntLike):
         check_int("seed", seed, lo=0)
-        check_positive("m", scale)
+        checked: Any = check_positive("m", scale)  # traced: checked when the program runs
         check_int("K", count, lo=1)
         check_int("d", dimension, lo=1)
-        self.seed, self.scale, self.count, self.dimension = int(seed), scale, count, dimension
+        self.seed, self.scale = int(seed), checked
+        self.count, self.dimension = int(count), int(dimension)
 
     @property
     def K(self) -> int:  # noqa: N802

@@ -29,11 +29,12 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from .. import metrics
 from .._progress import progress_bar
 from .._solve.solvers import SolverLike
-from .._validation import check_int, check_key
+from .._typing import IntLike
+from .._validation import as_dtype, as_int, check_int, check_key
 from ..interpolants import Interpolant
 from ..models.base import AbstractDenoiser, check_data_law
 from ..sampling import max_steps_error, sample_prior, solve
-from ..schedules import AbstractSchedule
+from ..schedules import AbstractSchedule, check_schedule
 from ..streaming import auto_chunk_size
 from ._stack import Stacking, structure, unstack
 
@@ -174,7 +175,7 @@ def solve_group(
     points: PointSource,
     n: int,
     *,
-    steps: int = 100,
+    steps: IntLike = 100,
     solver: SolverLike = "euler",
     dtype: Any = None,
     chunk_size: int | None = None,
@@ -218,14 +219,18 @@ def solve_group(
                          "configuration to observe")
     if len(points) == 0:
         raise ValueError("points must hold at least one point")
-    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
-    options = dict(options, steps=steps, solver=solver)
+    dtype = as_dtype("dtype", dtype)
+    # a NumPy integer would be traced by the compiled call: solve needs step counts as numbers
+    options = {key: int(value) if isinstance(value, np.integer) else value
+               for key, value in options.items()}
+    options = dict(options, steps=as_int("steps", steps, lo=1), solver=solver)
     first = point_structure(points[0])
 
     def members():
         for i in range(len(points)):
             point = points[i]
             check_key(f"points[{i}].key", point.key)
+            check_schedule(point.schedule, f"points[{i}].schedule")
             check_data_law(point.model, "a sweep")
             if point.interp.d != point.model.d:
                 raise ValueError(f"points[{i}]: interpolant d = {point.interp.d} must equal the "
@@ -277,7 +282,7 @@ def sample_summaries(
     points: Sequence[Point],
     n: int,
     *,
-    steps: int = 100,
+    steps: IntLike = 100,
     solver: SolverLike = "euler",
     progress: bool = False,
     **options: Any,
