@@ -105,8 +105,12 @@ def _published(out: Path) -> set[str] | None:
             return set(json.loads(manifest.read_text())["files"])
         legacy = out / _LEGACY_RESULT
         if legacy.is_file():
-            files = json.loads(legacy.read_text()).get("files", [_LEGACY_DEMO_FIGURE])
-            return {_LEGACY_RESULT, *(f for f in files if isinstance(f, str))}
+            result = json.loads(legacy.read_text())
+            # only a result this package wrote: it records the package's version
+            if "noisesched" not in result.get("environment", {}):
+                return None
+            files = result.get("files", [_LEGACY_DEMO_FIGURE])
+            return {_LEGACY_RESULT, *(f for f in files if isinstance(f, str) and "/" not in f)}
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, OSError):
         return None
     return None
@@ -157,8 +161,9 @@ def publish(stage: str | os.PathLike, out: str | os.PathLike) -> list[str]:
     result last) and remove the files of the previous result there that were not written
     again; record the new list. Returns the names moved in."""
     stage, out = Path(stage), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    os.chmod(out, default_mode(directory=True))
+    if not out.exists():  # a folder that exists keeps the permissions its owner gave it
+        out.mkdir(parents=True)
+        os.chmod(out, default_mode(directory=True))
     previous = _published(out) or set()
     names = sorted((p.name for p in stage.iterdir() if p.is_file()),
                    key=lambda name: (name.endswith(".json"), name))

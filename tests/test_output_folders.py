@@ -68,6 +68,25 @@ def test_a_folder_with_other_files_is_refused_before_any_work(tmp_path, monkeypa
     assert "notes.txt" in capsys.readouterr().err
 
 
+def test_a_results_file_of_no_noisesched_command_is_the_users(tmp_path, monkeypatch):
+    """A results.json that this package did not write (no version recorded) names no files of
+    a previous result: the folder is refused, nothing of it is removed, and a folder's own
+    permissions are kept."""
+    out = tmp_path / "U"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"files": ["thesis.tex"]}))
+    (out / "thesis.tex").write_text("mine")
+    _no_solve(monkeypatch)
+    with pytest.raises(ValueError, match=r"holds files that no noisesched command wrote "
+                                         r"\(results.json, thesis.tex\)"):
+        run_mod.check_output_folder(out)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with staged(private) as stage:
+        (stage / "results.json").write_text("{}")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+
+
 def test_publishing_replaces_the_previous_files_and_keeps_folders(tmp_path):
     out = tmp_path / "out"
     for names in (["a.png", "results.json"], ["b.png", "results.json"]):
@@ -78,7 +97,8 @@ def test_publishing_replaces_the_previous_files_and_keeps_folders(tmp_path):
         assert result_files(out) == sorted([*names, "inner"])
     # a result of an earlier version, recorded in its results.json only
     os.remove(out / MANIFEST)
-    (out / "results.json").write_text(json.dumps({"files": ["b.png"]}))
+    (out / "results.json").write_text(json.dumps({"files": ["b.png"],
+                                                  "environment": {"noisesched": "0.1.0"}}))
     stage = tmp_path / "stage"
     stage.mkdir()
     (stage / "results.json").write_text("{}")
