@@ -188,6 +188,8 @@ def auto_chunk_size(d: int, dtype: Any, devices: Sequence[jax.Device],
     else:
         budget = min(_device_memory(dev) for dev in local) * fraction * len(devices)
     rows = int(budget // (_LIVE_STATES * d * itemsize))
+    if steps is not None:
+        check_int("steps", steps, lo=1)
     if steps is not None and devices[0].platform == "cpu":
         rows = min(rows, len(devices) * (CPU_CHUNK_WORK // (d * steps)))
     return max(len(devices), rows)
