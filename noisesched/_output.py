@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ._atomic import atomic_write, default_mode
+from ._interrupt import raise_if_pending
 
 __all__ = ["FolderInUse", "MANIFEST", "check_output_folder", "locked", "publish", "staged"]
 
@@ -161,6 +162,7 @@ def publish(stage: str | os.PathLike, out: str | os.PathLike) -> list[str]:
     result last) and remove the files of the previous result there that were not written
     again; record the new list. Returns the names moved in."""
     stage, out = Path(stage), Path(out)
+    raise_if_pending()  # an interrupted command publishes nothing, even if the signal was lost
     if not out.exists():  # a folder that exists keeps the permissions its owner gave it
         out.mkdir(parents=True)
         os.chmod(out, default_mode(directory=True))

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
-import threading
 import warnings
+
+from ._interrupt import Terminated, handling_signals
 
 
 class _Parser(argparse.ArgumentParser):
@@ -483,24 +483,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"noisesched: warning: {message}", file=sys.stderr)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that every ``finally`` and temporary file is
-    cleaned up as for Ctrl-C."""
-
-
-def _terminate(signum, frame):
-    raise _Terminated()
-
-
 def _failure(err: BaseException) -> tuple[int, str] | None:
     """(exit status, one line) for an error a user can act on; None for a bug (traceback)."""
     import jax
 
     from .sampling import MaxStepsReached
 
-    if isinstance(err, _Terminated | KeyboardInterrupt):
-        name = "terminated" if isinstance(err, _Terminated) else "interrupted"
-        return (143 if isinstance(err, _Terminated) else 130,
+    if isinstance(err, KeyboardInterrupt):
+        name = "terminated" if isinstance(err, Terminated) else "interrupted"
+        return (143 if isinstance(err, Terminated) else 130,
                 f"{name}: no partial result was written; rerun the same command to resume from "
                 "the work already finished")
     if isinstance(err, ValueError):
@@ -520,18 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"demo": _demo, "run": _run, "fit": _fit, "train": _train, "compare": _compare,
                 "sweep": _sweep, _SWEEP_MERGE: _sweep_merge, "scaling": _scaling,
                 "export": _export, "reproduce": _reproduce}
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
-        if args.distributed or any(
-                value is not None for value in (args.coordinator, args.num_processes,
-                                                args.process_id)):
-            _initialize_distributed(args)
-        if not (args.no_compile_cache or os.environ.get("NOISESCHED_NO_COMPILE_CACHE")):
-            _enable_compile_cache()
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            commands[args.command](args)
+        with handling_signals():
+            _command(commands[args.command], args)
     except BaseException as err:
         failure = _failure(err)
         if failure is None or args.debug:
@@ -539,10 +521,20 @@ def main(argv: list[str] | None = None) -> int:
         status, line = failure
         print(f"noisesched: {line}", file=sys.stderr)
         return status
-    finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _command(command, args) -> None:
+    """``command(args)`` in the process setup the options ask for (distributed runtime,
+    compilation cache), with warnings printed as one line each."""
+    if args.distributed or any(value is not None for value in (
+            args.coordinator, args.num_processes, args.process_id)):
+        _initialize_distributed(args)
+    if not (args.no_compile_cache or os.environ.get("NOISESCHED_NO_COMPILE_CACHE")):
+        _enable_compile_cache()
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        command(args)
 
 
 def entry() -> None:

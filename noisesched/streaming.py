@@ -33,7 +33,6 @@ import os
 import resource
 import shutil
 import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -47,10 +46,18 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import metrics
 from ._atomic import atomic_write, claim_folder
+from ._interrupt import wait_interruptibly
 from ._solve.problem import check_problem
 from ._solve.solvers import SolverLike
 from ._typing import IntLike
-from ._validation import as_dtype, as_int, check_choice, check_int, check_real
+from ._validation import (
+    as_dtype,
+    as_int,
+    check_choice,
+    check_int,
+    check_positive,
+    check_real,
+)
 from .interpolants import Interpolant
 from .models.base import AbstractDenoiser, check_data_law
 from .sampling import all_finite, max_steps_error, nonfinite_error, sample_prior, solve
@@ -74,10 +81,10 @@ _STATES_FIXED, _STATES_ADAPTIVE = 6, 14
 #: Numbers per step of the time grid's tables (coefficients at each stage; 3 measured),
 #: with a margin.
 _TABLE_NUMBERS_PER_STEP = 8
-#: On a CPU, entries × steps of one chunk per device, at most: a chunk is the unit of work a
-#: run keeps when interrupted and the longest wait before SIGTERM is acted on (about 0.3 s
-#: for the mixture on one core of the benchmark machine, 3 s for Curie–Weiss; a GPU's chunks,
-#: sized by its memory, take well under a second anyway).
+#: On a CPU, entries × steps of one chunk per device, at most, for a model of work 1 per entry
+#: (``AbstractDenoiser.work_per_entry`` scales it): a chunk is the unit of work a run keeps
+#: when interrupted (about 0.3 s for the mixture on one core of the benchmark machine; a GPU's
+#: chunks, sized by its memory, take well under a second anyway). One row is the least.
 CPU_CHUNK_WORK = 2**28
 
 
@@ -173,11 +180,14 @@ def _limit_headroom() -> int:
 
 
 def auto_chunk_size(d: int, dtype: Any, devices: Sequence[jax.Device],
-                    fraction: float = 0.25, steps: int | None = None) -> int:
+                    fraction: float = 0.25, steps: int | None = None,
+                    work_per_entry: float = 1.0) -> int:
     """Rows per chunk so that a solve's live states (about four copies of the chunk) take at
     most ``fraction`` of the free memory of each device (CPU: of the host's free memory, shared
     by its devices, within the process's limits); on a CPU, with ``steps``, also at most
-    ``CPU_CHUNK_WORK`` entries × steps per device, so that a chunk takes seconds at most."""
+    ``CPU_CHUNK_WORK`` entries × steps × ``work_per_entry`` (the model's, see
+    ``AbstractDenoiser.work_per_entry``) per device, so that a chunk takes seconds at most.
+    At least one row per device."""
     check_int("d", d, lo=1)
     check_real("fraction", fraction, 0.0, 1.0, hi_open=False)
     itemsize = jnp.dtype(dtype).itemsize
@@ -188,24 +198,12 @@ def auto_chunk_size(d: int, dtype: Any, devices: Sequence[jax.Device],
     else:
         budget = min(_device_memory(dev) for dev in local) * fraction * len(devices)
     rows = int(budget // (_LIVE_STATES * d * itemsize))
+    check_positive("work_per_entry", work_per_entry)
     if steps is not None:
         check_int("steps", steps, lo=1)
     if steps is not None and devices[0].platform == "cpu":
-        rows = min(rows, len(devices) * (CPU_CHUNK_WORK // (d * steps)))
+        rows = min(rows, len(devices) * int(CPU_CHUNK_WORK // (d * steps * work_per_entry)))
     return max(len(devices), rows)
-
-
-def wait_interruptibly(tree: Any, longest_nap: float = 0.05) -> Any:
-    """``tree`` once its arrays are computed, polling them (naps of 1 ms doubling to
-    ``longest_nap`` s) rather than blocking: Python runs signal handlers only between its own
-    instructions, so a blocking wait would defer Ctrl-C and SIGTERM until a computation of
-    minutes ended."""
-    arrays = [leaf for leaf in jax.tree.leaves(tree) if hasattr(leaf, "is_ready")]
-    nap = 1e-3
-    while not all(array.is_ready() for array in arrays):
-        time.sleep(nap)
-        nap = min(2 * nap, longest_nap)
-    return tree
 
 
 def solve_memory_bytes(d: int, rows: int, dtype: Any, devices: Sequence[jax.Device], *,
@@ -337,7 +335,8 @@ def _plan(model, interp, n: int, dtype, chunk_size: int | None, devices, options
     steps = options.get("steps", 100)
     check_int("steps", steps, lo=1)
     if chunk_size is None or chunk_size == 0:
-        chunk_size = auto_chunk_size(d, dtype, devs, steps=steps)
+        chunk_size = auto_chunk_size(d, dtype, devs, steps=steps,
+                                     work_per_entry=model.work_per_entry())
     else:
         check_int("chunk_size", chunk_size, lo=0)
     rows = min(chunk_size, n)

@@ -15,6 +15,7 @@ from helpers import result_files
 
 import noisesched as ns
 from noisesched import streaming
+from noisesched._interrupt import Terminated, handling_signals, raise_if_pending
 from noisesched._output import MANIFEST, locked, publish, staged
 from noisesched.cli import main
 from noisesched.experiments import config as cfg
@@ -260,6 +261,28 @@ def test_a_chunk_on_a_cpu_is_bounded_in_work(monkeypatch):
     assert by_memory == 10**12 // 4 // (4 * 10_000 * 4)
 
 
+def test_a_chunk_is_bounded_by_the_models_work(monkeypatch):
+    """Seen in a hostile test: ``cw_exact`` (hundreds of quadrature points per entry) got the
+    mixture's chunk, minutes of work lost to a SIGTERM. A chunk's rows scale with
+    1/work_per_entry, which each model states."""
+    devices = streaming.resolve_devices(1)
+    monkeypatch.setattr(streaming, "_device_memory", lambda device: 10**12)
+    mixture = ns.GaussianMixture.two_modes(d=1000)
+    exact = ns.CurieWeissExact(d=1000, beta=2.0)
+    assert mixture.work_per_entry() == 1.0 and ns.CurieWeiss(d=1000, beta=1.5).work_per_entry() > 1
+    assert exact.work_per_entry() == 2 * exact._global_grid() > 500
+    rows = [streaming.auto_chunk_size(1000, jnp.float32, devices, steps=100,
+                                      work_per_entry=m.work_per_entry()) for m in (mixture, exact)]
+    assert rows == [streaming.CPU_CHUNK_WORK // 10**5,
+                    int(streaming.CPU_CHUNK_WORK // (10**5 * exact.work_per_entry()))]
+    with pytest.raises(ValueError, match="work_per_entry"):
+        streaming.auto_chunk_size(1000, jnp.float32, devices, steps=100, work_per_entry=0.0)
+    planned = []
+    monkeypatch.setattr(streaming, "check_memory", lambda d, rows, *a, **k: planned.append(rows))
+    streaming._plan(exact, ns.Interpolant("vp", "linear", 1000), 10**4, jnp.float32, None, 1, {"steps": 100})
+    assert planned == [rows[1]]
+
+
 def test_waiting_for_a_computation_lets_signal_handlers_run():
     """A handler runs while the computation is still going (a blocking wait would defer it to
     the end); nothing is timed but the handler's alarm."""
@@ -288,6 +311,39 @@ def test_waiting_for_a_computation_lets_signal_handlers_run():
         signal.signal(signal.SIGALRM, previous)
     y.block_until_ready()
     assert streaming.wait_interruptibly({"a": y, "b": 3})["b"] == 3
+
+
+class _SignalledOnCollection:
+    """Sends ``signum`` to this process while it is being collected: the handler's exception is
+    raised inside ``__del__``, where Python prints it as ignored and carries on."""
+
+    def __init__(self, signum):
+        self.signum = signum
+
+    def __del__(self):
+        os.kill(os.getpid(), self.signum)
+        for _ in range(100):  # the handler runs at the next check of the interpreter's loop
+            pass
+
+
+@pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, Terminated),
+                                            (signal.SIGINT, KeyboardInterrupt)])
+def test_a_signal_swallowed_by_a_collector_still_ends_the_command(tmp_path, signum, raised):
+    """Seen in a hostile test: SIGTERM arriving inside a garbage-collection callback of the
+    array runtime was printed as "ignored", and the run went on to publish its result and exit
+    0. The signal is remembered: waits, the publication of a result and the command's end raise
+    it again."""
+    with pytest.raises(raised), handling_signals():
+        obj = _SignalledOnCollection(signum)
+        del obj  # swallowed here
+        with pytest.raises(raised):
+            streaming.wait_interruptibly(jnp.ones(3) + 1)  # polled while not ready, or skipped
+            raise_if_pending()
+        with pytest.raises(raised), staged(tmp_path / "out") as stage:
+            (stage / "results.json").write_text("{}")
+        assert not (tmp_path / "out").exists()  # nothing published
+    with handling_signals():  # the next command starts without the old signal
+        raise_if_pending()
 
 
 # ----------------------------------------------------------------------------- fit

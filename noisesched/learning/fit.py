@@ -18,6 +18,7 @@ from .._checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .._interrupt import raise_if_pending
 from .._progress import progress_bar
 from .._validation import check_bool, check_choice, check_int, check_key, check_real
 from ..interpolants import Interpolant
@@ -200,6 +201,7 @@ def fit_schedule(
     it = start
     try:
         for it in range(start, options.iterations):
+            raise_if_pending()  # a Ctrl-C or SIGTERM swallowed during the last iteration
             if options.patience is not None and it - record.best_iteration > options.patience:
                 break
             x0 = None

@@ -69,6 +69,12 @@ class AbstractDenoiser(eqx.Module):
             return self.velocity_from_statistics(c, x, stats)
         return velocity_from_denoiser(c, x, self.denoise(c, x))
 
+    def work_per_entry(self) -> float:
+        """The work of one drift evaluation per coordinate of a sample, in units of the
+        mixture's (a few arithmetic operations): what sizes an automatic CPU chunk so that it
+        ends within seconds (``noisesched.streaming.auto_chunk_size``). 1 by default."""
+        return 1.0
+
     def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch q"] | None:
         """The sums over coordinates that the drift needs, shape (..., q), or None.
 

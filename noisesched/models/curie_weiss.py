@@ -101,6 +101,11 @@ class CurieWeiss(AbstractSpinLaw):
         tanh_x = jnp.sign(saturation) - saturation
         return 2.0 * self.h * m + 2.0 * jnp.sum(jnp.arctanh(m * tanh_x), axis=-1, keepdims=True)
 
+    def work_per_entry(self) -> float:
+        """One exponential and one atanh per entry: about ten mixture entries on a CPU (measured in
+        benchmarks/row_blocks.py)."""
+        return 10.0
+
     def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch 1"]:
         """The phase logit L (see ``phase_logit``) as a trailing axis of size 1."""
         return self._logit_given(self._saturation(c, x))

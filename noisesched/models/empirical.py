@@ -41,6 +41,10 @@ class AbstractEmpiricalModel(AbstractModel):
     def d(self) -> int:  # type: ignore[override]  # implements the AbstractVar of the protocols
         return self.points.shape[1]
 
+    def work_per_entry(self) -> float:
+        """Two products with the N support points per coordinate (logits and posterior mean)."""
+        return 2.0 * self.points.shape[0]
+
     def posterior_logits(self, c: Coefficients, x: Batch) -> Float[Array, "*batch N"]:
         """log P(x1 = x_i | x_t = x) up to a constant per row, shape (..., N)."""
         return posterior_logits(self.points.astype(x.dtype), self.log_prior.astype(x.dtype), c, x)

@@ -75,6 +75,12 @@ class NetworkDenoiser(AbstractDenoiser):
         s = scalings(c.alpha, c.beta, self.sigma_data, self.sigma_range)
         return s, apply_network(self.network, x * s.inp.astype(x.dtype), s.noise)
 
+    def work_per_entry(self) -> float:
+        """A multiply-add per parameter per sample, shared by its d coordinates (a mixture entry
+        is about four operations)."""
+        size = sum(leaf.size for leaf in jax.tree.leaves(eqx.filter(self.network, eqx.is_array)))
+        return max(1.0, 2.0 * size / self.d / 4.0)
+
     def denoise(self, c: Coefficients, x: Batch) -> Batch:
         s, f = self._parts(c, x)
         return s.skip * x + s.out * f
@@ -143,6 +149,9 @@ class LearnedModel(AbstractModel):
 
     def statistics(self, c: Coefficients, x: Batch) -> Array | None:
         return self.trained.statistics(c, x)
+
+    def work_per_entry(self) -> float:
+        return self.trained.work_per_entry()
 
     def statistics_for_blocks(self, c: Coefficients, x: Batch) -> PyTree:
         return self.trained.statistics_for_blocks(c, x)

@@ -24,6 +24,7 @@ from .._checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .._interrupt import raise_if_pending
 from .._progress import progress_bar
 from .._validation import check_bool, check_int, check_key, check_positive, check_real
 from ..learning.fit import make_optimizer
@@ -270,6 +271,7 @@ def train_denoiser(network: Any, data: AbstractDataLaw | ArrayData | ArrayLike,
                        enabled=options.progress)
     try:
         for step in range(len(history), options.steps):
+            raise_if_pending()  # a Ctrl-C or SIGTERM swallowed during the last step
             params, ema, opt_state, value = update(params, ema, opt_state, jnp.asarray(step),
                                                    data, noise)
             history.append(float(value))
