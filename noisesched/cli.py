@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 import warnings
@@ -498,9 +499,16 @@ def _failure(err: BaseException) -> tuple[int, str] | None:
         return 2, f"error: {err}"
     if isinstance(err, FloatingPointError | MaxStepsReached):
         return 1, f"error: {err}"
-    if isinstance(err, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(err):
-        return 1, ("error: out of device memory; set a smaller sample.chunk_size "
-                   "(--set sample.chunk_size=…) and rerun: finished chunks are kept")
+    if isinstance(err, MemoryError) or (isinstance(err, jax.errors.JaxRuntimeError) and (
+            "RESOURCE_EXHAUSTED" in str(err) or "out of memory" in str(err).lower())):
+        # XLA reports an allocation that failed as RESOURCE_EXHAUSTED, or as INTERNAL with
+        # "out of memory" when it fails inside a runtime call
+        return 1, ("error: out of memory; use fewer samples per solve (run: "
+                   "--set sample.chunk_size=…, and a rerun resumes from the finished chunks; "
+                   "demo: --n; fit and train: their batch) or a smaller d")
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 1, ("error: no space left for the output (disk full or quota reached): free "
+                   "some and rerun; finished chunks and checkpoints are kept")
     if isinstance(err, OSError) and err.filename is not None:
         return 1, f"error: cannot write or read {err.filename!r}: {err.strerror or err}"
     return None

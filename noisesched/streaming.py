@@ -219,9 +219,12 @@ def solve_memory_bytes(d: int, rows: int, dtype: Any, devices: Sequence[jax.Devi
 
 
 def check_memory(d: int, rows: int, dtype: Any, devices: Sequence[jax.Device], *, steps: int,
-                 adaptive: bool = False, rows_name: str = "chunk_size") -> None:
+                 adaptive: bool = False, rows_name: str = "chunk_size",
+                 can_split_coordinates: bool = True) -> None:
     """Refuse a chunk whose solve would not fit the free memory of its devices, before any
-    work (``solve_memory_bytes``; CPU devices share the host's memory).
+    work (``solve_memory_bytes``; CPU devices share the host's memory). The message names
+    ``rows_name`` as what bounds the rows, and offers ``shard = 'coordinates'`` where the caller
+    ``can_split_coordinates``.
 
     Raises:
         ValueError: naming what to reduce (``rows_name``, ``steps``, d or the devices).
@@ -243,11 +246,11 @@ def check_memory(d: int, rows: int, dtype: Any, devices: Sequence[jax.Device], *
                          "fewer steps")
     fit = int((free / holders - tables) // per_row)
     if fit < len(devices):
-        smaller = "use float32, " if itemsize > 4 else ""
+        split = (", or split its coordinates over more devices (shard = 'coordinates')"
+                 if can_split_coordinates else "")
         raise ValueError(f"a sample of d = {d} needs about {_size(per_row * len(devices))} "
-                         f"for its solve and {_size(free)} are free on {where}: reduce d, "
-                         f"{smaller}or split its coordinates over more devices "
-                         "(shard = 'coordinates')")
+                         f"for its solve and {_size(free)} are free on {where}: reduce d"
+                         f"{', use float32' if itemsize > 4 else ''}{split}")
     automatic = " (or 0: sized from the free memory)" if rows_name == "chunk_size" else ""
     raise ValueError(f"{rows} samples of d = {d} need about {_size(need)} and {_size(free)} "
                      f"are free on {where}: set {rows_name} to at most {fit}{automatic}")

@@ -356,3 +356,39 @@ def test_sample_in_x64_mode_keeps_float32():
     assert x.dtype == jnp.float32
     x0 = ns.sample_prior(interp, KEY, 4, "float32", schedule=sched)
     np.testing.assert_array_equal(x, ns.solve(model, interp, sched, x0, steps=4).x)
+
+
+# ----------------------------------------------------------------------------- extreme laws
+@pytest.mark.parametrize("beta, h", [(1.5, 0.3), (8.0, 0.3), (50.0, 0.69), (1.5, 20.0),
+                                     (0.5, 0.0)])
+def test_curie_weiss_magnetization_law_at_extreme_beta_and_h(beta, h):
+    """Seen in a hostile test: β ≥ 8 or h ≥ 20 ended in "math domain error" (m or W+ rounded to
+    1 before log(1 − q)). Truth: the binomial mixture summed in float64 from m = tanh(βm)
+    solved in float64 (exact where it is finite) and, at saturation, its limit."""
+    model = ns.CurieWeiss(d=30, beta=beta, h=h)
+    levels, probs = (np.asarray(a, np.float64) for a in model.magnetization_law())
+    assert np.all(np.isfinite(probs)) and abs(probs.sum() - 1.0) < 1e-5
+    m = 0.0
+    if beta > 1:
+        m = 1.0
+        for _ in range(200):
+            m = m - (m - np.tanh(beta * m)) / (1 - beta * (1 - np.tanh(beta * m) ** 2))
+    w = 1 / (1 + np.exp(-2 * h * m))
+    u = np.arange(31)
+    from math import comb
+    binom = np.array([comb(30, k) for k in u], np.float64)
+    law = (w * binom * ((1 + m) / 2) ** u * ((1 - m) / 2) ** (30 - u)
+           + (1 - w) * binom * ((1 - m) / 2) ** u * ((1 + m) / 2) ** (30 - u))
+    np.testing.assert_allclose(probs, law, atol=1e-6)
+    np.testing.assert_allclose(levels, (2 * u - 30) / 30)
+
+
+@pytest.mark.parametrize("build, name", [
+    (lambda: ns.GaussianMixture.two_modes(d=10, sigma=1e160), "sigma"),
+    (lambda: ns.GaussianMixture.two_modes(d=10, m=1e20), "m"),
+    (lambda: ns.GaussianMixture.random_means(d=10, weights=[0.5, 0.5], m=1e16), "m"),
+    (lambda: ns.GaussianMixture([0.5, 0.5], np.ones((2, 3)), sigma=1e16), "sigma")])
+def test_mixture_scales_whose_squares_overflow_are_refused(build, name):
+    """Seen in a hostile test: sigma = 1e160 ended in OverflowError inside the drift."""
+    with pytest.raises(ValueError, match=rf"^{name} must be in \(0, 1e\+15\]"):
+        build()

@@ -251,6 +251,23 @@ def test_memory_is_checked_before_any_work(tmp_path, monkeypatch, capsys):
     assert solved == [] and list(tmp_path.iterdir()) == []
 
 
+def test_the_demo_checks_its_memory_before_any_work(tmp_path, monkeypatch, capsys):
+    """Seen in a hostile test: ``demo --d 1000000000`` started its first solve and died in the
+    runtime's allocator."""
+    monkeypatch.setattr(streaming, "_device_memory", lambda device: 10**7)  # 10 MB free
+    import noisesched.experiments.demo as demo_mod
+    monkeypatch.setattr(demo_mod, "sample", lambda *a, **k: pytest.fail("solved"))
+    out = tmp_path / "D"
+    assert main(["demo", "--d", "1000000000", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "noisesched: error: a sample of d = 1000000000 needs about 24 GB for its solve and "
+        "10 MB are free on the host: reduce d")
+    assert main(["demo", "--d", "2000", "--n", "4096", "--out", str(out)]) == 2
+    assert "4096 samples of d = 2000 need about 197 MB and 10 MB are free on the host: set " \
+        "--n to at most 208" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_chunk_on_a_cpu_is_bounded_in_work(monkeypatch):
     devices = streaming.resolve_devices(1)
     monkeypatch.setattr(streaming, "_device_memory", lambda device: 10**12)
@@ -279,7 +296,8 @@ def test_a_chunk_is_bounded_by_the_models_work(monkeypatch):
         streaming.auto_chunk_size(1000, jnp.float32, devices, steps=100, work_per_entry=0.0)
     planned = []
     monkeypatch.setattr(streaming, "check_memory", lambda d, rows, *a, **k: planned.append(rows))
-    streaming._plan(exact, ns.Interpolant("vp", "linear", 1000), 10**4, jnp.float32, None, 1, {"steps": 100})
+    streaming._plan(exact, ns.Interpolant("vp", "linear", 1000), 10**4, jnp.float32, None, 1,
+                    {"steps": 100})
     assert planned == [rows[1]]
 
 

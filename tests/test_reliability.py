@@ -302,9 +302,50 @@ def test_out_of_memory_is_one_line_status_1_and_keeps_finished_chunks(tmp_path, 
                       "[output]\nfigures = false\n")
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == ("noisesched: error: out of device memory; set a smaller sample.chunk_size "
-                   "(--set sample.chunk_size=…) and rerun: finished chunks are kept")
+    assert err == ("noisesched: error: out of memory; use fewer samples per solve (run: "
+                   "--set sample.chunk_size=…, and a rerun resumes from the finished chunks; "
+                   "demo: --n; fit and train: their batch) or a smaller d")
     assert cfg.load(config, ["sample.chunk_size=16"]).sample.chunk_size == 16  # as advised
     assert not (tmp_path / "out").exists()
     assert [p.name for p in resume_folder(tmp_path / "out").glob("rows-*")] == [
         "rows-000000000000.npz"]
+
+
+def test_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    """Seen in a hostile test: ENOSPC while writing results printed a traceback (its OSError
+    names no file). Nothing is published."""
+    import errno
+
+    import noisesched.experiments.run as run_mod
+    from noisesched.cli import main
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_mod, "write_json", full)
+    config = tmp_path / "c.toml"
+    config.write_text("[model]\nd = 20\n[sample]\nn = 8\n[solver]\nsteps = 2\n"
+                      "[output]\nfigures = false\n")
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.startswith("noisesched: error: no space left for the output")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("error", [
+    jax.errors.JaxRuntimeError("INTERNAL: Failed to allocate 8589934592 bytes: out of memory"),
+    MemoryError()])
+def test_memory_failures_of_every_kind_are_one_line(tmp_path, monkeypatch, capsys, error):
+    """Seen in a hostile test: an allocation failing inside an XLA runtime call (INTERNAL, not
+    RESOURCE_EXHAUSTED) and NumPy's MemoryError printed tracebacks."""
+    import noisesched.experiments.run as run_mod
+    from noisesched.cli import main
+
+    def fails(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(run_mod, "sample_summary", fails)
+    config = tmp_path / "c.toml"
+    config.write_text("[model]\nd = 20\n[sample]\nn = 8\n[solver]\nsteps = 2\n"
+                      "[output]\nfigures = false\n")
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.startswith("noisesched: error: out of memory; use fewer")

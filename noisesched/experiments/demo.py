@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 from .. import metrics
 from .._output import check_output_folder, staged
@@ -19,6 +20,7 @@ from ..interpolants import Interpolant
 from ..models import GaussianMixture
 from ..sampling import sample
 from ..schedules import make
+from ..streaming import check_memory
 from .io import environment, save_figure, write_json
 
 CASES = (("vp", "constant"), ("vp", "vp_dilated"), ("ve", "constant"), ("ve", "ve_dilated"))
@@ -49,6 +51,9 @@ class DemoConfig:
 def run_demo(config: DemoConfig, out: str | Path, *, log=print) -> dict:
     """Run the four cases, print a table, write ``out/results.json`` and ``out/demo.png``."""
     config.validate()
+    # the four solves run one after another, each on the whole batch on the default device
+    check_memory(config.d, config.n, jnp.result_type(float), jax.devices()[:1],
+                 steps=config.steps, rows_name="--n", can_split_coordinates=False)
     out = check_output_folder(out)
     model = GaussianMixture.two_modes(d=config.d, p=config.p, m=config.m, sigma=config.sigma)
     setups = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import equinox as eqx
@@ -148,15 +147,22 @@ class CurieWeiss(AbstractSpinLaw):
 
     def magnetization_law(self) -> tuple[Float[Array, " d_plus_1"], Float[Array, " d_plus_1"]]:
         """Exact law of mean_i s_i: levels (2u − d)/d, u = 0 … d up spins, and probabilities
-        W+ Bin(u; d, (1 + m)/2) + W− Bin(u; d, (1 − m)/2), computed in log space."""
+        W+ Bin(u; d, (1 + m)/2) + W− Bin(u; d, (1 − m)/2), computed in log space.
+
+        With m = tanh(β m): (1 ± m)/2 = σ(±2βm) and W± = σ(±2hm), so every logarithm is a
+        softplus, finite when m or W+ round to 1 (β or h of order 10)."""
         d = self.d
         u = np.arange(d + 1, dtype=np.float64)
-        m, w = float(self.m), float(self.positive_phase_weight)
+        phase, field = float(self.beta) * float(self.m), float(self.h) * float(self.m)
 
-        def log_binom(q):
-            return log_binomial(d) + u * math.log(q) + (d - u) * math.log1p(-q)
+        def softplus(z):
+            return np.logaddexp(0.0, z)
 
-        logp = np.logaddexp(math.log(w) + log_binom(0.5 * (1 + m)),
-                            math.log1p(-w) + log_binom(0.5 * (1 - m)))
+        def log_binom(sign):  # log Bin(u; d, σ(2 sign β m))
+            return (log_binomial(d) - u * softplus(-2.0 * sign * phase)
+                    - (d - u) * softplus(2.0 * sign * phase))
+
+        logp = np.logaddexp(-softplus(-2.0 * field) + log_binom(1.0),
+                            -softplus(2.0 * field) + log_binom(-1.0))
         dtype = jnp.result_type(float)
         return jnp.asarray((2.0 * u - d) / d, dtype), jnp.asarray(np.exp(logp), dtype)

@@ -18,7 +18,6 @@ from .._validation import (
     as_int,
     check_at_run_time,
     check_int,
-    check_positive,
     check_real,
     is_traced,
 )
@@ -45,6 +44,10 @@ from .means import (
     means_from_array,
     project,
 )
+
+#: The largest σ and mean level m: σ², m²·d and their products with the interpolant's
+#: coefficients stay finite in float32 (up to 3.4·10^38) for d up to 10^8.
+LARGEST_SCALE = 1e15
 
 
 class GaussianMixture(AbstractModel):
@@ -81,7 +84,7 @@ class GaussianMixture(AbstractModel):
             component_means = _checked_means(means, k)
         self.weights = w
         self.component_means = component_means
-        scale: Any = check_positive("sigma", sigma)
+        scale: Any = check_real("sigma", sigma, 0.0, LARGEST_SCALE, hi_open=False)
         self.sigma = scale if is_traced(scale) else float(scale)
 
     @classmethod
@@ -92,8 +95,8 @@ class GaussianMixture(AbstractModel):
         ``m`` and ``sigma`` may be traced (see the class)."""
         check_int("d", d, lo=1)
         weight: Any = check_real("p", p, 0.0, 1.0)
-        level: Any = check_positive("m", m)
-        sigma = check_positive("sigma", sigma)
+        level: Any = check_real("m", m, 0.0, LARGEST_SCALE, hi_open=False)
+        sigma = check_real("sigma", sigma, 0.0, LARGEST_SCALE, hi_open=False)
         levels = jnp.asarray([level, -level], dtype=jnp.result_type(float))
         return cls(weights=[weight, 1.0 - weight], means=ConstantMeans(levels, int(d)),
                    sigma=sigma)
@@ -105,7 +108,7 @@ class GaussianMixture(AbstractModel):
         (so |μ_k| ≈ m√d and the means are nearly orthogonal); ``SeededMeans``: drawn on the
         device where they are used."""
         check_int("d", d, lo=1)
-        m = check_positive("m", m)
+        m = check_real("m", m, 0.0, LARGEST_SCALE, hi_open=False)
         check_int("seed", seed, lo=0)
         k = (jnp.asarray(weights) if is_traced(weights) else np.asarray(weights, dtype=float)).size
         return cls(weights=weights, means=SeededMeans(seed, m, k, d), sigma=sigma)
