@@ -119,6 +119,18 @@ def test_fit_improves_the_ve_low_level_feature():
     assert abs(float(after) / 0.25 - 1) < abs(float(before) / 0.25 - 1)
 
 
+def test_a_fit_whose_parameters_leave_the_finite_numbers_fails():
+    """Seen in a hostile test: a learning rate of 1e308 made the parameters -inf on the last
+    iteration (the loss, computed before it, was finite) and the fit "succeeded"."""
+    model = ns.GaussianMixture.two_modes(d=20)
+    interp = ns.Interpolant(kind="vp", shape="linear", d=20)
+    loss = SampleLoss(combined_loss, model, interp, 4)
+    with pytest.raises(FloatingPointError, match="parameters left the finite numbers"):
+        fit_schedule(loss, PiecewiseLinear.from_schedule(ns.schedules.constant(), 4),
+                     jax.random.PRNGKey(0), FitOptions(batch=8, iterations=1),
+                     optimizer=ns.learning.make_optimizer("sgd", 1e308, lr_schedule="constant"))
+
+
 def test_fit_rejects_bad_input(unchecked_types):
     model = ns.GaussianMixture.two_modes(d=20)
     interp = ns.Interpolant(kind="vp", shape="linear", d=20)

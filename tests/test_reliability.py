@@ -349,3 +349,17 @@ def test_memory_failures_of_every_kind_are_one_line(tmp_path, monkeypatch, capsy
                       "[output]\nfigures = false\n")
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err.startswith("noisesched: error: out of memory; use fewer")
+
+
+def test_the_final_step_the_nan_message_advises_is_a_config_key(tmp_path):
+    """Seen in a hostile test: a run whose solve left the finite numbers was told to try
+    final_step='euler', which no config could set."""
+    from noisesched.experiments import config as cfg
+    from noisesched.sampling import NOISE_LEVEL_SOLVERS
+
+    path = tmp_path / "c.toml"
+    path.write_text("[model]\nd = 20\n[solver]\nname = \"heun\"\nfinal_step = \"euler\"\n")
+    assert cfg.load(path).solver.options()["final_step"] == "euler"
+    assert cfg.load(path, ["solver.final_step=solver"]).solver.options()["final_step"] == "solver"
+    with pytest.raises(ValueError, match="solver.final_step = 'euler' does not apply"):
+        cfg.load(path, [f"solver.name={sorted(NOISE_LEVEL_SOLVERS)[0]}"])

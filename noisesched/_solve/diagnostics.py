@@ -72,7 +72,7 @@ def nonfinite_error(model: AbstractDenoiser, interp: Interpolant, schedule: Abst
               f"{options.get('steps', 100)} (t = {t:.6g})")
     return FloatingPointError(
         f"the solve produced nan or inf{at}; try more steps, another solver, a final Euler step "
-        "(final_step='euler'), or dtype float64")
+        "(final_step='euler'; in a config, solver.final_step), or dtype float64")
 
 
 @jax.jit

@@ -53,7 +53,13 @@ from .._validation import check_choice, check_int, check_positive
 from ..interpolants import Interpolant
 from ..learning.families import FAMILIES
 from ..models.base import check_data_law
-from ..sampling import ADAPTIVE_SOLVERS, NOISE_LEVEL_SOLVERS, SCAN_SOLVERS, SOLVERS
+from ..sampling import (
+    ADAPTIVE_SOLVERS,
+    FINAL_STEPS,
+    NOISE_LEVEL_SOLVERS,
+    SCAN_SOLVERS,
+    SOLVERS,
+)
 from ..streaming import SHARDS
 
 DTYPES = ("float32", "float64")
@@ -418,6 +424,7 @@ class SolverSettings:
     atol: float = 1e-4
     max_steps: int = 16_384
     row_block: int = 0  # rows per block of a fixed-grid solve; 0: the platform's choice
+    final_step: str = "auto"  # auto | euler | solver: the last interval of a fixed grid
 
     def __post_init__(self):
         try:
@@ -435,6 +442,10 @@ class SolverSettings:
             check_positive("solver.atol", self.atol)
             check_int("solver.max_steps", self.max_steps, lo=1)
             check_int("solver.row_block", self.row_block, lo=0)
+            check_choice("solver.final_step", self.final_step, FINAL_STEPS)
+            if self.final_step == "euler" and self.name in NOISE_LEVEL_SOLVERS:
+                raise ConfigError(f"solver.final_step = 'euler' does not apply to solver.name = "
+                                  f"{self.name!r}, which steps in the noise level; use 'auto'")
             if self.row_block and self.adaptive:
                 raise ConfigError("solver.row_block applies to fixed-grid solves; set it to 0 "
                                   "(the platform's choice) with solver.adaptive = true")
@@ -447,7 +458,8 @@ class SolverSettings:
         """Keyword arguments of ``noisesched.solve``."""
         return {"steps": self.steps, "solver": self.name, "method": self.method,
                 "adaptive": self.adaptive, "rtol": self.rtol, "atol": self.atol,
-                "max_steps": self.max_steps, "row_block": self.row_block or "auto"}
+                "max_steps": self.max_steps, "row_block": self.row_block or "auto",
+                "final_step": self.final_step}
 
 
 @dataclasses.dataclass(frozen=True)

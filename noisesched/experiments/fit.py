@@ -101,7 +101,8 @@ class FitSettings:
     def __post_init__(self):
         try:
             check_choice("fit.family", self.family, tuple(FAMILIES))
-            check_int("fit.pieces", self.pieces, lo=2)
+            # every step of every solve evaluates the knots: beyond 10^4 a fit is all overhead
+            check_int("fit.pieces", self.pieces, lo=2, hi=10_000)
             check_choice("fit.init", self.init, INITS)
             if self.init == "uniform" and not hasattr(FAMILIES[self.family], "uniform"):
                 uniform = [name for name, cls in FAMILIES.items() if hasattr(cls, "uniform")]
@@ -122,7 +123,8 @@ class FitSettings:
                 check_choice("fit.teacher_solver", self.teacher_solver, SOLVERS)
             check_int("fit.iterations", self.iterations, lo=1)
             check_choice("fit.optimizer", self.optimizer, OPTIMIZERS)
-            check_real("fit.learning_rate", self.learning_rate, lo=0.0)
+            # the parameters are log-ratios and logits of order 1: a larger step leaves them
+            check_real("fit.learning_rate", self.learning_rate, lo=0.0, hi=1e3, hi_open=False)
             check_choice("fit.lr_schedule", self.lr_schedule, LR_SCHEDULES)
             check_int("fit.warmup", self.warmup, lo=0, hi=self.iterations - 1)
             check_real("fit.clip_norm", self.clip_norm, lo=0.0, lo_open=False)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import optax
 from jaxtyping import PRNGKeyArray
 
@@ -226,6 +227,9 @@ def fit_schedule(
             it = options.iterations
     finally:
         bar.close()
+    if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(params)):
+        raise FloatingPointError("the schedule's parameters left the finite numbers in the last "
+                                 "iteration; lower the learning rate or clip gradients")
     stopped = it < options.iterations
     if options.checkpoint is not None:
         save_checkpoint(options.checkpoint, params, opt_state, record.history,
