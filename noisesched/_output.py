@@ -28,7 +28,8 @@ from pathlib import Path
 from ._atomic import atomic_write, default_mode
 from ._interrupt import raise_if_pending
 
-__all__ = ["FolderInUse", "MANIFEST", "check_output_folder", "locked", "publish", "staged"]
+__all__ = ["FolderInUse", "MANIFEST", "check_output_folder", "locked", "publish", "real_folder",
+           "staged"]
 
 #: The list of the files of the result published last into a folder.
 MANIFEST = ".noisesched-files.json"
@@ -42,6 +43,16 @@ class FolderInUse(ValueError):
     """Another process works in the output folder."""
 
 
+def real_folder(out: str | os.PathLike) -> Path:
+    """The folder ``out`` names, absolute and with links followed: what locks and staging are
+    keyed on, so that ``.``, a relative path and a link to the folder all name one folder (and
+    staging lies on the folder's own file system)."""
+    real = Path(os.path.realpath(out))
+    if not real.name:
+        raise ValueError(f"--out {str(out)!r} is the root folder; choose a folder below it")
+    return real
+
+
 def _lock_path(out: Path) -> Path:
     return out.parent / f".{out.name}.lock"
 
@@ -53,7 +64,7 @@ def locked(out: str | os.PathLike, command: str) -> Iterator[Path]:
     Raises:
         FolderInUse: another live process holds it (named in the message).
     """
-    out = Path(out)
+    shown, out = str(out), real_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     path = _lock_path(out)
     while True:
@@ -64,7 +75,7 @@ def locked(out: str | os.PathLike, command: str) -> Iterator[Path]:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise FolderInUse(f"--out {str(out)!r} is in use by {holder}; wait for it to "
+            raise FolderInUse(f"--out {shown!r} is in use by {holder}; wait for it to "
                               "finish or choose another folder") from None
         # the lock is on the open file: if the path was replaced or removed meanwhile (a
         # holder releasing it), lock the file now at the path instead
@@ -82,7 +93,7 @@ def locked(out: str | os.PathLike, command: str) -> Iterator[Path]:
                      f"(noisesched {command}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
         handle.flush()
         _remove_stale_stages(out)
-        yield out
+        yield Path(shown)
     finally:
         path.unlink(missing_ok=True)
         handle.close()
@@ -146,9 +157,9 @@ def check_output_folder(out: str | os.PathLike, keep: Iterable[str] = ()) -> Pat
 def staged(out: str | os.PathLike) -> Iterator[Path]:
     """A temporary sibling folder of ``out`` for a result's files, published into ``out``
     (``publish``) when the block succeeds and removed in any case."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=_stage_prefix(out)))
+    real = real_folder(out)
+    real.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=real.parent, prefix=_stage_prefix(real)))
     os.chmod(stage, default_mode(directory=True))
     try:
         yield stage

@@ -134,6 +134,24 @@ def test_a_folder_in_use_is_refused_naming_its_holder(tmp_path, monkeypatch, cap
     assert not (tmp_path / ".X.lock").exists()  # released
 
 
+def test_a_link_or_a_relative_path_to_a_folder_in_use_is_refused(tmp_path, monkeypatch, capsys):
+    """Seen in a hostile test: the lock was keyed on the path as written, so ``--out .`` from
+    inside the folder, or a link to it, ran a second command into a folder in use."""
+    out = tmp_path / "X"
+    out.mkdir()
+    (tmp_path / "link").symlink_to(out)
+    _no_solve(monkeypatch)
+    monkeypatch.chdir(out)
+    with locked(out, "run"):
+        for given in (".", str(tmp_path / "link"), "../X", str(out) + "/"):
+            assert main(["run", GM, *SMALL, "--out", given]) == 2
+            assert f"--out {given!r} is in use by process {os.getpid()}" in (
+                capsys.readouterr().err)
+    with pytest.raises(ValueError, match="is the root folder"), locked("/", "run"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X", "link"]
+
+
 def test_staging_folders_of_a_killed_process_are_removed(tmp_path):
     stale = tmp_path / ".X.partial-abc123"
     stale.mkdir()

@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 
 from .._atomic import atomic_write
+from .._output import real_folder
 
 
 def write_json(path: str | os.PathLike, data) -> Path:
@@ -26,8 +27,9 @@ def save_figure(path: str | os.PathLike, fig) -> Path:
 
 def resume_folder(out: str | os.PathLike) -> Path:
     """Where an unfinished command keeps its finished work until it succeeds: a hidden sibling
-    of its output folder, ``.OUT.resume``."""
-    out = Path(out)
+    of its output folder, ``.OUT.resume`` (beside the folder ``out`` names: ``.``, a relative
+    path and a link to it share one)."""
+    out = real_folder(out)
     return out.parent / f".{out.name}.resume"
 
 
