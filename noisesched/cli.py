@@ -349,13 +349,14 @@ def _compare(args) -> None:
 
 
 def _sweep(args) -> None:
-    from .experiments.sweep import load_sweep
+    from .experiments.sweep import check_sweep_folder, load_sweep
     from .sweeps import Shard, sweep
 
     shard = Shard.of(args.shard, "--shard") if args.shard is not None else None
     base, grid, settings = load_sweep(_config_path(args), _overrides(args))
     out = args.out or _default_out(base.name)
     with _working_in(out, "sweep"):
+        check_sweep_folder(out)
         result = sweep(base, grid, out=out, shard=shard, progress=not args.no_progress,
                        **settings)
         print(result.summary())
@@ -369,9 +370,11 @@ def _sweep(args) -> None:
 
 
 def _sweep_merge(args) -> None:
+    from .experiments.sweep import check_sweep_folder
     from .sweeps import merge
 
     with _working_in(args.out, "sweep merge"):
+        check_sweep_folder(args.out)
         print(merge(args.folders, args.out,
                     allow_different_grids=args.allow_different_grids).summary())
 
@@ -414,6 +417,7 @@ def _export(args) -> None:
 
     import jax
 
+    from ._output import check_output_folder, staged
     from .cards import export_card, load_card
     from .experiments.config import load
 
@@ -447,7 +451,9 @@ def _export(args) -> None:
             card = _export_card(args, path, config, steps)
         out = args.out or _default_out(config.name, "/export")
     with _working_in(out, "export"):
-        paths = export_card(card, out, args.formats, sigma_max=args.sigma_max)
+        check_output_folder(out)
+        with staged(out) as stage:  # the folder holds exactly this export's files
+            paths = export_card(card, stage, args.formats, sigma_max=args.sigma_max)
     print(f"wrote {out}/: " + ", ".join(p.name for p in paths.values()))
 
 

@@ -9,6 +9,7 @@ import re
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import result_files
 
 import noisesched as ns
 from noisesched import cards
@@ -294,13 +295,31 @@ def run_cli(args, capsys):
     return code, captured.out, captured.err
 
 
+def test_an_export_folder_holds_exactly_the_last_exports_files(tmp_path, capsys, x64):
+    """Seen in a hostile test: exporting again with fewer formats left the earlier files beside
+    the new card, and a folder of a user's files was written into."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "out"
+    assert run_cli([config, "--sigma-max", 50, "--out", out], capsys)[0] == 0
+    assert len(result_files(out)) == 6
+    assert run_cli([config, "--sigma-max", 50, "--format", "csv", "--out", out], capsys)[0] == 0
+    assert result_files(out) == ["card.json", "schedule.csv"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    code, _, err = run_cli([config, "--sigma-max", 50, "--out", mine], capsys)
+    assert code == 2 and "holds files that no noisesched command wrote (notes.txt)" in err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
 def test_cli_export_end_to_end(tmp_path, capsys, x64):
     config = tmp_path / "tiny.toml"
     config.write_text(CONFIG)
     out = tmp_path / "all"
     code, printed, _ = run_cli([config, "--sigma-max", 50, "--out", out], capsys)
     assert code == 0 and "card.json" in printed
-    assert {p.name for p in out.iterdir()} == {
+    assert set(result_files(out)) == {
         "card.json", "sigmas_diffusers.json", "sigmas_diffusers_euler.json",
         "sigmas_k_diffusion.npy", "sigmas_comfyui.json", "schedule.csv"}
     card = cards.load_card(out / "card.json", d=8)
@@ -316,8 +335,7 @@ def test_cli_export_end_to_end(tmp_path, capsys, x64):
                           "--option", "rho=5", "--steps", 5, "--format", "diffusers", "csv",
                           "--out", out2], capsys)
     assert code == 0
-    assert {p.name for p in out2.iterdir()} == {"card.json", "sigmas_diffusers.json",
-                                                "schedule.csv"}
+    assert set(result_files(out2)) == {"card.json", "sigmas_diffusers.json", "schedule.csv"}
     card = cards.load_card(out2 / "card.json")
     assert card.source["type"] == "method" and card.source["options"] == {"sigma_max": 20,
                                                                           "rho": 5}

@@ -317,6 +317,12 @@ def test_the_command_line_sweep(tmp_path, capsys):
         assert main(["sweep", str(config), "--out", str(tmp_path / "bad"), *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("noisesched: error: ") and message in err and "\n" not in err
+    run_folder = tmp_path / "run"  # another command's result: not a sweep's folder
+    run_folder.mkdir()
+    (run_folder / "results.json").write_text("{}")
+    assert main(["sweep", str(config), "--out", str(run_folder), "--no-progress"]) == 2
+    assert "holds files that are not a sweep's (results.json)" in capsys.readouterr().err
+    assert [p.name for p in run_folder.iterdir()] == ["results.json"]
     plain = tmp_path / "plain.toml"
     plain.write_text('[model]\nname = "gm"\nd = 100\n')
     assert main(["sweep", str(plain), "--out", str(tmp_path / "bad")]) == 2

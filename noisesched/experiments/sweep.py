@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from ..schedules import ScheduleKindWarning
-from ..sweeps import SEEDS, Grid
+from ..sweeps import RESULTS, SEEDS, Grid
 from .config import (
     SECTIONS,
     ConfigError,
@@ -46,7 +46,7 @@ from .config import (
     read_file,
 )
 
-__all__ = ["load_sweep", "flat_axes", "SETTINGS", "SweepSettings"]
+__all__ = ["check_sweep_folder", "load_sweep", "flat_axes", "SETTINGS", "SweepSettings"]
 
 class SweepSettings(TypedDict):
     """Entries of ``[sweep]`` that are keyword arguments of ``noisesched.sweep``, not axes (0:
@@ -72,6 +72,25 @@ def flat_axes(table: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def check_sweep_folder(out: str | Path) -> None:
+    """Refuse an output folder that holds files other than a sweep's (``results.parquet``;
+    its sub-folders ``parts/`` and ``figures/`` are its own): a sweep's table never lands beside
+    another command's result or a user's files. Sweeps resume and merge in place, so a
+    folder of an earlier sweep is the sweep's to continue."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder")
+    if not folder.is_dir():
+        return
+    others = sorted(p.name for p in folder.iterdir()
+                    if not p.is_dir() and p.name != RESULTS and not p.name.startswith("."))
+    if others:
+        listed = ", ".join(others[:5]) + (", …" if len(others) > 5 else "")
+        raise ValueError(f"--out {str(out)!r} holds files that are not a sweep's ({listed}); "
+                         "a sweep's folder holds only results.parquet, parts/ and figures/: "
+                         "choose a new or empty folder")
 
 
 def load_sweep(path: str | Path, overrides: Sequence[str] = ()
