@@ -189,6 +189,19 @@ def test_config_files_that_cannot_be_read_say_why(tmp_path):
     demo.write_text(json.dumps({"command": "demo", "config": {"d": 400}}))
     with pytest.raises(cfg.ConfigError, match="result of noisesched demo"):
         cfg.load(demo)
+    # a fit's history.json (as a fit writes it now, and before it recorded its command) ran
+    # the base schedule silently; a scaling's and a training's record likewise
+    config = {"model": {"name": "gm", "d": 50}}
+    for record, command in [({"command": "fit", "config": config}, "fit"),
+                            ({"config": config, "fit": {"family": "piecewise_linear"}}, "fit"),
+                            ({"config": config, "slopes": {}}, "scaling"),
+                            ({"config": config, "parameters": 10}, "train"),
+                            ({"command": "compare", "config": config}, "compare")]:
+        demo.write_text(json.dumps(record))
+        with pytest.raises(cfg.ConfigError, match=f"result of noisesched {command}, not of a "):
+            cfg.load(demo)
+    demo.write_text(json.dumps({"command": "run", "config": config}))
+    assert cfg.load(demo).d == 50
 
 
 def test_a_schedule_file_of_another_version_is_refused(tmp_path):

@@ -785,8 +785,11 @@ def read_file(path: str | Path) -> dict[str, Any]:
         data = result["config"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ConfigError(f"{path}: not a results.json with a 'config' entry ({err})") from None
-    # a demo's results.json (before it recorded its command: a "results" list)
-    command = result.get("command", "demo" if "results" in result else "run")
+    # files of other commands, from before they recorded it: a demo's "results" list, a fit's
+    # "fit" table, a scaling's "slopes", a training's "parameters"
+    legacy = [name for name, key in (("demo", "results"), ("fit", "fit"), ("scaling", "slopes"),
+                                     ("train", "parameters")) if key in result]
+    command = result.get("command", legacy[0] if legacy else "run")
     if command != "run":
         raise ConfigError(f"{path} is the result of noisesched {command}, not of a run; "
                           f"repeat it with noisesched {command} (its options are in its "

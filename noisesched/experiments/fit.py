@@ -344,6 +344,7 @@ def _finish(config, settings, result, interp, baselines, stage: Path, *, fit_sec
         save_figure(stage / "schedules.png", _figure(config, model, interp, learned, settings,
                                                      stage / "schedules.npz"))
     history = {
+        "command": "fit",  # so that `run` refuses this file (see config.read_file)
         "config": config.to_dict(),
         "fit": settings.to_dict(),
         "loss": result.history,

@@ -278,7 +278,7 @@ def run_scaling(config: ScalingConfig, out: str | Path, *, log=print) -> dict:
     order = {(case, d): i for i, (case, d) in enumerate(
         (case, d) for case in config.cases for d in config.dims)}
     rows.sort(key=lambda r: order[(r["case"], r["d"])])
-    result = {"config": config.to_dict(),
+    result = {"command": "scaling", "config": config.to_dict(),
               "rows": rows, "slopes": {c: s and s["slope"] for c, s in slopes.items()},
               "slope_errors": slopes, "seconds": time.perf_counter() - start,
               "environment": environment()}

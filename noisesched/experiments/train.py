@@ -350,6 +350,7 @@ def run_train(config: TrainConfig, out: str | Path, *, log=print, progress: bool
     train_seconds = time.perf_counter() - start
     with staged(out) as stage:  # the result's files appear together, once all are written
         record: dict[str, Any] = {
+            "command": "train",
             "config": config.to_dict(),
             "sigma_data": result.denoiser.sigma_data,
             "parameters": int(sum(x.size for x in jax.tree.leaves(network)
