@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import math
 import operator
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -181,3 +183,18 @@ def _fmt(x: float) -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return f"{x:g}"
+
+
+def check_file(what: str, path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path`` if it names a regular file that can be read: else a ValueError
+    saying which of "does not exist", "is a folder" or "is not a regular file" (a device or a
+    pipe, which reading could never finish) holds, as ``{what} 'PATH' …``."""
+    path = Path(path)
+    name = f"{what} {str(path)!r}"
+    if path.is_dir():
+        raise ValueError(f"{name} is a folder; give a file")
+    if not path.exists():
+        raise ValueError(f"{name} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{name} is not a regular file (a device or a pipe); give a file")
+    return path

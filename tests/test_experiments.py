@@ -41,7 +41,7 @@ def write(tmp_path, text, name="c.toml"):
         ("[solver]\nadaptive = 'yes'", "solver.adaptive must be true or false; got 'yes'"),
         ("[model]\np = true", "model.p must be a number; got True"),
         ("[model]\np = 1.5", "model.p must be in (0, 1); got 1.5"),
-        ("[model]\nsigma = -1", "model.sigma must be in (0, inf); got -1.0"),
+        ("[model]\nsigma = -1", "model.sigma must be in (0, 1e+15]; got -1.0"),
         ("[solver]\nsteps = 0", "solver.steps must be an integer >= 1; got 0"),
         ("[model]\nd = 100\n[schedule]\nk = 10", "schedule.k must be in (0, 10); got 10.0"),
         ("[schedule]\nname = 'cosin'",

@@ -268,8 +268,9 @@ def run_compare(name: str, settings: CompareSettings, cells: list[Cell], out: st
         atomic_write(stage / "compare.md", lambda tmp: Path(tmp).write_text(
             f"# {name}: {how}\n\n{ERRORS_NOTE}\n\n{text}{budget}\n"))
         save_figure(stage / "compare.png", _figure(rows, model, name))
-        record = {"command": "compare", "name": name, "compare": {k: list(v) if isinstance(v, tuple) else v
-                                            for k, v in dataclasses.asdict(settings).items()},
+        record = {"command": "compare", "name": name,
+                  "compare": {k: list(v) if isinstance(v, tuple) else v
+                              for k, v in dataclasses.asdict(settings).items()},
                   "base": cells[0].config.to_dict(), "rows": rows, "fewest_steps": steps_needed,
                   "seconds": time.perf_counter() - start, "files": files,
                   "environment": environment()}

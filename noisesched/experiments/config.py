@@ -49,7 +49,7 @@ from .. import models as models_mod
 from .. import networks
 from .. import schedules as schedules_mod
 from .._typing import IntLike, RealLike
-from .._validation import check_choice, check_int, check_positive
+from .._validation import check_choice, check_file, check_int, check_positive
 from ..interpolants import Interpolant
 from ..learning.families import FAMILIES
 from ..models.base import check_data_law
@@ -740,8 +740,6 @@ def _schedule_file(path: str) -> tuple[str, dict[str, Any]]:
     no file)."""
     from ..learning.export import read_schedule_file
 
-    if not Path(path).is_file():
-        raise ConfigError(f"schedule file {path!r} (schedule.name = '@{path}') does not exist")
     try:
         family, fields = read_schedule_file(path)
     except ValueError as err:
@@ -757,8 +755,10 @@ def _read_text(path: str | Path) -> tuple[Path, str]:
     if path.is_dir():
         raise ConfigError(f"config file {str(path)!r} is a folder; give a .toml config (or a "
                           "results.json) in it")
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        check_file("config file", path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     try:
         return path, path.read_text(encoding="utf-8-sig")  # a byte-order mark is not TOML's
     except UnicodeDecodeError as err:

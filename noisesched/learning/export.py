@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._atomic import atomic_write
-from .._validation import check_int
+from .._validation import check_file, check_int
 from ..interpolants import Interpolant
 from ..schedules import AbstractSchedule, check_schedule
 
@@ -113,9 +113,7 @@ def read_schedule_file(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     checked."""
     from .families import FAMILIES
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"schedule file {str(path)!r} does not exist")
+    path = check_file("schedule file", path)
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
         if data.get("format") != _FORMAT:
