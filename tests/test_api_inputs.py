@@ -308,6 +308,15 @@ def test_a_schedule_of_the_wrong_type_is_named(entry, given, shown):
     assert "\n" not in message
 
 
+def test_a_sweep_checks_the_convention_of_its_points_schedules():
+    """Seen in a hostile test: a sweep point whose schedule had τ(1) ≠ 1 ran silently."""
+    model, interp, _ = _setup()
+    points = [ns.sweeps.Point(model, interp, _Custom(scale=s), KEY) for s in (1.0, 0.9)]
+    with pytest.warns(schedules.ScheduleConventionWarning, match=r"τ\(1\) = 0\.9") as record:
+        ns.sweeps.sample_summaries(points, 4, steps=4)
+    assert len(record) == 1
+
+
 @pytest.mark.usefixtures("unchecked_types")
 def test_a_sweep_point_with_a_schedule_of_the_wrong_type_is_named():
     model, interp, _ = _setup()

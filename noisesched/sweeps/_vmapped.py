@@ -34,7 +34,7 @@ from .._validation import as_dtype, as_int, check_int, check_key
 from ..interpolants import Interpolant
 from ..models.base import AbstractDenoiser, check_data_law
 from ..sampling import max_steps_error, sample_prior, solve
-from ..schedules import AbstractSchedule, check_schedule
+from ..schedules import AbstractSchedule, check_convention, check_schedule
 from ..streaming import auto_chunk_size
 from ._stack import Stacking, structure, unstack
 
@@ -231,6 +231,7 @@ def solve_group(
             point = points[i]
             check_key(f"points[{i}].key", point.key)
             check_schedule(point.schedule, f"points[{i}].schedule")
+            check_convention(point.schedule, stacklevel=4)  # as ns.solve does for one problem
             check_data_law(point.model, "a sweep")
             if point.interp.d != point.model.d:
                 raise ValueError(f"points[{i}]: interpolant d = {point.interp.d} must equal the "
