@@ -401,3 +401,12 @@ def test_mixture_scales_whose_squares_overflow_are_refused(build, name):
     """Seen in a hostile test: sigma = 1e160 ended in OverflowError inside the drift."""
     with pytest.raises(ValueError, match=rf"^{name} must be in \(0, 1e\+15\]"):
         build()
+
+
+@pytest.mark.usefixtures("unchecked_types")
+def test_the_exact_curie_weiss_law_asks_for_concrete_parameters():
+    """Seen in a hostile test: CurieWeissExact built under jit failed deep inside NumPy."""
+    for build in (lambda b: ns.CurieWeissExact(d=20, beta=b),
+                  lambda h: ns.CurieWeissExact(d=20, beta=1.5, h=h)):
+        with pytest.raises(ValueError, match="CurieWeissExact needs concrete beta and h"):
+            jax.jit(lambda v, build=build: build(v).d)(1.0)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._validation import check_int, check_positive, check_real
+from .._validation import check_int, check_positive, check_real, is_traced
 from ..interpolants import Coefficients
 from .base import Batch
 from .curie_weiss import mean_field_magnetization
@@ -61,6 +61,10 @@ class CurieWeissExact(AbstractSpinLaw):
     def __init__(self, d: int, beta: float, h: float = 0.0, nodes: int = 96,
                  max_grid: int = 2048):
         check_int("d", d, lo=1)
+        if is_traced((beta, h)):
+            raise ValueError("CurieWeissExact needs concrete beta and h (its quadrature grid and "
+                             "law of M are sized and summed on the host from them); for a law "
+                             "to differentiate in beta or h use noisesched.CurieWeiss")
         check_positive("beta", beta)
         check_real("h", h)
         check_int("nodes", nodes, lo=2)
