@@ -167,7 +167,7 @@ RUN_TIME_CASES = [  # (id, build from one value, a bad value, a good one, the me
     ("mixture p", lambda p: ns.GaussianMixture.two_modes(D, p=p).weights, 1.5, 0.7,
      r"p must be in \(0, 1\)"),
     ("mixture sigma", lambda s: ns.GaussianMixture.two_modes(D, sigma=s).sigma, -0.5, 0.5,
-     r"sigma must be in \(0, inf\)"),
+     r"sigma must be in \(0, 1e\+15\]"),
     ("mixture weights", lambda w: ns.GaussianMixture(jnp.stack([w, 1.0 - w]),
                                                      np.ones((2, D)), 0.5).weights, -0.2, 0.4,
      r"weights must each be in \(0, 1\]"),
