@@ -123,7 +123,9 @@ def test_bad_streaming_arguments(kwargs, message, unchecked_types):
 
 def test_nan_names_the_sample_step_and_time():
     _, interp, sched = setup("gm")
-    bad = ns.GaussianMixture.two_modes(d=D, m=1e20)  # |μ|² overflows float32 from the start
+    # means given as an array are not bounded as the level m of two_modes is: |μ|² overflows
+    # float32 from the start
+    bad = ns.GaussianMixture([0.8, 0.2], np.stack([np.full(D, 1e20), np.full(D, -1e20)]), 0.5)
     message = r"first in sample 0, at step 1 of 4 \(t = 0.25\); try more steps"
     with pytest.raises(FloatingPointError, match=message):
         streaming.sample_summary(bad, interp, sched, jax.random.PRNGKey(0), 10, steps=4)
