@@ -53,6 +53,7 @@ from ._solve.solvers import (
     canonical,
     registry_name,
 )
+from ._solve.span import span_applies
 from ._typing import IntLike
 from ._validation import (
     as_dtype,
@@ -200,6 +201,25 @@ def _resolve_row_block(row_block, model: AbstractDenoiser, x0: Array, *, adaptiv
     return int(row_block)
 
 
+def _resolve_span(span, model: AbstractDenoiser, x0: Array, *, solver, method: str,
+                  adaptive: bool, observe) -> bool:
+    """Whether the solve runs in span form (``solve``'s ``span``), checked."""
+    if isinstance(span, str) and span == "auto":
+        return span_applies(model, x0, solver=solver, method=method, adaptive=adaptive,
+                            observe=observe)
+    if not isinstance(span, bool):
+        raise ValueError(f"span must be 'auto', True or False; got {span!r}")
+    if span and not span_applies(model, x0, solver=solver, method=method, adaptive=adaptive,
+                                 observe=observe):
+        raise ValueError(
+            "span=True needs a fixed-grid Euler or Heun solve (method 'diffrax' or 'scan', not "
+            "adaptive) without observe, of a model with a span form (velocity_in_span: the "
+            f"exact mixture); {type(model).__name__} with solver={solver!r}, method={method!r}"
+            f"{', adaptive' if adaptive else ''}{', observe' if observe is not None else ''} "
+            "has none: pass span='auto' or False")
+    return span
+
+
 def _check_states(model: AbstractDenoiser, x0: Array) -> None:
     if x0.ndim != 2 or x0.shape[1] != model.d:
         raise ValueError(f"x0 must have shape (n, d) = (n, {model.d}); got {tuple(x0.shape)}")
@@ -225,6 +245,7 @@ def solve(
     adjoint: diffrax.AbstractAdjoint | None = None,
     checkpoints: IntLike | None = None,
     row_block: IntLike | str | None = "auto",
+    span: bool | str = False,
     check_finite: bool = True,
 ) -> Solution:
     """Integrate the probability-flow ODE from X_0 = ``x0`` at t = 0 to t = 1.
@@ -270,6 +291,16 @@ def solve(
             (``statistics_for_blocks``: Curie–Weiss), else none. Changes speed only: each row's
             numbers are those of the unblocked solve up to float rounding of its sums over
             coordinates.
+        span: ``"auto"``: a fixed-grid Euler or Heun solve (``method`` "diffrax" or "scan")
+            without ``observe`` of a model whose drift keeps the state in
+            span{x_0, u_1 … u_K} (the exact mixture with isotropic components,
+            ``AbstractDenoiser.velocity_in_span``) carries the coefficients of the state, O(K)
+            numbers per row, and writes the (n, d) state once at the end: two passes over the
+            state per solve, not per step (``noisesched._solve.span``; ``row_block`` then does
+            not apply), and any other solve steps the state; ``True``: the same, refused where
+            it does not apply; ``False`` (default): step the (n, d) state. The numbers are those
+            of the stepped solve up to float rounding; a row's bits may change with the
+            chunking or the devices by a few ulps (the stepped solve's do not).
         check_finite: raise ``FloatingPointError`` if X_1 holds nan or inf, naming the first
             sample, step and time where it appeared (``first_nonfinite``).
 
@@ -308,6 +339,8 @@ def solve(
                              "adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints))")
     options = Options(
         steps=steps,
+        span=_resolve_span(span, model, x0, solver=solver, method=method, adaptive=adaptive,
+                           observe=observe),
         row_block=_resolve_row_block(row_block, model, x0, adaptive=adaptive, observe=observe,
                                      method=method),
         solver=canonical(solver),

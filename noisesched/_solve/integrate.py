@@ -23,6 +23,7 @@ from .pallas_kernel import pallas_solve
 from .problem import Batch, Problem
 from .row_blocks import by_row_blocks
 from .solution import Solution
+from .span import span_solve
 from .stepping import EulerStep
 
 
@@ -67,7 +68,11 @@ def integrate(problem: Problem, x0: Batch, options: Options) -> Solution:
         last = options.steps - 1 if options.final_euler else options.steps
         grid = Grid.uniform(problem.schedule, options.steps, dtype).head(last)
         save_ts = grid.ts
-        if options.row_block is not None and observe is None and options.method != "pallas":
+        if options.span and grid.steps > 0:  # two passes over the state in all
+            x, obs = span_solve(problem, x0, grid, options), None
+            if options.final_euler:
+                x = _final_euler_step(problem, x, grid.ts[-1], grid.steps in grid.kinks)
+        elif options.row_block is not None and observe is None and options.method != "pallas":
             x = by_row_blocks(lambda rows: _fixed_grid(problem, rows, grid, options)[0], x0,
                               options.row_block)
             obs = None

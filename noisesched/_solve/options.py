@@ -31,6 +31,8 @@ class Options(eqx.Module):
         checkpoints: states stored for reverse mode (``None``: the default of each path).
         row_block: rows per block of a row-blocked fixed-grid solve (``row_blocks``), or None
             for one pass over the whole batch per step.
+        span: a fixed-grid solve carries the coefficients of the state in span form
+            (``span``), which then takes precedence over ``row_block``.
         observe: a function of the state saved on the grid, or None.
         adjoint: the diffrax adjoint of ``method="diffrax"``.
     """
@@ -46,5 +48,6 @@ class Options(eqx.Module):
     terminal_dt: float
     checkpoints: int | None = eqx.field(static=True)
     row_block: int | None = eqx.field(static=True)
+    span: bool = eqx.field(static=True)
     observe: Observe | None
     adjoint: diffrax.AbstractAdjoint

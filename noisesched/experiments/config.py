@@ -49,7 +49,7 @@ from .. import models as models_mod
 from .. import networks
 from .. import schedules as schedules_mod
 from .._typing import IntLike, RealLike
-from .._validation import check_choice, check_file, check_int, check_positive
+from .._validation import check_bool, check_choice, check_file, check_int, check_positive
 from ..interpolants import Interpolant
 from ..learning.families import FAMILIES
 from ..models.base import check_data_law
@@ -425,6 +425,7 @@ class SolverSettings:
     max_steps: int = 16_384
     row_block: int = 0  # rows per block of a fixed-grid solve; 0: the platform's choice
     final_step: str = "auto"  # auto | euler | solver: the last interval of a fixed grid
+    span: bool = False  # the mixture's coefficients carried, the state written once (solve)
 
     def __post_init__(self):
         try:
@@ -443,6 +444,7 @@ class SolverSettings:
             check_int("solver.max_steps", self.max_steps, lo=1)
             check_int("solver.row_block", self.row_block, lo=0)
             check_choice("solver.final_step", self.final_step, FINAL_STEPS)
+            check_bool("solver.span", self.span)
             if self.final_step == "euler" and self.name in NOISE_LEVEL_SOLVERS:
                 raise ConfigError(f"solver.final_step = 'euler' does not apply to solver.name = "
                                   f"{self.name!r}, which steps in the noise level; use 'auto'")
@@ -459,7 +461,7 @@ class SolverSettings:
         return {"steps": self.steps, "solver": self.name, "method": self.method,
                 "adaptive": self.adaptive, "rtol": self.rtol, "atol": self.atol,
                 "max_steps": self.max_steps, "row_block": self.row_block or "auto",
-                "final_step": self.final_step}
+                "final_step": self.final_step, "span": "auto" if self.span else False}
 
 
 @dataclasses.dataclass(frozen=True)

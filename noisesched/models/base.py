@@ -100,6 +100,20 @@ class AbstractDenoiser(eqx.Module):
         (the default): the statistics must be computed from the state."""
         return None
 
+    def velocity_in_span(self, c: Coefficients, stats: PyTree
+                         ) -> tuple[Float[Array, "*batch 1"] | Float[Array, ""], Array] | None:
+        """For a drift a(t)·x + Σ_k g_k u_k, with K fixed vectors u_k and weights g that depend
+        on x only through linear statistics (``velocity_statistics``; the exact mixture with
+        isotropic components, u_k = μ_k): (a, g) given ``stats = statistics(c, x)``, g of shape
+        (..., K). A fixed-grid solve then keeps x in span{x_0, u_1 … u_K} and carries only its
+        coefficients (``combine_in_span`` makes the state). None (the default): no such form."""
+        return None
+
+    def combine_in_span(self, coefficients: Array) -> Batch:
+        """Σ_k q_k u_k of shape (..., d) for coefficients q of shape (..., K) (see
+        ``velocity_in_span``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no span form")
+
     def velocity_from_statistics(self, c: Coefficients, x: Batch, stats: PyTree) -> Batch:
         """The drift given ``stats = self.statistics(c, x)`` or
         ``self.statistics_for_blocks(c, x)`` (elementwise in x)."""

@@ -182,6 +182,17 @@ class GaussianMixture(AbstractModel):
         a, b = self._drift_factors(c, var)
         return a * stats + b * self.component_means.sums_of_combination(w)
 
+    def velocity_in_span(self, c: Coefficients, stats: Float[Array, "*batch S"]
+                         ) -> tuple[Float[Array, ""], Float[Array, "*batch K"]]:
+        """(a, b·w): the drift is a·x + Σ_k b w_k μ_k, with the weights w from the
+        projections, so a fixed-grid solve keeps x in span{x_0, μ_1 … μ_K}."""
+        w, var = self._posterior_weights(c, stats, stats.dtype)
+        a, b = self._drift_factors(c, var)
+        return a, b * w
+
+    def combine_in_span(self, coefficients: Float[Array, "*batch K"]) -> Batch:
+        return self.component_means.combine(coefficients)
+
     def log_density(self, c: Coefficients, x: Float[Array, " d"]) -> Float[Array, ""]:
         """log ρ_t(x) in closed form (for one point x of shape (d,))."""
         var = c.alpha_sq + self.sigma**2 * c.beta**2
