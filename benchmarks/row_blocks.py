@@ -7,11 +7,12 @@ float32) at d × n = 10^3 × 10^4, 10^4 × 10^3, 10^5 × 256 and 10^6 × 32, in 
 
 * ``floor``: N times one elementwise read-and-write pass over the (n, d) state (the per-step
   bandwidth floor of ``perf.py``);
-* ``default``: ``ns.solve`` as a user calls it (``method="diffrax"``, Euler, ``row_block="auto"``:
-  on a CPU, blocks of rows that stay in cache through all N steps);
-* ``span``: the mixture with ``span=True``: the coefficients of its state in
-  span{x_0, μ_1, μ_2} carried through the steps and the state written once (Curie–Weiss has no
-  such form);
+* ``default``: ``ns.solve`` as a user calls it (``method="diffrax"``, Euler, ``span="auto"``,
+  ``row_block="auto"``): the mixture in span form (the coefficients of its state in
+  span{x_0, μ_1, μ_2} carried through the steps, the state written once), Curie–Weiss in blocks
+  of rows that stay in cache through all N steps on a CPU;
+* ``stepped``: the mixture's default with ``span=False``, its (n, d) state stepped as a model
+  without a span form is (Curie–Weiss: its default);
 * ``one pass``: ``method="scan"``, ``row_block=None`` (every step over the whole batch);
 * ``before``: the path of the previous release: ``method="scan"``, one pass, the mixture's means
   as a dense (2, d) array read every step and its projections recomputed from each new state
@@ -200,8 +201,8 @@ def run(sizes, steps: int, repeats: int, log=print) -> dict:
             block = (auto_row_block(n, d, jnp.float32, backend)
                      if keeps_elementwise(model, jnp.ones((1, d), jnp.float32)) else None)
             default = measure(name, d, n, steps, "now", repeats, solver="euler")
-            span = (measure(name, d, n, steps, "now", repeats, solver="euler", span=True)
-                    if name == "gm" else None)
+            stepped = (measure(name, d, n, steps, "now", repeats, solver="euler", span=False)
+                       if name == "gm" else None)
             one_pass = measure(name, d, n, steps, "now", repeats, method="scan", row_block=None)
             before = measure(name, d, n, steps, "before", repeats, method="scan",
                              row_block=None)
@@ -209,11 +210,11 @@ def run(sizes, steps: int, repeats: int, log=print) -> dict:
                    "floor_seconds": floor, "default": default, "one_pass": one_pass,
                    "before": before,
                    "reference_seconds": reference_loop(name, d, n, steps, block, repeats)}
-            if span is not None:
-                row["span"] = span
+            if stepped is not None:
+                row["stepped"] = stepped
             if backend == "gpu":
                 row["pallas"] = measure(name, d, n, steps, "now", repeats, method="pallas")
-            for key in ("default", "span", "one_pass", "before", "pallas"):
+            for key in ("default", "stepped", "one_pass", "before", "pallas"):
                 if key in row:
                     x = row[key].pop("x")
                     if key == "default":
@@ -229,23 +230,24 @@ def run(sizes, steps: int, repeats: int, log=print) -> dict:
 def _line(r) -> str:
     return (f"{r['model']} {r['d']:.0e} x {r['n']}: floor {r['floor_seconds']:.3f}, default "
             f"{r['default']['seconds']:.3f} ({r['default']['seconds'] / r['floor_seconds']:.2f}x"
-            f" floor), {_span(r)}, one pass "
+            f" floor), {_stepped(r)}, one pass "
             f"{r['one_pass']['seconds']:.3f}, before "
             f"{r['before']['seconds']:.3f} ({r['before']['seconds'] / r['default']['seconds']:.1f}"
             f"x default), reference {r['reference_seconds']:.3f}")
 
 
-def _span(r) -> str:
-    if "span" not in r:
+def _stepped(r) -> str:
+    if "stepped" not in r:
         return "no span form"
-    return (f"span {r['span']['seconds']:.3f} "
-            f"({r['span']['seconds'] / r['floor_seconds']:.2f}x floor)")
+    return (f"stepped {r['stepped']['seconds']:.3f} "
+            f"({r['stepped']['seconds'] / r['floor_seconds']:.2f}x floor)")
 
 
-def _span_cells(r) -> str:
-    if "span" not in r:
-        return "– | –"
-    return f"{r['span']['seconds']:.3g} | {r['span']['seconds'] / r['floor_seconds']:.2f}"
+def _stepped_cells(r) -> str:
+    if "stepped" not in r:
+        return "= default | –"
+    return (f"{r['stepped']['seconds']:.3g} | "
+            f"{r['stepped']['seconds'] / r['floor_seconds']:.2f}")
 
 
 def markdown(result: dict) -> str:
@@ -256,7 +258,7 @@ def markdown(result: dict) -> str:
              f"float32, N = {result['rows'][0]['steps']} Euler steps, VP-dilated, one process.",
              "",
              "| model | d × n | rows per block | floor (s) | default (s) | default / floor | "
-             "span (s) | span / floor | one pass (s) | before (s) | before / default | "
+             "stepped (s) | stepped / floor | one pass (s) | before (s) | before / default | "
              "reference (s) | default / reference | "
              "transcendentals per entry per step (default; before) |"
              + (" pallas (s) | pallas / floor |" if gpu else ""),
@@ -265,7 +267,7 @@ def markdown(result: dict) -> str:
         f, default = r["floor_seconds"], r["default"]
         line = (f"| {r['model']} | {r['d']:.0e} × {r['n']} | {r['row_block'] or 'all'} | "
                 f"{f:.3g} | {default['seconds']:.3g} | {default['seconds'] / f:.2f} | "
-                f"{_span_cells(r)} | {r['one_pass']['seconds']:.3g} | "
+                f"{_stepped_cells(r)} | {r['one_pass']['seconds']:.3g} | "
                 f"{r['before']['seconds']:.3g} | "
                 f"{r['before']['seconds'] / default['seconds']:.1f} | "
                 f"{r['reference_seconds']:.3g} | "

@@ -202,11 +202,14 @@ def _resolve_row_block(row_block, model: AbstractDenoiser, x0: Array, *, adaptiv
 
 
 def _resolve_span(span, model: AbstractDenoiser, x0: Array, *, solver, method: str,
-                  adaptive: bool, observe) -> bool:
-    """Whether the solve runs in span form (``solve``'s ``span``), checked."""
+                  adaptive: bool, observe, row_block) -> bool:
+    """Whether the solve runs in span form (``solve``'s ``span``), checked. ``"auto"``: on the
+    default path only (``method="diffrax"``, ``row_block="auto"``); a loop asked for by name
+    (``method="scan"``, an explicit ``row_block``) steps the state."""
     if isinstance(span, str) and span == "auto":
-        return span_applies(model, x0, solver=solver, method=method, adaptive=adaptive,
-                            observe=observe)
+        default_path = method == "diffrax" and isinstance(row_block, str) and row_block == "auto"
+        return default_path and span_applies(model, x0, solver=solver, method=method,
+                                             adaptive=adaptive, observe=observe)
     if not isinstance(span, bool):
         raise ValueError(f"span must be 'auto', True or False; got {span!r}")
     if span and not span_applies(model, x0, solver=solver, method=method, adaptive=adaptive,
@@ -245,7 +248,7 @@ def solve(
     adjoint: diffrax.AbstractAdjoint | None = None,
     checkpoints: IntLike | None = None,
     row_block: IntLike | str | None = "auto",
-    span: bool | str = False,
+    span: bool | str = "auto",
     check_finite: bool = True,
 ) -> Solution:
     """Integrate the probability-flow ODE from X_0 = ``x0`` at t = 0 to t = 1.
@@ -291,16 +294,18 @@ def solve(
             (``statistics_for_blocks``: Curie–Weiss), else none. Changes speed only: each row's
             numbers are those of the unblocked solve up to float rounding of its sums over
             coordinates.
-        span: ``"auto"``: a fixed-grid Euler or Heun solve (``method`` "diffrax" or "scan")
-            without ``observe`` of a model whose drift keeps the state in
-            span{x_0, u_1 … u_K} (the exact mixture with isotropic components,
-            ``AbstractDenoiser.velocity_in_span``) carries the coefficients of the state, O(K)
-            numbers per row, and writes the (n, d) state once at the end: two passes over the
-            state per solve, not per step (``noisesched._solve.span``; ``row_block`` then does
-            not apply), and any other solve steps the state; ``True``: the same, refused where
-            it does not apply; ``False`` (default): step the (n, d) state. The numbers are those
-            of the stepped solve up to float rounding; a row's bits may change with the
-            chunking or the devices by a few ulps (the stepped solve's do not).
+        span: ``"auto"`` (default): a fixed-grid Euler or Heun solve on the default path
+            (``method="diffrax"``, ``row_block="auto"``) without ``observe``, of a model whose
+            drift keeps the state in span{x_0, u_1 … u_K} (the exact mixture with isotropic
+            components, ``AbstractDenoiser.velocity_in_span``), carries the coefficients of the
+            state, O(K) numbers per row, and writes the (n, d) state once at the end: two
+            passes over the state per solve, not per step (``noisesched._solve.span``); any
+            other solve steps the state. ``True``: the same with ``method="scan"`` too (then
+            ``row_block`` does not apply), refused where it does not apply; ``False``: step the
+            (n, d) state. The numbers are the stepped solve's up to float rounding. On one
+            device a row's bits do not depend on the chunk it is solved in (chunks of 16 rows
+            or more); split over several devices they may differ from one device's by a few
+            ulps (the stepped solve's do not).
         check_finite: raise ``FloatingPointError`` if X_1 holds nan or inf, naming the first
             sample, step and time where it appeared (``first_nonfinite``).
 
@@ -340,7 +345,7 @@ def solve(
     options = Options(
         steps=steps,
         span=_resolve_span(span, model, x0, solver=solver, method=method, adaptive=adaptive,
-                           observe=observe),
+                           observe=observe, row_block=row_block),
         row_block=_resolve_row_block(row_block, model, x0, adaptive=adaptive, observe=observe,
                                      method=method),
         solver=canonical(solver),

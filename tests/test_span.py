@@ -29,10 +29,10 @@ def test_the_span_form_gives_the_stepped_numbers_in_float64(x64, name, solver, s
     interp = ns.Interpolant(kind, "linear", D)
     schedule = ns.schedules.make(f"{kind}_dilated", interp, k=2.0)  # a kink at t = ½
     x0 = ns.sample_prior(interp, jax.random.PRNGKey(3), 32, jnp.float64)
-    span = ns.solve(model, interp, schedule, x0, steps=steps, solver=solver, span="auto").x
+    span = ns.solve(model, interp, schedule, x0, steps=steps, solver=solver).x  # the default
     for method in ("diffrax", "scan"):
         stepped = ns.solve(model, interp, schedule, x0, steps=steps, solver=solver,
-                           method=method).x
+                           method=method, span=False).x
         np.testing.assert_allclose(span, stepped, rtol=1e-12, atol=1e-12)
     forced = ns.solve(model, interp, schedule, x0, steps=steps, solver=solver, method="scan",
                       span=True).x
@@ -46,9 +46,9 @@ def test_the_span_form_in_float32_and_with_a_final_euler_step():
     x0 = ns.sample_prior(interp, jax.random.PRNGKey(0), 64, jnp.float32)
     for final_step in ("solver", "euler"):
         span = ns.solve(model, interp, schedule, x0, steps=12, solver="heun",
-                        final_step=final_step, span=True).x
+                        final_step=final_step).x
         stepped = ns.solve(model, interp, schedule, x0, steps=12, solver="heun",
-                           final_step=final_step).x
+                           final_step=final_step, span=False).x
         assert span.dtype == jnp.float32
         np.testing.assert_allclose(span, stepped, rtol=2e-5, atol=2e-5)
 
@@ -89,12 +89,14 @@ def test_where_the_span_form_applies():
             ns.solve(model, interp, schedule, x0, steps=4, **options)
     with pytest.raises(ValueError, match="span must be 'auto', True or False; got 'yes'"):
         ns.solve(gm, interp, schedule, x0, steps=4, span="yes")
-    # "auto" steps where the form does not apply, with the numbers of the stepped solve
+    # "auto" steps where the form does not apply, and on a loop asked for by name, with the
+    # numbers of the stepped solve
     for model, options in ((cw, {}), (gm, dict(observe="overlap")),
-                           (gm, dict(adaptive=True, solver="tsit5"))):
+                           (gm, dict(adaptive=True, solver="tsit5")), (gm, dict(method="scan")),
+                           (gm, dict(row_block=2))):
         np.testing.assert_array_equal(
-            ns.solve(model, interp, schedule, x0, steps=4, span="auto", **options).x,
-            ns.solve(model, interp, schedule, x0, steps=4, **options).x)
+            ns.solve(model, interp, schedule, x0, steps=4, **options).x,
+            ns.solve(model, interp, schedule, x0, steps=4, span=False, **options).x)
 
 
 def test_a_chunk_of_a_stream_is_the_rows_of_the_batch_in_span_form():
@@ -105,18 +107,18 @@ def test_a_chunk_of_a_stream_is_the_rows_of_the_batch_in_span_form():
     interp = ns.Interpolant("vp", "linear", 300)
     schedule = ns.schedules.vp_dilated(300)
     key = jax.random.PRNGKey(3)
-    full = ns.sample(model, interp, schedule, key, 80, steps=12, span=True)
+    full = ns.sample(model, interp, schedule, key, 80, steps=12)
     chunks = list(ns.streaming.sample_chunks(model, interp, schedule, key, 80, steps=12,
-                                             chunk_size=32, span=True))
+                                             chunk_size=32))
     np.testing.assert_array_equal(np.concatenate([c.x for c in chunks]), full)
 
 
-def test_the_config_key_asks_for_the_span_form(tmp_path):
+def test_the_config_key_turns_the_span_form_off(tmp_path):
     from noisesched.experiments import config as cfg
 
     path = tmp_path / "c.toml"
-    path.write_text("[model]\nd = 20\n[solver]\nspan = true\n")
-    assert cfg.load(path).solver.options()["span"] == "auto"
-    assert cfg.load(path, ["solver.span=false"]).solver.options()["span"] is False
+    path.write_text("[model]\nd = 20\n[solver]\nspan = false\n")
+    assert cfg.load(path).solver.options()["span"] is False
+    assert cfg.load(path, ["solver.span=true"]).solver.options()["span"] == "auto"
     with pytest.raises(ValueError, match="solver.span must be true or false"):
         cfg.load(path, ["solver.span=1"])

@@ -9,11 +9,12 @@ O(K) numbers per row, through all N steps, and writes the (n, d) state once at t
 two passes over the state per solve instead of two per step. Same arithmetic per step as
 the fused loop's linear path (``fused``), so the same numbers up to float rounding.
 
-Asked for (``solve(..., span="auto")`` or ``True``), not the default: the per-row arithmetic on
-(n, K) arrays is compiled by XLA:CPU as scalar or vector code (with or without fused
-multiply-adds) by the size of the batch and of its split over devices, so its rows equal
-those of another chunking or device count only up to float rounding, not bit for bit as the
-stepped solve's do (its per-row work is fused into loops over the coordinates).
+The default of ``solve`` on its default path (``span="auto"``). Reproducibility: XLA:CPU
+compiles the per-row arithmetic on (n, K) arrays as scalar or vector code (with or without
+fused multiply-adds) by the shape each device holds. On one device a row's bits do not depend
+on the chunk it is solved in (chunks of 16 rows or more, as for the stepped solve); split over
+several devices they may differ from one device's by a few ulps, where the stepped solve's,
+whose per-row work is fused into loops over the coordinates, do not.
 """
 
 from __future__ import annotations

@@ -425,7 +425,7 @@ class SolverSettings:
     max_steps: int = 16_384
     row_block: int = 0  # rows per block of a fixed-grid solve; 0: the platform's choice
     final_step: str = "auto"  # auto | euler | solver: the last interval of a fixed grid
-    span: bool = False  # the mixture's coefficients carried, the state written once (solve)
+    span: bool = True  # the mixture's coefficients carried, the state written once (solve)
 
     def __post_init__(self):
         try:
