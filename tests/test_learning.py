@@ -119,6 +119,7 @@ def test_fit_improves_the_ve_low_level_feature():
     assert abs(float(after) / 0.25 - 1) < abs(float(before) / 0.25 - 1)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # 1e308
 def test_a_fit_whose_parameters_leave_the_finite_numbers_fails():
     """Seen in a hostile test: a learning rate of 1e308 made the parameters -inf on the last
     iteration (the loss, computed before it, was finite) and the fit "succeeded"."""

@@ -375,6 +375,7 @@ class _SignalledOnCollection:
             pass
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowing
 @pytest.mark.parametrize("signum, raised", [(signal.SIGTERM, Terminated),
                                             (signal.SIGINT, KeyboardInterrupt)])
 def test_a_signal_swallowed_by_a_collector_still_ends_the_command(tmp_path, signum, raised):
