@@ -784,9 +784,11 @@ def read_file(path: str | Path) -> dict[str, Any]:
     path, text = _read_text(path)
     try:
         result = json.loads(text)
-        data = result["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ConfigError(f"{path}: not a results.json with a 'config' entry ({err})") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not a results.json: malformed JSON ({err})") from None
+    if not isinstance(result, dict) or "config" not in result:
+        raise ConfigError(f"{path}: not a results.json (it has no 'config' entry)")
+    data = result["config"]
     # files of other commands, from before they recorded it: a demo's "results" list, a fit's
     # "fit" table, a scaling's "slopes", a training's "parameters"
     legacy = [name for name, key in (("demo", "results"), ("fit", "fit"), ("scaling", "slopes"),
