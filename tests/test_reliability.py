@@ -313,24 +313,32 @@ def test_out_of_memory_is_one_line_status_1_and_keeps_finished_chunks(tmp_path, 
         "rows-000000000000.npz"]
 
 
-def test_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
-    """Seen in a hostile test: ENOSPC while writing results printed a traceback (its OSError
-    names no file). Nothing is published."""
-    import errno
-
+def _run_failing_at(stage: str, error: BaseException, tmp_path, monkeypatch, capsys) -> str:
+    """Run a tiny config whose ``noisesched.experiments.run.<stage>`` raises ``error``; the
+    command's status must be 1. Returns what it printed on stderr."""
     import noisesched.experiments.run as run_mod
     from noisesched.cli import main
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def fails(*args, **kwargs):
+        raise error
 
-    monkeypatch.setattr(run_mod, "write_json", full)
+    monkeypatch.setattr(run_mod, stage, fails)
     config = tmp_path / "c.toml"
     config.write_text("[model]\nd = 20\n[sample]\nn = 8\n[solver]\nsteps = 2\n"
                       "[output]\nfigures = false\n")
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 1
-    assert capsys.readouterr().err.startswith("noisesched: error: no space left for the output")
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()  # nothing published
+    return capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    """Seen in a hostile test: ENOSPC while writing results printed a traceback (its OSError
+    names no file)."""
+    import errno
+
+    err = _run_failing_at("write_json", OSError(errno.ENOSPC, "No space left on device"),
+                          tmp_path, monkeypatch, capsys)
+    assert err.startswith("noisesched: error: no space left for the output")
 
 
 @pytest.mark.parametrize("error", [
@@ -339,18 +347,8 @@ def test_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
 def test_memory_failures_of_every_kind_are_one_line(tmp_path, monkeypatch, capsys, error):
     """Seen in a hostile test: an allocation failing inside an XLA runtime call (INTERNAL, not
     RESOURCE_EXHAUSTED) and NumPy's MemoryError printed tracebacks."""
-    import noisesched.experiments.run as run_mod
-    from noisesched.cli import main
-
-    def fails(*args, **kwargs):
-        raise error
-
-    monkeypatch.setattr(run_mod, "sample_summary", fails)
-    config = tmp_path / "c.toml"
-    config.write_text("[model]\nd = 20\n[sample]\nn = 8\n[solver]\nsteps = 2\n"
-                      "[output]\nfigures = false\n")
-    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 1
-    assert capsys.readouterr().err.startswith("noisesched: error: out of memory; use fewer")
+    err = _run_failing_at("sample_summary", error, tmp_path, monkeypatch, capsys)
+    assert err.startswith("noisesched: error: out of memory; use fewer")
 
 
 def test_the_final_step_the_nan_message_advises_is_a_config_key(tmp_path):
