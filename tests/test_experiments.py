@@ -65,6 +65,9 @@ def write(tmp_path, text, name="c.toml"):
         ("[model]\nname = 'gm_random'\nd = 100", "model.weights is required for model 'gm_random'"),
         ("[model]\nname = 'cw'\nd = 100", "model.beta is required for model 'cw'"),
         ("[model]\nd = 10 = 3", "malformed TOML"),
+        # an empty file (or one of comments) is most likely the wrong one: never the defaults
+        ("", "c.toml: holds no settings; a config names at least its [model]"),
+        ("# only a comment\n\n", "holds no settings"),
         # tables are the schema now: a flat key (an earlier version) is the error
         ("d = 3", "a flat config of an earlier version"),
         ("interpolant = 'vp'", "interpolant must be a table [interpolant]; got 'vp'"),

@@ -113,12 +113,34 @@ def test_a_chunk_of_a_stream_is_the_rows_of_the_batch_in_span_form():
     np.testing.assert_array_equal(np.concatenate([c.x for c in chunks]), full)
 
 
-def test_the_config_key_turns_the_span_form_off(tmp_path):
+def test_the_config_key_takes_the_api_values(tmp_path):
+    """[solver] span is solve's span: "auto" (the default), true (asked for: refused where it
+    does not apply) or false."""
     from noisesched.experiments import config as cfg
 
     path = tmp_path / "c.toml"
     path.write_text("[model]\nd = 20\n[solver]\nspan = false\n")
     assert cfg.load(path).solver.options()["span"] is False
-    assert cfg.load(path, ["solver.span=true"]).solver.options()["span"] == "auto"
-    with pytest.raises(ValueError, match="solver.span must be true or false"):
-        cfg.load(path, ["solver.span=1"])
+    assert cfg.load(path, ["solver.span=true"]).solver.options()["span"] is True
+    assert cfg.load(path, ["solver.span=auto"]).solver.options()["span"] == "auto"
+    assert cfg.load(path, ['solver.span="auto"']).solver.options()["span"] == "auto"
+    path.write_text("[model]\nd = 20\n")
+    assert cfg.load(path).solver.options()["span"] == "auto"
+    for bad in ("1", "yes", "[true]"):
+        with pytest.raises(ValueError, match="solver.span must be 'auto', true or false"):
+            cfg.load(path, [f"solver.span={bad}"])
+
+
+def test_span_true_in_a_config_is_refused_for_a_model_without_a_span_form(tmp_path, capsys):
+    """Curie–Weiss has no span form: asking for it by name ends in one line and status 2."""
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\nname = "cw"\nd = 20\nbeta = 1.2\n[sample]\nn = 8\n'
+                    "[solver]\nsteps = 4\nspan = true\n")
+    from noisesched.cli import main
+
+    code = main(["run", str(path), "--set", "output.figures=false", "--out",
+                 str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "span=True needs" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -40,7 +40,7 @@ import typing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jax
 
@@ -49,7 +49,7 @@ from .. import models as models_mod
 from .. import networks
 from .. import schedules as schedules_mod
 from .._typing import IntLike, RealLike
-from .._validation import check_bool, check_choice, check_file, check_int, check_positive
+from .._validation import check_choice, check_file, check_int, check_positive
 from ..interpolants import Interpolant
 from ..learning.families import FAMILIES
 from ..models.base import check_data_law
@@ -150,6 +150,13 @@ def coerce(where: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(f"{where} must be a string; got {value!r}")
         return value
     origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if any(type(value) is type(a) and value == a for a in allowed):  # 1 is not true
+            return value
+        names = [str(a).lower() if isinstance(a, bool) else repr(a) for a in allowed]
+        raise ConfigError(f"{where} must be {', '.join(names[:-1])} or {names[-1]}; got "
+                          f"{value!r}")
     if origin in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         errors = []
@@ -425,7 +432,9 @@ class SolverSettings:
     max_steps: int = 16_384
     row_block: int = 0  # rows per block of a fixed-grid solve; 0: the platform's choice
     final_step: str = "auto"  # auto | euler | solver: the last interval of a fixed grid
-    span: bool = True  # the mixture's coefficients carried, the state written once (solve)
+    # as solve's span: the mixture's coefficients carried and the state written once; true asks
+    # for it and is refused where it does not apply
+    span: Literal["auto", True, False] = "auto"
 
     def __post_init__(self):
         try:
@@ -444,7 +453,7 @@ class SolverSettings:
             check_int("solver.max_steps", self.max_steps, lo=1)
             check_int("solver.row_block", self.row_block, lo=0)
             check_choice("solver.final_step", self.final_step, FINAL_STEPS)
-            check_bool("solver.span", self.span)
+            coerce("solver.span", self.span, Literal["auto", True, False])
             if self.final_step == "euler" and self.name in NOISE_LEVEL_SOLVERS:
                 raise ConfigError(f"solver.final_step = 'euler' does not apply to solver.name = "
                                   f"{self.name!r}, which steps in the noise level; use 'auto'")
@@ -461,7 +470,7 @@ class SolverSettings:
         return {"steps": self.steps, "solver": self.name, "method": self.method,
                 "adaptive": self.adaptive, "rtol": self.rtol, "atol": self.atol,
                 "max_steps": self.max_steps, "row_block": self.row_block or "auto",
-                "final_step": self.final_step, "span": "auto" if self.span else False}
+                "final_step": self.final_step, "span": self.span}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -772,9 +781,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """The mapping in a TOML file."""
     path, text = _read_text(path)
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: malformed TOML: {err}") from None
+    if not data:  # most likely the wrong file, or one not yet saved: never run the defaults
+        raise ConfigError(f"{path}: holds no settings; a config names at least its [model] "
+                          "(configs/ has examples)")
+    return data
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
@@ -798,8 +811,8 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is the result of noisesched {command}, not of a run; "
                           f"repeat it with noisesched {command} (its options are in its "
                           "'config')")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: its 'config' must be a table; got {data!r}")
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: its 'config' must be a table of settings; got {data!r}")
     return data
 
 
