@@ -227,6 +227,7 @@ def _check_states(model: AbstractDenoiser, x0: Array) -> None:
     if x0.ndim != 2 or x0.shape[1] != model.d:
         raise ValueError(f"x0 must have shape (n, d) = (n, {model.d}); got {tuple(x0.shape)}")
     check_floating("x0", x0)
+    model.check_dtype(x0.dtype)
 
 
 def solve(

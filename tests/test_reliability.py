@@ -45,9 +45,10 @@ def test_adaptive_solve_out_of_steps_says_so():
 
 def test_overflow_is_reported_with_sample_step_and_time():
     """Means of level 1e20 (given as an array: ``two_modes`` bounds m at 1e15) overflow float32
-    in the first step's statistics (μ·x ~ 1e21 · √d, squared)."""
+    in the first step's statistics (μ·x ~ 1e21 · √d, squared); σ = 10^15 is a spread float32
+    resolves beside them."""
     _, interp, sched = _gm()
-    model = ns.GaussianMixture([0.8, 0.2], np.stack([np.full(D, 1e20), np.full(D, -1e20)]), 0.5)
+    model = ns.GaussianMixture([0.8, 0.2], np.stack([np.full(D, 1e20), np.full(D, -1e20)]), 1e15)
     x0 = ns.sample_prior(interp, jax.random.PRNGKey(0), 4)
     assert ns.first_nonfinite(model, interp, sched, x0, steps=10) == (1, pytest.approx(0.1), 0)
     with pytest.raises(FloatingPointError, match=r"first in sample 0, at step 1 of 10 \(t = 0.1\)"):

@@ -124,8 +124,8 @@ def test_bad_streaming_arguments(kwargs, message, unchecked_types):
 def test_nan_names_the_sample_step_and_time():
     _, interp, sched = setup("gm")
     # means given as an array are not bounded as the level m of two_modes is: |μ|² overflows
-    # float32 from the start
-    bad = ns.GaussianMixture([0.8, 0.2], np.stack([np.full(D, 1e20), np.full(D, -1e20)]), 0.5)
+    # float32 from the start (σ = 10^15, so that the spread is one float32 resolves beside them)
+    bad = ns.GaussianMixture([0.8, 0.2], np.stack([np.full(D, 1e20), np.full(D, -1e20)]), 1e15)
     message = r"first in sample 0, at step 1 of 4 \(t = 0.25\); try more steps"
     with pytest.raises(FloatingPointError, match=message):
         streaming.sample_summary(bad, interp, sched, jax.random.PRNGKey(0), 10, steps=4)

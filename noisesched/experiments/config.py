@@ -38,11 +38,12 @@ import tomllib
 import types
 import typing
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import jax
+import jax.numpy as jnp
 
 from .. import methods as methods_mod
 from .. import models as models_mod
@@ -190,11 +191,16 @@ def construct(section: str, target: Callable, kwargs: dict[str, Any], name: str 
     except ConfigError:
         raise
     except ValueError as err:
-        text = str(err)
-        first = text.split(" ", 1)[0]
-        if first in kwargs or first in parameters(target):  # a default's value too
-            raise ConfigError(f"{section}.{text}") from None
-        raise ConfigError(f"[{section}] {text}") from None
+        raise section_error(section, err, (*kwargs, *parameters(target))) from None
+
+
+def section_error(section: str, err: ValueError, keys: Iterable[str]) -> ConfigError:
+    """``err`` as a ``ConfigError`` of ``section``: ``section.key …`` where its message starts
+    with one of ``keys``, else ``[section] …``."""
+    text = str(err)
+    if text.split(" ", 1)[0] in set(keys):
+        return ConfigError(f"{section}.{text}")
+    return ConfigError(f"[{section}] {text}")
 
 
 def suggest(key: str, known: Sequence[str]) -> str:
@@ -571,7 +577,16 @@ class RunConfig:
 
     def __post_init__(self):
         check_name(self.name)
-        self.build()  # every constructor validates its arguments, before any sample is drawn
+        # every constructor validates its arguments before any sample is drawn, in the samples'
+        # precision (a level that float32 rounds to 0 is fine in float64)
+        float64 = self.sample.dtype == "float64"
+        with jax.enable_x64(float64):
+            model, _, _ = self.build()
+            try:
+                model.check_dtype(jnp.float64 if float64 else jnp.float32)
+            except ValueError as err:
+                keys = parameters(model_constructor(self.model.name))
+                raise section_error("model", err, keys) from None
         with warnings.catch_warnings():
             warnings.simplefilter("always", schedules_mod.ScheduleKindWarning)
             schedules_mod.warn_if_mismatched(self.schedule.name, self.interpolant.kind,

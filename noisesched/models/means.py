@@ -15,6 +15,7 @@ with structure need none of that:
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any
 
 import equinox as eqx
@@ -24,7 +25,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._typing import IntLike, RealLike, RealScalar
-from .._validation import check_int, check_positive
+from .._validation import check_int, check_positive, is_traced
 
 __all__ = ["AbstractMeans", "DenseMeans", "ConstantMeans", "SeededMeans", "means_from_array",
            "project", "combine", "FUSED_MAX_K"]
@@ -87,6 +88,16 @@ class AbstractMeans(eqx.Module):
         """μ_j·μ_k for every pair."""
         means = self.dense(dtype)
         return means @ means.T
+
+    def coordinate_scale(self) -> float | None:
+        """max_k |μ_k|/√d, the root-mean-square coordinate of the largest mean: the size at
+        which float rounds a state's coordinates near the data. None where the means are
+        traced."""
+        means = self.dense()
+        if is_traced(means):
+            return None
+        values = np.asarray(means, np.float64)  # |μ|² may overflow float32, not this
+        return math.sqrt(float(np.max(np.mean(values * values, axis=-1))))
 
 
 class DenseMeans(AbstractMeans):
@@ -164,6 +175,9 @@ class ConstantMeans(AbstractMeans):
         levels = self.levels if dtype is None else self.levels.astype(dtype)
         return float(self.dimension) * levels[:, None] * levels[None, :]
 
+    def coordinate_scale(self) -> float | None:
+        return None if is_traced(self.levels) else float(np.max(np.abs(self.levels)))
+
 
 class SeededMeans(AbstractMeans):
     """μ_k = scale·g_k, g ~ N(0, I_{K×d}) from ``jax.random.PRNGKey(seed)``: drawn where they are
@@ -198,6 +212,11 @@ class SeededMeans(AbstractMeans):
         directions = jax.random.normal(jax.random.PRNGKey(self.seed), (self.count, self.dimension))
         means = self.scale * directions
         return means if dtype is None else means.astype(dtype)
+
+    def coordinate_scale(self) -> float | None:
+        """The scale m: the root-mean-square coordinate of m·g_k is m to O(1/√d) (the means
+        are not drawn to tell)."""
+        return None if is_traced(self.scale) else float(self.scale)
 
 
 def means_from_array(means: np.ndarray) -> AbstractMeans:

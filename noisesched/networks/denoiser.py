@@ -153,6 +153,9 @@ class LearnedModel(AbstractModel):
     def work_per_entry(self) -> float:
         return self.trained.work_per_entry()
 
+    def check_dtype(self, dtype: Any) -> None:
+        self.trained.check_dtype(dtype)
+
     def statistics_for_blocks(self, c: Coefficients, x: Batch) -> PyTree:
         return self.trained.statistics_for_blocks(c, x)
 
