@@ -105,6 +105,15 @@ def test_a_case_with_one_finite_steps_needed_has_no_slope(tmp_path, capsys):
         assert "slope of log N* on log d: n/a" in capsys.readouterr().out
 
 
+def test_a_study_with_no_finite_steps_needed_draws_its_reason_not_a_warning(tmp_path, capsys):
+    """Seen by a user: no case within max_steps printed matplotlib's empty-legend warning."""
+    path = tmp_path / "s.toml"
+    path.write_text('name = "sc0"\ndims = [100, 400]\ncases = ["ve:constant"]\nmax_steps = 2\n')
+    assert main(["scaling", str(path), "--out", str(tmp_path / "S")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert (tmp_path / "S" / "scaling.png").exists()
+
+
 @pytest.mark.parametrize("text,message", [
     ("cases = []", "cases must list at least one case"),
     ("model = 'cw'", "estimate = 'exact' needs the two-mode oracle"),

@@ -320,10 +320,12 @@ def _figure(config, rows, slopes):
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    drawn = False
     for i, case in enumerate(config.cases):
         pts = [r for r in rows if r["case"] == case and r["steps"]]
         if not pts:
             continue
+        drawn = True
         d = np.asarray([r["d"] for r in pts], float)
         n = np.asarray([r["steps"] for r in pts], float)
         label = f"{case}: slope {_format_slope(slopes[case])}"
@@ -342,7 +344,11 @@ def _figure(config, rows, slopes):
            title=f"{config.model}: |high err| ≤ {config.tol_weight}, |{low} err| ≤ "
                  f"{config.tol_var} ({how})")
     ax.title.set_fontsize(9)
-    ax.legend(fontsize=8)
+    if drawn:
+        ax.legend(fontsize=8)
+    else:  # an empty legend is a warning, and an empty plot needs its reason
+        ax.text(0.5, 0.5, f"no case reached its tolerances within max_steps = "
+                f"{config.max_steps}", transform=ax.transAxes, ha="center", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
