@@ -121,6 +121,9 @@ def test_a_study_with_no_finite_steps_needed_draws_its_reason_not_a_warning(tmp_
     ("estimate = 'mc'", "estimate must be one of"),
     ("seeds = 1", "seeds must be"),
     ("reference_solver = 'dopri5'", "reference_solver must be one of"),
+    # the runs' own checks, before any oracle work
+    ("m = 1e6\nestimate = 'monte_carlo'", "sigma must be at least 3.58 for samples in float32"),
+    ("m = 1e6\nfull_d_max = 100", "sigma must be at least 3.58"),
 ])
 def test_bad_study_configs(tmp_path, capsys, text, message):
     path = tmp_path / "s.toml"

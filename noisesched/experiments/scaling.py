@@ -43,7 +43,7 @@ from ..interpolants import Interpolant
 from ..sampling import SCAN_SOLVERS
 from ..schedules import make
 from ..sweeps import sweep
-from .config import ConfigError, check_name, read_toml, suggest
+from .config import ConfigError, check_name, from_mapping, read_toml, suggest
 from .io import environment, resume_folder, save_figure, write_json
 from .steps_needed import steps_needed_monte_carlo
 
@@ -124,6 +124,13 @@ class ScalingConfig:
             raise
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if self.estimate == "monte_carlo" or self.full_d_max:
+            # the runs' own checks (a σ the samples cannot resolve, …) before any oracle work
+            kind, _, schedule_name = self.cases[0].partition(":")
+            try:
+                from_mapping(_base(self, kind, schedule_name, min(self.dims)))
+            except ConfigError as err:  # this config's keys are flat
+                raise ConfigError(str(err).removeprefix("model.")) from None
 
 
 def load_scaling(path: str | Path) -> ScalingConfig:
