@@ -303,6 +303,18 @@ def test_the_demo_checks_its_memory_before_any_work(tmp_path, monkeypatch, capsy
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_demo_refuses_an_unresolved_spread_before_printing(tmp_path, monkeypatch, capsys):
+    import noisesched.experiments.demo as demo_mod
+    monkeypatch.setattr(demo_mod, "sample", lambda *a, **k: pytest.fail("solved"))
+    out = tmp_path / "D"
+    assert main(["demo", "--d", "200", "--n", "16", "--m", "1e6", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("noisesched: error: sigma must be at least 3.58 for samples "
+                                   "in float32")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_chunk_on_a_cpu_is_bounded_in_work(monkeypatch):
     devices = streaming.resolve_devices(1)
     monkeypatch.setattr(streaming, "_device_memory", lambda device: 10**12)
