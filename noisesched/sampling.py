@@ -223,11 +223,11 @@ def _resolve_span(span, model: AbstractDenoiser, x0: Array, *, solver, method: s
     return span
 
 
-def _check_states(model: AbstractDenoiser, x0: Array) -> None:
+def _check_states(model: AbstractDenoiser, interp: Interpolant, x0: Array) -> None:
     if x0.ndim != 2 or x0.shape[1] != model.d:
         raise ValueError(f"x0 must have shape (n, d) = (n, {model.d}); got {tuple(x0.shape)}")
     check_floating("x0", x0)
-    model.check_dtype(x0.dtype)
+    model.check_resolution(interp, x0.dtype)
 
 
 def solve(
@@ -327,7 +327,7 @@ def solve(
     steps = as_int("steps", steps, lo=1)
     _check_options(solver=solver, method=method, adaptive=adaptive, rtol=rtol,
                    atol=atol, final_step=final_step, terminal_dt=terminal_dt)
-    _check_states(model, x0)
+    _check_states(model, interp, x0)
     if method == "pallas":
         if observe is not None:
             raise ValueError("method='pallas' keeps only X_1 (observe=None); use method='scan' "

@@ -333,7 +333,7 @@ def _plan(model, interp, n: int, dtype, chunk_size: int | None, devices, options
     if "observe" in options:
         raise ValueError("observe is not available chunk by chunk; call noisesched.solve on "
                          "the rows to observe")
-    model.check_dtype(dtype)
+    model.check_resolution(interp, dtype)
     d = model.d
     devs = resolve_devices(devices)
     steps = options.get("steps", 100)

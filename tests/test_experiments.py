@@ -66,8 +66,11 @@ def write(tmp_path, text, name="c.toml"):
         ("[model]\nname = 'cw'\nd = 100", "model.beta is required for model 'cw'"),
         ("[model]\nd = 10 = 3", "malformed TOML"),
         # an empty file (or one of comments) is most likely the wrong one: never the defaults
-        ("", "c.toml: holds no settings; a config names at least its [model]"),
+        ("", "c.toml: holds no settings (at most a name and empty tables); a config names "
+             "at least its [model]"),
         ("# only a comment\n\n", "holds no settings"),
+        ("[model]\n[solver]\n", "holds no settings (at most a name and empty tables)"),
+        ("name = 'x'\n[model]\n", "holds no settings"),
         # tables are the schema now: a flat key (an earlier version) is the error
         ("d = 3", "a flat config of an earlier version"),
         ("interpolant = 'vp'", "interpolant must be a table [interpolant]; got 'vp'"),
@@ -96,7 +99,7 @@ def test_bad_configs_name_the_key(tmp_path, capsys, text, message):
 def test_missing_file_and_bad_overrides(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    path = write(tmp_path, "name = 'x'")
+    path = write(tmp_path, "name = 'x'\n[model]\nd = 50")
     out = ["--out", str(tmp_path / "o")]
     assert main(["run", str(path), "--set", "model.d", *out]) == 2
     assert "--set takes section.key=value; got 'model.d'" in capsys.readouterr().err

@@ -202,7 +202,7 @@ def test_config_files_that_cannot_be_read_say_why(tmp_path):
             cfg.load(demo)
     demo.write_text(json.dumps({"command": "run", "config": config}))
     assert cfg.load(demo).d == 50
-    for empty in ({}, [1, 2]):
+    for empty in ({}, [1, 2], {"model": {}}, {"name": "x"}):
         demo.write_text(json.dumps({"command": "run", "config": empty}))
         with pytest.raises(cfg.ConfigError, match="its 'config' must be a table of settings"):
             cfg.load(demo)

@@ -33,14 +33,21 @@ def test_a_spread_that_rounding_would_swamp_is_refused_before_sampling():
     model = ns.GaussianMixture.two_modes(d=D, m=1e6, sigma=0.5)
     interp = ns.Interpolant("ve", "linear", D)
     with pytest.raises(ValueError, match=r"sigma must be at least 3\.58 for samples in float32 "
-                                         r"\(30 float spacings at the states' size, 1e\+06"):
+                                         r"\(30 float spacings at the states' size 1e\+06"):
         ns.sample(model, interp, ns.schedules.Constant(), jax.random.PRNGKey(0), 4, steps=2)
     with pytest.raises(ValueError, match="sigma must be at least"):
         list(ns.streaming.sample_chunks(model, interp, ns.schedules.Constant(),
                                         jax.random.PRNGKey(0), 4, steps=2))
-    # the unit noise sets the size when the means are small
+    # the noise scale α0 sets the size when the means are small: 1 for vp, √d for ve (seen:
+    # σ = 1e-5, ve, d = 2000 in float32 measured 1.8e-11 for an exact 2.8e-18)
     small = ns.GaussianMixture.two_modes(d=D, m=1e-6, sigma=1e-6)
-    with pytest.raises(ValueError, match=r"at least 3\.58e-06 for samples in float32 .* size, 1:"):
+    vp = ns.Interpolant("vp", "linear", D)
+    with pytest.raises(ValueError, match=r"at least 3\.58e-06 for samples in float32 .* size 1:"):
+        ns.sample(small, vp, ns.schedules.Constant(), jax.random.PRNGKey(0), 4, steps=2)
+    small = ns.GaussianMixture.two_modes(d=D, m=1, sigma=1e-5)
+    ns.sample(small, vp, ns.schedules.Constant(), jax.random.PRNGKey(0), 4, steps=2)
+    with pytest.raises(ValueError, match=r"at least 5\.06e-05 for samples in float32 .* size "
+                                         r"14\.1421: the noise scale α0 of the ve interpolant"):
         ns.sample(small, interp, ns.schedules.Constant(), jax.random.PRNGKey(0), 4, steps=2)
 
 
@@ -81,7 +88,7 @@ def test_a_variance_below_the_resolution_is_reported_as_rounding(x64):
     import jax.numpy as jnp
 
     model = ns.GaussianMixture.two_modes(d=D, m=1e-4, sigma=1e-4)
-    with pytest.warns(RuntimeWarning, match="below 1.28e-11, the smallest that float32 samples "
+    with pytest.warns(RuntimeWarning, match="below 1.42e-12, the smallest that float32 samples "
                                             "resolve at their size: it measures float rounding"):
         _measured_and_exact(model, jnp.float32)
     measured, exact = _measured_and_exact(model, jnp.float64)
@@ -101,3 +108,42 @@ def test_the_cli_refuses_an_unresolved_spread_with_one_line(tmp_path, capsys):
     # the same run in float64 is resolved
     assert main([*args[:-2], "--set", "sample.dtype=float64", "--set", "solver.steps=4",
                  "--out", str(out)]) == 0
+
+
+def test_the_spread_is_measured_about_the_mean_not_through_the_level():
+    """Seen: m = 10^6, σ = 3.6 (allowed), d = 2000 in float32 measured 16.83 ± 0.011 for an
+    exact 12.22: |P⊥x|² was computed from x, whose sums over coordinates of numbers of size m
+    lose the spread's digits. It is computed from x − μ_k now."""
+    d, steps = 2000, 50
+    model = ns.GaussianMixture.two_modes(d=d, m=1e6, sigma=3.6)
+    interp = ns.Interpolant("vp", "linear", d)
+    schedule = ns.schedules.vp_dilated(d)
+    x = ns.sample(model, interp, schedule, jax.random.PRNGKey(0), 1000, steps=steps)
+    measured = ns.metrics.summary(model, x)
+    with jax.enable_x64(True):
+        exact = ns.GaussianMixture.two_modes(d=d, m=1e6, sigma=3.6).exact_metrics(
+            ns.Interpolant("vp", "linear", d), ns.schedules.vp_dilated(d), steps)
+    error = abs(measured["within_mode_var"] - exact["within_mode_var_exact"])
+    assert error < 4 * measured["within_mode_var_se"], (measured, exact)
+    assert abs(float(ns.metrics.within_mode_variance(model, x)) - measured["within_mode_var"]) \
+        < 1e-3 * measured["within_mode_var"]
+
+
+def test_means_that_round_to_zero_in_the_samples_dtype_are_refused(x64):
+    """Dense means of 1e-40, all-zero means, and a mixture made in float64 then sampled in
+    float32 gave a mode weight of 1.0 for a target of 0.8 with status 0."""
+    import jax.numpy as jnp
+
+    interp = ns.Interpolant("vp", "linear", D)
+    key = jax.random.PRNGKey(0)
+    for means in (1e-40 * np.stack([np.ones(D), -np.ones(D)]), np.zeros((2, D))):
+        model = ns.GaussianMixture([0.8, 0.2], means, 0.5)
+        dtypes = (jnp.float32,) if means.any() else (jnp.float32, jnp.float64)
+        for dtype in dtypes:
+            with pytest.raises(ValueError, match=r"means must have coordinates of at least "
+                                                 r".* \(the smallest normal float"):
+                ns.sample(model, interp, ns.schedules.Constant(), key, 4, steps=2, dtype=dtype)
+    model = ns.GaussianMixture.two_modes(d=D, m=1e-40)  # fine in float64
+    ns.sample(model, interp, ns.schedules.Constant(), key, 4, steps=2, dtype=jnp.float64)
+    with pytest.raises(ValueError, match=r"at least 1\.18e-38 \(the smallest normal float32"):
+        ns.sample(model, interp, ns.schedules.Constant(), key, 4, steps=2, dtype=jnp.float32)

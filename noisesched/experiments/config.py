@@ -581,9 +581,9 @@ class RunConfig:
         # precision (a level that float32 rounds to 0 is fine in float64)
         float64 = self.sample.dtype == "float64"
         with jax.enable_x64(float64):
-            model, _, _ = self.build()
+            model, interp, _ = self.build()
             try:
-                model.check_dtype(jnp.float64 if float64 else jnp.float32)
+                model.check_resolution(interp, jnp.float64 if float64 else jnp.float32)
             except ValueError as err:
                 keys = parameters(model_constructor(self.model.name))
                 raise section_error("model", err, keys) from None
@@ -799,10 +799,17 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: malformed TOML: {err}") from None
-    if not data:  # most likely the wrong file, or one not yet saved: never run the defaults
-        raise ConfigError(f"{path}: holds no settings; a config names at least its [model] "
-                          "(configs/ has examples)")
+    if not _has_settings(data):  # most likely the wrong file, or one not yet saved: never
+        # run the defaults
+        raise ConfigError(f"{path}: holds no settings (at most a name and empty tables); a "
+                          "config names at least its [model] (configs/ has examples)")
     return data
+
+
+def _has_settings(data: Mapping[str, Any], top: bool = True) -> bool:
+    """Whether ``data`` holds a value other than empty tables and its top-level ``name``."""
+    return any(_has_settings(value, False) if isinstance(value, dict) else
+               not (top and key == "name") for key, value in data.items())
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
@@ -826,7 +833,7 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is the result of noisesched {command}, not of a run; "
                           f"repeat it with noisesched {command} (its options are in its "
                           "'config')")
-    if not isinstance(data, dict) or not data:
+    if not isinstance(data, dict) or not _has_settings(data):
         raise ConfigError(f"{path}: its 'config' must be a table of settings; got {data!r}")
     return data
 

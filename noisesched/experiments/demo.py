@@ -56,10 +56,10 @@ def run_demo(config: DemoConfig, out: str | Path, *, log=print) -> dict:
                  steps=config.steps, rows_name="--n", can_split_coordinates=False)
     out = check_output_folder(out)
     model = GaussianMixture.two_modes(d=config.d, p=config.p, m=config.m, sigma=config.sigma)
-    model.check_dtype(jnp.result_type(float))
     setups = []
     for kind, name in CASES:  # build everything first: bad parameters fail before any solve
         interp = Interpolant(kind=kind, shape="linear", d=config.d)
+        model.check_resolution(interp, jnp.result_type(float))
         setups.append((kind, name, interp, make(name, interp, k=config.k)))
 
     key = jax.random.PRNGKey(config.seed)

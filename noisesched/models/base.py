@@ -75,11 +75,11 @@ class AbstractDenoiser(eqx.Module):
         ends within seconds (``noisesched.streaming.auto_chunk_size``). 1 by default."""
         return 1.0
 
-    def check_dtype(self, dtype: Any) -> None:
+    def check_resolution(self, interp: Interpolant, dtype: Any) -> None:
         """Raise ``ValueError``, naming the parameter and its smallest allowed value, where a
-        solve whose states are of ``dtype`` could not resolve the model (a scale of the data
-        that float rounding of the states would swamp). The samplers call it before any work;
-        nothing is checked by default."""
+        solve along ``interp`` whose states are of ``dtype`` could not resolve the model (a
+        scale of the data that float rounding of the states would swamp). The samplers call it
+        before any work; nothing is checked by default."""
 
     def statistics(self, c: Coefficients, x: Batch) -> Float[Array, "*batch q"] | None:
         """The sums over coordinates that the drift needs, shape (..., q), or None.

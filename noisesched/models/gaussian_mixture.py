@@ -51,10 +51,11 @@ from .means import (
 LARGEST_SCALE = 1e15
 
 #: The smallest spread samples resolve, in float spacings ε·s at the states' size s. Rounding a
-#: state to ε·s at each step adds a variance of order (ε s)² to the samples (2.6 (ε s)² was
-#: measured with m = 10^6, σ = 0.5 and 100 Euler steps in float32): at 30 ε s that is below
-#: 0.3 % of the variance.
+#: state to ε·s at each step adds a variance of order (ε s)² to the samples: at 30 ε s that is
+#: below 0.3 % of the variance. A measured within-mode variance below (10 ε s)² is reported as
+#: rounding (a sampler may shrink the spread far below σ²).
 RESOLVED_SPREAD_ULPS = 30.0
+RESOLVED_VARIANCE_ULPS = 10.0
 
 
 class GaussianMixture(AbstractModel):
@@ -133,28 +134,40 @@ class GaussianMixture(AbstractModel):
     def K(self) -> int:  # noqa: N802 - the mixture's conventional name
         return self.component_means.K
 
-    def smallest_resolved_spread(self, dtype: Any) -> float | None:
-        """The smallest standard deviation that samples of ``dtype`` resolve,
-        ``RESOLVED_SPREAD_ULPS``·ε·s with s = max(1, max_k |μ_k|/√d): the states hold the unit
-        noise early and the means' coordinates late. None where the means are traced."""
+    def states_size(self, interp: Interpolant | None = None) -> float | None:
+        """The size of the states' coordinates that float rounds: the largest of the noise
+        scale α0 of ``interp`` (1 without one; √d for ``ve``) and max_k |μ_k|/√d. None where
+        the means are traced."""
         scale = self.component_means.coordinate_scale()
         if scale is None:
             return None
-        return RESOLVED_SPREAD_ULPS * float(jnp.finfo(dtype).eps) * max(1.0, scale)
+        return max(1.0 if interp is None else float(interp.alpha0), scale)
 
-    def check_dtype(self, dtype: Any) -> None:
-        """σ must be at least ``smallest_resolved_spread(dtype)``: a smaller spread would be
-        float rounding, not the law's (at m = 10^6 and σ = 0.5 in float32 the within-mode
-        variance came out 20 standard errors above the exact value)."""
-        smallest = self.smallest_resolved_spread(dtype)
-        if smallest is None or is_traced(self.sigma) or self.sigma >= smallest:
+    def check_resolution(self, interp: Interpolant, dtype: Any) -> None:
+        """σ must be at least ``RESOLVED_SPREAD_ULPS`` float spacings at ``states_size``: a
+        smaller spread would be float rounding, not the law's (at m = 10^6 and σ = 0.5 in
+        float32 the within-mode variance came out 20 standard errors above the exact value).
+        A level that ``dtype`` rounds to 0 is refused too."""
+        size = self.states_size(interp)
+        if size is None:
             return
-        size = smallest / (RESOLVED_SPREAD_ULPS * float(jnp.finfo(dtype).eps))
+        name = jnp.dtype(dtype).name
+        scale = self.component_means.coordinate_scale()
+        tiny = float(jnp.finfo(dtype).tiny)
+        if scale is not None and scale < tiny:
+            raise ValueError(f"means must have coordinates of at least {tiny:.3g} (the smallest "
+                             f"normal {name}) for samples in {name}; got a largest mean of "
+                             f"root-mean-square coordinate {scale:.3g}, which rounds to 0 and "
+                             "merges the modes")
+        smallest = RESOLVED_SPREAD_ULPS * float(jnp.finfo(dtype).eps) * size
+        if is_traced(self.sigma) or self.sigma >= smallest:
+            return
         raise ValueError(
-            f"sigma must be at least {smallest:.3g} for samples in {jnp.dtype(dtype).name} "
-            f"({RESOLVED_SPREAD_ULPS:g} float spacings at the states' size, {size:g}: "
-            f"the unit noise and the means' coordinates); got {self.sigma:g}, which rounding "
-            "would swamp. Sample in float64, or take a larger sigma or smaller means")
+            f"sigma must be at least {smallest:.3g} for samples in {name} "
+            f"({RESOLVED_SPREAD_ULPS:g} float spacings at the states' size {size:g}: the "
+            f"noise scale α0 of the {interp.kind} interpolant and the means' coordinates); got "
+            f"{self.sigma:g}, which rounding would swamp. Sample in float64 (a config's "
+            "[sample] dtype = \"float64\"), or take a larger sigma or smaller means")
 
     def sample_one(self, key: PRNGKeyArray) -> Float[Array, " d"]:
         k_comp, k_noise = jax.random.split(key)
@@ -452,7 +465,8 @@ def within_mode_sum_of_squares(model: GaussianMixture, x: Samples
     basis, rank = _orthonormal_basis_of_means(model, x.dtype)
     if isinstance(rank, int) and model.d <= rank:
         raise ValueError(f"within_mode_variance needs d > rank of the means = {rank}")
-    resid = x - (x @ basis) @ basis.T  # explicit residual: no cancellation when it is small
+    spread = x - model.means.astype(x.dtype)[assign_modes(model, x)]  # as in _gm_rows
+    resid = spread - (spread @ basis) @ basis.T  # explicit residual: no cancellation
     return jnp.sum(resid * resid), model.d - rank
 
 
@@ -504,19 +518,22 @@ def _check_level(m: RealLike) -> Any:
         if float(level) < smallest:
             why = ("m² must be a normal float64, for the exact oracle" if dtype == np.float64
                    else f"the smallest normal {dtype.name}; a smaller m rounds to 0 and the "
-                   "modes merge")
+                   f"modes merge; float64 accepts m down to {SMALLEST_LEVEL_FLOAT64:.3g}")
             raise ValueError(f"m must be at least {smallest:.3g} ({why}); got {float(level):g}")
     return level
 
 
 def _warn_if_unresolved(model: GaussianMixture, variance: float, dtype) -> None:
-    """Warn where the samples' within-mode variance is below what their dtype resolves: a
-    sampler may shrink the spread far below σ² (a constant schedule leaves O(σ⁴)), and what
-    is left is then float rounding, not comparable with its exact value."""
-    smallest = model.smallest_resolved_spread(dtype)
-    if smallest is not None and variance < smallest**2:
+    """Warn where the samples' within-mode variance is below what their dtype resolves at the
+    data's size: a sampler may shrink the spread far below σ² (a constant schedule leaves
+    O(σ⁴)), and what is left is then float rounding, not comparable with its exact value."""
+    size = model.states_size()
+    if size is None:
+        return
+    smallest = (RESOLVED_VARIANCE_ULPS * float(np.finfo(dtype).eps) * size) ** 2
+    if variance < smallest:
         warnings.warn(
-            f"the within-mode variance {variance:.3g} is below {smallest**2:.3g}, the smallest "
+            f"the within-mode variance {variance:.3g} is below {smallest:.3g}, the smallest "
             f"that {np.dtype(dtype).name} samples resolve at their size: it measures float "
             "rounding, not the sampler's spread; sample in float64 to compare it with its "
             "exact value", RuntimeWarning, stacklevel=3)
@@ -525,10 +542,13 @@ def _warn_if_unresolved(model: GaussianMixture, variance: float, dtype) -> None:
 @jax.jit
 def _gm_rows(model: GaussianMixture, basis, x, rows, cols):
     k = assign_modes(model, x)
-    # sums of products, not matrix products: each row's sums then do not depend on the block
-    resid = x - combine(project(x, basis.T), basis.T)
-    total = jnp.sum(resid * resid, axis=-1)
     means = model.means.astype(x.dtype)
+    # the spread about the assigned mean (P⊥ μ_k = 0): sums over coordinates of numbers of
+    # size σ, not of |μ_k|, so float keeps their digits when |μ_k|/√d ≫ σ.
+    # Sums of products, not matrix products: each row's sums then do not depend on the block
+    spread = x - means[k]
+    resid = spread - combine(project(spread, basis.T), basis.T)
+    total = jnp.sum(resid * resid, axis=-1)
     norm = jnp.sqrt(jnp.sum(means**2, axis=-1))[k]
     z = (jnp.sum(x * means[k], axis=-1) / norm - norm) / model.sigma
     resid = x[rows, cols] - means[k[rows], cols]

@@ -12,7 +12,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from .._validation import check_int, check_positive, check_real
-from ..interpolants import Coefficients
+from ..interpolants import Coefficients, Interpolant
 from ..models.base import (
     AbstractDataLaw,
     AbstractDenoiser,
@@ -153,8 +153,8 @@ class LearnedModel(AbstractModel):
     def work_per_entry(self) -> float:
         return self.trained.work_per_entry()
 
-    def check_dtype(self, dtype: Any) -> None:
-        self.trained.check_dtype(dtype)
+    def check_resolution(self, interp: Interpolant, dtype: Any) -> None:
+        self.trained.check_resolution(interp, dtype)
 
     def statistics_for_blocks(self, c: Coefficients, x: Batch) -> PyTree:
         return self.trained.statistics_for_blocks(c, x)
