@@ -29,7 +29,7 @@ def test_demo_writes_results_and_figure(tmp_path, capsys):
     "args,message",
     [
         (["--p", "1.5"], "p must be in (0, 1); got 1.5"),
-        (["--sigma", "0"], "sigma must be in (0, inf); got 0.0"),
+        (["--sigma", "0"], "sigma must be in (0, 1e+15]; got 0.0"),
         (["--d", "0"], "d must be an integer >= 2; got 0"),
         (["--n", "0"], "n must be an integer >= 1; got 0"),
         (["--steps", "0"], "steps must be an integer >= 1; got 0"),

@@ -88,8 +88,9 @@ def test_a_variance_below_the_resolution_is_reported_as_rounding(x64):
     import jax.numpy as jnp
 
     model = ns.GaussianMixture.two_modes(d=D, m=1e-4, sigma=1e-4)
-    with pytest.warns(RuntimeWarning, match="below 1.42e-12, the smallest that float32 samples "
-                                            "resolve at their size: it measures float rounding"):
+    with pytest.warns(RuntimeWarning, match=r"below 1.28e-11, \(30 float spacings\)² at the "
+                                            r"size 1 of the float32 samples: the rounding of "
+                                            r"each step .* may dominate it"):
         _measured_and_exact(model, jnp.float32)
     measured, exact = _measured_and_exact(model, jnp.float64)
     error = abs(measured["within_mode_var"] - exact["within_mode_var_exact"])

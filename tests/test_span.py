@@ -142,5 +142,13 @@ def test_span_true_in_a_config_is_refused_for_a_model_without_a_span_form(tmp_pa
                  str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "span=True needs" in err and "Traceback" not in err
+    assert err.startswith("noisesched: error: solver.span = true needs a fixed-grid Euler or "
+                          "Heun solve") and "here model 'cw'" in err and "\n" not in err.strip()
+    # fit and compare read the same config: refused before any work too (fit ran it silently)
+    fit = tmp_path / "f.toml"
+    fit.write_text(path.read_text() + '[fit]\nfamily = "piecewise_linear"\npieces = 4\n'
+                   "iterations = 2\n")
+    assert main(["fit", str(fit), "--out", str(tmp_path / "o")]) == 2
+    assert "solver.span = true needs" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     assert not (tmp_path / "o").exists()

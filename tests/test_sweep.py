@@ -228,6 +228,26 @@ class Isotropic(ns.AbstractModel):
                 "mean_sq_target": self.scale**2}
 
 
+def test_a_column_of_several_kinds_is_written_as_json_text(tmp_path):
+    """Seen: a sweep over solver.span = ["auto", true, false] solved every row, then crashed
+    writing a column of strings and booleans (and again on the rerun)."""
+    base = {**BASE, "solver": {"steps": 20}}
+    for _ in range(2):  # the rerun keeps the rows and writes the same table
+        ns.sweep(base, {"solver.span": ["auto", True, False]}, out=tmp_path, progress=False,
+                 log=lambda *_: None)
+        table = pq.read_table(tmp_path / "results.parquet")
+        assert table.column("solver.span").to_pylist() == ['"auto"', "true", "false"]
+        assert table.column("error").to_pylist() == [None] * 3
+
+
+def test_span_true_where_it_does_not_apply_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="sweep point solver.name = 'midpoint': solver.span = "
+                                          "true needs a fixed-grid Euler or Heun solve"):
+        ns.sweep({**BASE, "solver": {"steps": 20, "span": True}},
+                 {"solver.name": ["euler", "midpoint"]}, out=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failed_solve_is_recorded_and_the_others_go_on():
     interp = ns.Interpolant("vp", "linear", 8)
     key = jax.random.PRNGKey(0)

@@ -73,14 +73,14 @@ class Piece(eqx.Module):
         return self.problem.drift(self.clamp(t), x)
 
 
-def has_statistics(model: AbstractDenoiser, x: Batch) -> bool:
+def has_statistics(model: AbstractDenoiser, x: Batch | jax.ShapeDtypeStruct) -> bool:
     """Whether ``model`` has a statistics form (decided at trace time, nothing computed)."""
     one = jnp.ones((), x.dtype)
     c = Coefficients(one, one, one, one, one)
-    return jax.eval_shape(lambda: model.statistics(c, x)) is not None
+    return jax.eval_shape(lambda x: model.statistics(c, x), x) is not None
 
 
-def has_velocity_statistics(model: AbstractDenoiser, x: Batch) -> bool:
+def has_velocity_statistics(model: AbstractDenoiser, x: Batch | jax.ShapeDtypeStruct) -> bool:
     """Whether ``model``'s statistics are linear, with ``velocity_statistics`` (decided at trace
     time, nothing computed)."""
     one = jnp.ones((), x.dtype)
@@ -88,4 +88,4 @@ def has_velocity_statistics(model: AbstractDenoiser, x: Batch) -> bool:
     if not has_statistics(model, x):
         return False
     return jax.eval_shape(
-        lambda: model.velocity_statistics(c, model.statistics(c, x))) is not None
+        lambda x: model.velocity_statistics(c, model.statistics(c, x)), x) is not None

@@ -35,7 +35,7 @@ from .stepping import STEP_METHODS
 __all__ = ["has_span_form", "span_applies", "span_solve"]
 
 
-def has_span_form(model: AbstractDenoiser, x: Batch) -> bool:
+def has_span_form(model: AbstractDenoiser, x: Batch | jax.ShapeDtypeStruct) -> bool:
     """Whether ``model``'s drift has the span form (``velocity_in_span``) over linear
     statistics (decided at trace time, nothing computed)."""
     if not has_velocity_statistics(model, x):
@@ -43,11 +43,11 @@ def has_span_form(model: AbstractDenoiser, x: Batch) -> bool:
     one = jnp.ones((), x.dtype)
     c = Coefficients(one, one, one, one, one)
     return jax.eval_shape(
-        lambda: model.velocity_in_span(c, model.statistics(c, x))) is not None
+        lambda x: model.velocity_in_span(c, model.statistics(c, x)), x) is not None
 
 
-def span_applies(model: AbstractDenoiser, x0: Batch, *, solver, method: str, adaptive: bool,
-                 observe) -> bool:
+def span_applies(model: AbstractDenoiser, x0: Batch | jax.ShapeDtypeStruct, *, solver,
+                 method: str, adaptive: bool, observe) -> bool:
     """Whether a solve with these options runs in span form: a fixed grid of Euler or Heun
     steps (``method`` "diffrax" or "scan"), nothing observed on the way, a model with the form."""
     return (not adaptive and observe is None and method in ("diffrax", "scan")

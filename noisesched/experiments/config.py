@@ -49,6 +49,7 @@ from .. import methods as methods_mod
 from .. import models as models_mod
 from .. import networks
 from .. import schedules as schedules_mod
+from .._solve.span import span_applies
 from .._typing import IntLike, RealLike
 from .._validation import check_choice, check_file, check_int, check_positive
 from ..interpolants import Interpolant
@@ -587,10 +588,25 @@ class RunConfig:
             except ValueError as err:
                 keys = parameters(model_constructor(self.model.name))
                 raise section_error("model", err, keys) from None
+            self._check_span(model, jnp.float64 if float64 else jnp.float32)
         with warnings.catch_warnings():
             warnings.simplefilter("always", schedules_mod.ScheduleKindWarning)
             schedules_mod.warn_if_mismatched(self.schedule.name, self.interpolant.kind,
                                              stacklevel=4)
+
+    def _check_span(self, model, dtype) -> None:
+        """``solver.span = true`` where the span form does not apply is refused here, before
+        any solve (``solve`` would refuse it at its first call)."""
+        s = self.solver
+        states = jax.ShapeDtypeStruct((1, model.d), dtype)
+        if s.span is True and not span_applies(model, states, solver=s.name, method=s.method,
+                                               adaptive=s.adaptive, observe=None):
+            raise ConfigError(
+                f"solver.span = true needs a fixed-grid Euler or Heun solve (solver.method "
+                f"'diffrax' or 'scan', not adaptive) of a model with a span form (the exact "
+                f"mixture); here model {self.model.name!r}, solver.name = {s.name!r}, "
+                f"solver.method = {s.method!r}{', adaptive' if s.adaptive else ''}: use "
+                "'auto' or false")
 
     def build(self) -> tuple[Any, Interpolant, Any]:
         """(model, interpolant, schedule), each made by the library's constructor."""

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 
 from .. import metrics
 from .._output import check_output_folder, staged
-from .._validation import check_int, check_positive, check_real
+from .._validation import check_int, check_real
 from ..interpolants import Interpolant
 from ..models import GaussianMixture
+from ..models.gaussian_mixture import LARGEST_SCALE
 from ..sampling import sample
 from ..schedules import make
 from ..streaming import check_memory
@@ -42,8 +43,8 @@ class DemoConfig:
         check_int("n", self.n, lo=1)
         check_int("steps", self.steps, lo=1)
         check_real("p", self.p, 0.0, 1.0)
-        check_positive("m", self.m)
-        check_positive("sigma", self.sigma)
+        check_real("m", self.m, 0.0, LARGEST_SCALE, hi_open=False)
+        check_real("sigma", self.sigma, 0.0, LARGEST_SCALE, hi_open=False)
         check_real("k", self.k, 0.0, self.d**0.5)
         check_int("seed", self.seed, lo=0)
 

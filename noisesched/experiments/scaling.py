@@ -356,6 +356,7 @@ def _figure(config, rows, slopes):
     else:  # an empty legend is a warning, and an empty plot needs its reason
         ax.text(0.5, 0.5, f"no case reached its tolerances within max_steps = "
                 f"{config.max_steps}", transform=ax.transAxes, ha="center", fontsize=9)
+        ax.set_xlim(min(config.dims), max(config.dims))
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -55,11 +55,21 @@ def to_table(rows: Sequence[Mapping[str, Any]], metadata: Mapping[str, Any] | No
     met = dict.fromkeys(key for row in rows for key in row)
     columns = [key for key in met if key not in RUN_COLUMNS] + [
         key for key in RUN_COLUMNS if key in met]
-    table = pa.table({key: pa.array([row.get(key) for row in rows]) for key in columns})
+    table = pa.table({key: _column(pa, [row.get(key) for row in rows]) for key in columns})
     if metadata is not None:
         table = table.replace_schema_metadata(
             {METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
     return table
+
+
+def _column(pa, values: list[Any]):
+    """One Arrow column; values of several kinds (``solver.span`` = "auto", true, false) are
+    written as their JSON text, since a column has one type."""
+    kinds = {"number" if isinstance(v, int | float) and not isinstance(v, bool) else type(v)
+             for v in values if v is not None}
+    if len(kinds) > 1:
+        values = [None if v is None else json.dumps(v) for v in values]
+    return pa.array(values)
 
 
 def normal_row(row: Mapping[str, Any]) -> dict[str, Any]:
