@@ -89,9 +89,13 @@ def test_a_variance_below_the_resolution_is_reported_as_rounding(x64):
 
     model = ns.GaussianMixture.two_modes(d=D, m=1e-4, sigma=1e-4)
     with pytest.warns(RuntimeWarning, match=r"below 1.28e-11, \(30 float spacings\)² at the "
-                                            r"size 1 of the float32 samples: the rounding of "
-                                            r"each step .* may dominate it"):
-        _measured_and_exact(model, jnp.float32)
+                                            r"size of the float32 samples: the rounding of "
+                                            r"each step \(about 1.2e-07 per coordinate\) may "
+                                            r"dominate it"):
+        measured, _ = _measured_and_exact(model, jnp.float32)
+    # recorded beside the value, and said in its summary line
+    assert measured["within_mode_var_floor"] == pytest.approx((30 * 2.0**-23) ** 2, rel=1e-12)
+    assert "(below the rounding floor 1.279e-11)" in model.describe(measured)
     measured, exact = _measured_and_exact(model, jnp.float64)
     error = abs(measured["within_mode_var"] - exact["within_mode_var_exact"])
     assert error < 4 * measured["within_mode_var_se"]

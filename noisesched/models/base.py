@@ -163,6 +163,8 @@ class Feature(NamedTuple):
             n samples (the standard deviation of the estimate, estimated from the same
             samples), or None where the law gives none (a distance between distributions, a
             nonlinear function of several sample moments).
+        floor: the summary key of the smallest value the samples' float type resolves
+            (below it rounding may dominate the measured value), or None.
     """
 
     key: str
@@ -171,6 +173,7 @@ class Feature(NamedTuple):
     target: str | None = None
     exact: str | None = None
     se: str | None = None
+    floor: str | None = None
 
 
 class ModeSplit(NamedTuple):
@@ -297,6 +300,8 @@ class AbstractDataLaw(eqx.Module):
                 text += f" (target {_number(metrics[f.target])})"
             if f.exact is not None and f.exact in metrics:
                 text += f" [exact {_number(metrics[f.exact])}]"
+            if f.floor is not None and metrics.get(f.floor, 0.0) > metrics[f.key]:
+                text += f" (below the rounding floor {_number(metrics[f.floor])})"
             parts.append(text)
         return ", ".join(parts)
 

@@ -255,7 +255,7 @@ class GaussianMixture(AbstractModel):
             # no standard error
             out.append(Feature("mode_weights_tv", "TV of the mode weights", "high"))
         out += [Feature("within_mode_var", "within-mode variance", "low", "within_mode_var_target",
-                        "within_mode_var_exact", "within_mode_var_se"),
+                        "within_mode_var_exact", "within_mode_var_se", "within_mode_var_floor"),
                 # a KS distance between distributions: no mean over samples, no standard error
                 Feature("coordinate_ks", "KS of the within-mode coordinates", "low")]
         return tuple(out)
@@ -286,7 +286,10 @@ class GaussianMixture(AbstractModel):
             "within_mode_var_se": mean_standard_error(within),
             "coordinate_ks": ks_normal(rows["values"] / self.sigma),
         }
-        _warn_if_unresolved(self, out["within_mode_var"], rows["values"].dtype)
+        floor = _rounding_floor(self, rows["values"].dtype)
+        if floor is not None:
+            out["within_mode_var_floor"] = floor
+            _warn_if_unresolved(out["within_mode_var"], floor, rows["values"].dtype)
         return {key: float(value) for key, value in out.items()}
 
     def overlap(self, x: Batch) -> Float[Array, "*batch K"]:
@@ -523,19 +526,23 @@ def _check_level(m: RealLike) -> Any:
     return level
 
 
-def _warn_if_unresolved(model: GaussianMixture, variance: float, dtype) -> None:
-    """Warn where the samples' within-mode variance is below what their dtype resolves at the
-    data's size: a sampler may shrink the spread far below σ² (a constant schedule leaves
-    O(σ⁴)), and what is left is then float rounding, not comparable with its exact value."""
+def _rounding_floor(model: GaussianMixture, dtype) -> float | None:
+    """(``RESOLVED_SPREAD_ULPS`` float spacings)² at the data's size: below it, rounding may
+    dominate a within-mode variance (None where the means are traced)."""
     size = model.states_size()
-    if size is None:
-        return
-    spacing = float(np.finfo(dtype).eps) * size
-    smallest = (RESOLVED_SPREAD_ULPS * spacing) ** 2
-    if variance < smallest:
+    return None if size is None else (RESOLVED_SPREAD_ULPS * float(np.finfo(dtype).eps)
+                                      * size) ** 2
+
+
+def _warn_if_unresolved(variance: float, floor: float, dtype) -> None:
+    """Warn where the samples' within-mode variance is below ``floor``: a sampler may shrink
+    the spread far below σ² (a constant schedule leaves O(σ⁴)), and what is left may then be
+    float rounding, not comparable with its exact value."""
+    if variance < floor:
+        spacing = math.sqrt(floor) / RESOLVED_SPREAD_ULPS
         warnings.warn(
-            f"the within-mode variance {variance:.3g} is below {smallest:.3g}, "
-            f"({RESOLVED_SPREAD_ULPS:g} float spacings)² at the size {size:g} of the "
+            f"the within-mode variance {variance:.3g} is below {floor:.3g}, "
+            f"({RESOLVED_SPREAD_ULPS:g} float spacings)² at the size of the "
             f"{np.dtype(dtype).name} samples: the rounding of each step (about {spacing:.2g} "
             "per coordinate) may dominate it; sample in float64 to compare it with its exact "
             "value", RuntimeWarning, stacklevel=3)
