@@ -110,7 +110,7 @@ def test_several_key_values_after_one_set(tmp_path, capsys):
     # a run with both forms mixed: every item reaches the config, and a later item wins,
     # within one --set and across them
     config = tmp_path / "c.toml"
-    config.write_text("name = 'c'\n")
+    config.write_text("name = 'c'\n[model]\nname = 'gm'\n")
     last = tmp_path / "last"
     assert main(["run", str(config), "--set", "model.d=100", "sample.n=16", "sample.n=8",
                  "solver.steps=4", "--set", "output.figures=false", "model.d=64", "--out",
